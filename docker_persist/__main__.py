@@ -1,0 +1,3 @@
+from docker_persist.plugin import entry
+
+entry()

@@ -1,0 +1,38 @@
+"""What every command is handed: the environment, the global flags, and lazy access to the engine."""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+from docker_persist.dockerconfig import DockerConfig, Endpoint, find_config_dir, load_docker_config, resolve_endpoint
+from docker_persist.environment import Environment
+from docker_persist.globalflags import GlobalOptions
+
+if TYPE_CHECKING:
+    from docker_persist.engine import Engine
+
+
+class Context:
+    """Per-invocation state. The engine connection is made on first use, never at start-up."""
+
+    def __init__(self, env: Environment, options: GlobalOptions) -> None:
+        self.env = env
+        self.options = options
+
+    @functools.cached_property
+    def docker_config(self) -> DockerConfig:
+        """The Docker CLI config in force (--config, DOCKER_CONFIG or ~/.docker)."""
+        return load_docker_config(find_config_dir(self.options, self.env.environ))
+
+    @functools.cached_property
+    def endpoint(self) -> Endpoint:
+        """The engine endpoint `docker` would use. Raise ConfigError for a bad context."""
+        return resolve_endpoint(self.options, self.env.environ, self.docker_config)
+
+    @functools.cached_property
+    def engine(self) -> Engine:
+        """The one interface to the Docker engine."""
+        from docker_persist.engine import Engine
+
+        return Engine(self.endpoint)

@@ -1,0 +1,51 @@
+"""The error hierarchy. `cli.main` is the one place that maps these to exit codes."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitStatus(enum.IntEnum):
+    """Process exit codes, the same for every command."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    INTERRUPTED = 130
+
+
+class PersistError(Exception):
+    """Base of every error docker-persist reports to the user.
+
+    The message is shown as is, so it must say what went wrong and what to do.
+    """
+
+    exit_status = ExitStatus.FAILED
+
+
+class UsageError(PersistError):
+    """Bad command line: unknown flag, missing argument, conflicting options."""
+
+    exit_status = ExitStatus.USAGE
+
+    def __init__(self, message: str, command: str = "docker persist") -> None:
+        super().__init__(message)
+        self.command = command
+
+
+class ConfigError(PersistError):
+    """Bad configuration: Docker config or context, Compose file, or x-persist."""
+
+    exit_status = ExitStatus.USAGE
+
+
+class EngineError(PersistError):
+    """The Docker engine could not be reached or refused a request."""
+
+
+class UnsafeOperationError(PersistError):
+    """An operation was refused because it would lose data."""
+
+
+class SnapshotNotFoundError(PersistError):
+    """No snapshot has the requested name."""

@@ -1,0 +1,75 @@
+"""The one place that spawns processes: `docker compose` and friends."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from docker_persist.dockerconfig import DockerConfig, find_cli_plugin
+
+
+class ComposeVersion(NamedTuple):
+    """The Compose CLI plugin the Docker CLI would run, and its version (None if unusable)."""
+
+    path: str | None
+    version: str | None
+    problem: str | None = None
+
+
+def cache_dir(environ: Mapping[str, str]) -> str:
+    """Return docker-persist's cache dir (XDG_CACHE_HOME, else ~/.cache)."""
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "docker-persist")
+
+
+def _binary_key(path: str) -> str:
+    real = os.path.realpath(path)
+    stat = os.stat(real)
+    return f"{real}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def find_compose_version(config: DockerConfig, environ: Mapping[str, str], timeout: float = 20.0) -> ComposeVersion:
+    """Return the version of the Compose plugin that `docker compose` would run.
+
+    The answer is cached against the binary's identity (path, inode, size, mtime), so a
+    replaced binary is asked again; asking costs a process start on every `version`.
+    """
+    path = find_cli_plugin(config, "compose")
+    if path is None:
+        return ComposeVersion(None, None, "no docker-compose CLI plugin installed")
+    cache_file = os.path.join(cache_dir(environ), "compose-version.json")
+    try:
+        key = _binary_key(path)
+        with open(cache_file, encoding="utf-8") as handle:
+            cached = json.load(handle)
+        if cached.get("key") == key and isinstance(cached.get("version"), str):
+            return ComposeVersion(path, cached["version"])
+    except (OSError, ValueError, AttributeError):
+        pass
+    import subprocess  # only on a cache miss: it costs `version` 6 ms of start-up
+
+    try:
+        done = subprocess.run(
+            [path, "version", "--short"], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        return ComposeVersion(path, None, f"{path} did not run: {error}")
+    if done.returncode != 0:
+        return ComposeVersion(path, None, f"{path} failed: {done.stderr.strip()}")
+    version = done.stdout.strip().removeprefix("v")
+    _write_cache(cache_file, {"key": _binary_key(path), "version": version})
+    return ComposeVersion(path, version)
+
+
+def _write_cache(path: str, data: object) -> None:
+    """Write a cache file atomically; a cache that cannot be written is simply not kept."""
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        temporary = f"{path}.{os.getpid()}.tmp"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        os.replace(temporary, path)
+    except OSError:
+        pass

@@ -24,6 +24,24 @@ def cache_dir(environ: Mapping[str, str]) -> str:
     return os.path.join(base, "docker-persist")
 
 
+def child_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """Return the environment for a child process: ours, less what is only meant for us.
+
+    The Docker CLI tells a plugin it runs as one with DOCKER_CLI_PLUGIN_* variables; a
+    child Compose seeing them would expect to be a plugin too. A PyInstaller bundle puts
+    its own libraries first on LD_LIBRARY_PATH, which must not leak into other programs.
+    """
+    child = {k: v for k, v in environ.items() if not k.startswith(("DOCKER_CLI_PLUGIN_", "_PYI_"))}
+    if "_PYI_ARCHIVE_FILE" in environ or "LD_LIBRARY_PATH_ORIG" in environ:
+        original = environ.get("LD_LIBRARY_PATH_ORIG")
+        child.pop("LD_LIBRARY_PATH_ORIG", None)
+        if original:
+            child["LD_LIBRARY_PATH"] = original
+        else:
+            child.pop("LD_LIBRARY_PATH", None)
+    return child
+
+
 def _binary_key(path: str) -> str:
     real = os.path.realpath(path)
     stat = os.stat(real)
@@ -52,7 +70,12 @@ def find_compose_version(config: DockerConfig, environ: Mapping[str, str], timeo
 
     try:
         done = subprocess.run(
-            [path, "version", "--short"], capture_output=True, text=True, timeout=timeout, check=False
+            [path, "version", "--short"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=child_environ(environ),
         )
     except (OSError, subprocess.SubprocessError) as error:
         return ComposeVersion(path, None, f"{path} did not run: {error}")

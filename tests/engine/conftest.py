@@ -1,0 +1,112 @@
+"""The engine tier: a real Docker engine, the real `docker` CLI, real Compose v2 and the built plugin.
+
+These tests never skip under CI: with CI set and no engine, they fail loudly.
+Run `tests/bed/testbed` (the README's test command does) to bring an engine up.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLE = ROOT / "build" / "dist" / "docker-persist"
+BUSYBOX_IMAGE = "docker-persist-test/busybox:latest"
+
+
+def engine_problem() -> str | None:
+    """Return why the engine tier cannot run here, or None."""
+    if shutil.which("docker") is None:
+        return "no docker CLI on PATH"
+    try:
+        done = subprocess.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True, timeout=20
+        )
+    except subprocess.TimeoutExpired:
+        return "the Docker engine did not answer within 20 s"
+    if done.returncode != 0:
+        return f"no Docker engine answers: {done.stderr.strip()}"
+    compose = subprocess.run(["docker", "compose", "version", "--short"], capture_output=True, text=True)
+    if compose.returncode != 0:
+        return "docker compose (v2) is not installed"
+    return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_available() -> None:
+    """Fail (under CI) or skip (elsewhere) when there is no engine to test against."""
+    problem = engine_problem()
+    if problem is None:
+        return
+    message = f"{problem}; run tests/bed/testbed first"
+    if os.environ.get("CI"):
+        pytest.fail(f"engine tests cannot run under CI: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def bundle() -> Path:
+    """The PyInstaller onedir bundle, built on demand."""
+    if not (BUNDLE / "docker-persist").exists():
+        subprocess.run([str(ROOT / "build" / "build.sh")], check=True)
+    return BUNDLE
+
+
+@pytest.fixture(scope="session")
+def docker_config(tmp_path_factory: pytest.TempPathFactory, bundle: Path) -> Path:
+    """A Docker config dir with the plugin installed into it by the real installer."""
+    base = tmp_path_factory.mktemp("dockercfg")
+    config = base / "docker"
+    env = {**os.environ, "DOCKER_CONFIG": str(config), "DOCKER_PERSIST_PREFIX": str(base / "bundles")}
+    subprocess.run([str(ROOT / "plugin" / "install.sh"), "--bundle", str(bundle)], check=True, env=env)
+    # Compose may live in the user's own plugin dir rather than a system one: keep it visible.
+    home_compose = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "cli-plugins" / "docker-compose"
+    if home_compose.exists():
+        (config / "cli-plugins" / "docker-compose").symlink_to(home_compose.resolve())
+    return config
+
+
+class DockerCLI:
+    """The real `docker` CLI, run with the test's config dir."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.env = {**os.environ, "DOCKER_CONFIG": str(config), "XDG_CACHE_HOME": str(config / "cache")}
+        for name in ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
+            self.env.pop(name, None)
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            ["docker", *args], capture_output=True, text=True, env={**self.env, **(env or {})}, timeout=300
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+        return done
+
+
+@pytest.fixture(scope="session")
+def docker(docker_config: Path) -> DockerCLI:
+    return DockerCLI(docker_config)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A unique prefix for the resources one test creates."""
+    return f"dptest-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def contexts(docker: DockerCLI) -> Iterator[list[str]]:
+    """Contexts a test creates; removed afterwards."""
+    created: list[str] = []
+    yield created
+    for name in created:
+        docker.run("context", "rm", "--force", name)

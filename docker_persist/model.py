@@ -1,0 +1,313 @@
+"""The Compose project as docker-persist sees it: frozen dataclasses, built once from
+`docker compose config` output and never from raw dicts again.
+
+Pure: no I/O. `project.load_project` runs Compose; `build_project` here turns its parsed
+YAML into the model. Validation of `x-persist` against the schema happens before this
+(`schema.validate_document`), so the builders may assume well-formed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from docker_persist.errors import ConfigError
+
+CONSISTENCY = ("stop", "pause", "none")
+ON_DOWN = ("backup", "refuse", "allow")
+COMPRESSION = ("zstd", "gzip", "none")
+
+_DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION_UNITS = (7 * 86400, 86400, 3600, 60, 1)
+
+
+def parse_duration(text: str) -> int:
+    """Return the seconds in a duration such as `26h`, `30d`, `1w2d` or `90m`.
+
+    Raise ConfigError for anything else, or for zero.
+    """
+    match = _DURATION.match(text.strip()) if text.strip() else None
+    if match is None:
+        raise ConfigError(f"invalid duration {text!r}: expected e.g. 26h, 7d, 2w, 90m")
+    seconds = sum(int(value) * unit for value, unit in zip(match.groups(), _DURATION_UNITS) if value)
+    if seconds <= 0:
+        raise ConfigError(f"invalid duration {text!r}: must be more than zero")
+    return seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class KeepPolicy:
+    """Retention, with restic's semantics: the rules are a union, -1 means all."""
+
+    last: int | None = None
+    hourly: int | None = None
+    daily: int | None = None
+    weekly: int | None = None
+    monthly: int | None = None
+    yearly: int | None = None
+    within: str | None = None
+
+    def is_empty(self) -> bool:
+        """Return True if no rule is set (an empty policy would forget everything)."""
+        return all(getattr(self, f.name) is None for f in dataclasses.fields(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectPolicy:
+    """Project-wide `x-persist` (top level)."""
+
+    store: str | None = None
+    compression: str = "zstd"
+    keep: KeepPolicy | None = None
+    on_down: str = "backup"
+    schedule: str | None = None
+    max_age: int | None = None  # seconds; a newer snapshot is required, else `check` warns
+    verify_max_age: int | None = None  # seconds; a newer passing verify is required
+    ignore: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class VolumePolicy:
+    """`x-persist` of a precious volume (top-level volume, or a long-syntax mount entry)."""
+
+    protect: bool = True
+    restore: str = "none"  # latest | none | <snapshot name>
+    max_age: int | None = None
+    verify_max_age: int | None = None
+    schedule: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ServicePolicy:
+    """`x-persist` of a service."""
+
+    consistency: str = "none"
+    pre: tuple[str, ...] = ()
+    post: tuple[str, ...] = ()
+    verify: str | None = None  # a command run over the restored volume by `verify`
+    paths: tuple[str, ...] = ()  # container paths whose data must persist
+    ignore: tuple[str, ...] = ()  # check rule IDs silenced for this service
+
+
+@dataclasses.dataclass(frozen=True)
+class Mount:
+    """One entry of a service's `volumes:` (and `tmpfs:`), in Compose's long syntax.
+
+    `source` is the volume key for a named volume, the host path for a bind, and None
+    for an anonymous volume or a tmpfs. `precious` is the mount's own `x-persist`:
+    True (`true`/`{}`/object), False (`false`) or None (not annotated).
+    """
+
+    type: str  # volume | bind | tmpfs | npipe | cluster | image
+    target: str
+    source: str | None = None
+    read_only: bool = False
+    precious: bool | None = None
+    ignore: tuple[str, ...] = ()
+
+    @property
+    def is_anonymous(self) -> bool:
+        """Return True for a volume mount with no name: the next `up` makes a new one."""
+        return self.type == "volume" and not self.source
+
+
+@dataclasses.dataclass(frozen=True)
+class Service:
+    """A Compose service."""
+
+    name: str
+    image: str | None
+    mounts: tuple[Mount, ...] = ()
+    privileged: bool = False
+    cap_add: tuple[str, ...] = ()
+    policy: ServicePolicy | None = None
+    provider: str | None = None  # provider.type, for provider services
+    provider_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Volume:
+    """A top-level Compose volume. `name` is the engine's name for it."""
+
+    key: str
+    name: str
+    driver: str | None = None
+    driver_opts: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    external: bool = False
+    policy: VolumePolicy | None = None  # None: not precious
+    disposable: bool = False  # `x-persist: false`: no warnings, no backups
+
+
+@dataclasses.dataclass(frozen=True)
+class Project:
+    """A Compose project with its `x-persist` annotations."""
+
+    name: str
+    working_dir: str
+    services: tuple[Service, ...]
+    volumes: Mapping[str, Volume]
+    policy: ProjectPolicy = ProjectPolicy()
+
+    def service(self, name: str) -> Service | None:
+        """Return the service called `name`, or None."""
+        return next((s for s in self.services if s.name == name), None)
+
+    def precious_volumes(self) -> list[Volume]:
+        """Return the volumes `x-persist` marks precious, in file order."""
+        return [v for v in self.volumes.values() if v.policy is not None]
+
+    def services_using(self, volume_key: str) -> list[Service]:
+        """Return the services that mount the volume `volume_key`."""
+        return [s for s in self.services if any(m.type == "volume" and m.source == volume_key for m in s.mounts)]
+
+
+# --- building the model from `docker compose config` output -------------------------
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(v) for v in value)
+
+
+def _duration(value: Any) -> int | None:
+    return None if value is None else parse_duration(str(value))
+
+
+def build_keep_policy(raw: Mapping[str, Any]) -> KeepPolicy:
+    """Return the KeepPolicy for a `keep:` mapping."""
+    return KeepPolicy(
+        **{k: raw[k] for k in ("last", "hourly", "daily", "weekly", "monthly", "yearly", "within") if k in raw}
+    )
+
+
+def build_project_policy(raw: Any) -> ProjectPolicy:
+    """Return the ProjectPolicy for a top-level `x-persist` value (absent: defaults)."""
+    if not isinstance(raw, Mapping):
+        return ProjectPolicy()
+    return ProjectPolicy(
+        store=raw.get("store"),
+        compression=raw.get("compression", "zstd"),
+        keep=build_keep_policy(raw["keep"]) if isinstance(raw.get("keep"), Mapping) else None,
+        on_down=raw.get("on_down", "backup"),
+        schedule=raw.get("schedule"),
+        max_age=_duration(raw.get("max_age")),
+        verify_max_age=_duration(raw.get("verify_max_age")),
+        ignore=_strings(raw.get("ignore")),
+    )
+
+
+def build_volume_policy(raw: Any) -> VolumePolicy | None:
+    """Return the policy for a volume's `x-persist`: None unless it marks the volume precious."""
+    if raw is None or raw is False:
+        return None
+    if raw is True or not isinstance(raw, Mapping):
+        return VolumePolicy()
+    return VolumePolicy(
+        protect=bool(raw.get("protect", True)),
+        restore=str(raw.get("restore", "none")),
+        max_age=_duration(raw.get("max_age")),
+        verify_max_age=_duration(raw.get("verify_max_age")),
+        schedule=raw.get("schedule"),
+    )
+
+
+def build_service_policy(raw: Any) -> ServicePolicy | None:
+    """Return the ServicePolicy for a service's `x-persist`, or None when absent."""
+    if not isinstance(raw, Mapping):
+        return None
+    return ServicePolicy(
+        consistency=raw.get("consistency", "none"),
+        pre=_strings(raw.get("pre")),
+        post=_strings(raw.get("post")),
+        verify=raw.get("verify"),
+        paths=_strings(raw.get("paths")),
+        ignore=_strings(raw.get("ignore")),
+    )
+
+
+def build_mount(raw: Mapping[str, Any]) -> Mount:
+    """Return the Mount for one long-syntax entry of a service's `volumes:`."""
+    annotation = raw.get("x-persist")
+    precious = None if annotation is None else annotation is not False
+    ignore = _strings(annotation.get("ignore")) if isinstance(annotation, Mapping) else ()
+    return Mount(
+        type=str(raw.get("type", "volume")),
+        target=str(raw.get("target", "")),
+        source=raw.get("source") or None,
+        read_only=bool(raw.get("read_only", False)),
+        precious=precious,
+        ignore=ignore,
+    )
+
+
+def build_service(name: str, raw: Mapping[str, Any]) -> Service:
+    """Return the Service for one entry of `services:`."""
+    mounts = [build_mount(m) for m in raw.get("volumes") or () if isinstance(m, Mapping)]
+    tmpfs = raw.get("tmpfs") or ()
+    for path in [tmpfs] if isinstance(tmpfs, str) else tmpfs:
+        # `tmpfs: /run` or `/run:size=64m`: the path is before the first colon.
+        mounts.append(Mount(type="tmpfs", target=str(path).split(":", 1)[0]))
+    provider = raw.get("provider") if isinstance(raw.get("provider"), Mapping) else None
+    depends = raw.get("depends_on") or {}
+    return Service(
+        name=name,
+        image=raw.get("image"),
+        mounts=tuple(mounts),
+        privileged=bool(raw.get("privileged", False)),
+        cap_add=tuple(str(c).upper().removeprefix("CAP_") for c in raw.get("cap_add") or ()),
+        policy=build_service_policy(raw.get("x-persist")),
+        provider=str(provider.get("type")) if provider else None,
+        provider_options=dict(provider.get("options") or {}) if provider else {},
+        depends_on=tuple(depends) if isinstance(depends, (Mapping, list)) else (),
+    )
+
+
+def build_volume(key: str, raw: Mapping[str, Any] | None, project_name: str, mounts: Sequence[Mount]) -> Volume:
+    """Return the Volume for a top-level volume, merging the x-persist of the mounts that use it."""
+    raw = raw or {}
+    annotation = raw.get("x-persist")
+    policy = build_volume_policy(annotation)
+    disposable = annotation is False
+    if policy is None and not disposable and any(m.precious for m in mounts):
+        policy = VolumePolicy()
+    external = raw.get("external")
+    return Volume(
+        key=key,
+        name=str(raw.get("name") or f"{project_name}_{key}"),
+        driver=raw.get("driver"),
+        driver_opts={str(k): str(v) for k, v in (raw.get("driver_opts") or {}).items()},
+        labels={str(k): str(v) for k, v in (raw.get("labels") or {}).items()},
+        external=bool(external) if not isinstance(external, Mapping) else True,
+        policy=policy,
+        disposable=disposable,
+    )
+
+
+def build_project(document: Mapping[str, Any], working_dir: str) -> Project:
+    """Return the Project for the parsed YAML of `docker compose config`.
+
+    Raise ConfigError if the document has no project name.
+    """
+    name = document.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("docker compose config gave no project name")
+    services = tuple(build_service(str(n), s or {}) for n, s in (document.get("services") or {}).items())
+    all_mounts = [m for s in services for m in s.mounts]
+    volumes = {
+        str(key): build_volume(str(key), raw, name, [m for m in all_mounts if m.type == "volume" and m.source == key])
+        for key, raw in (document.get("volumes") or {}).items()
+    }
+    return Project(
+        name=name,
+        working_dir=working_dir,
+        services=services,
+        volumes=volumes,
+        policy=build_project_policy(document.get("x-persist")),
+    )

@@ -31,7 +31,7 @@ def parse_duration(text: str) -> int:
     match = _DURATION.match(text.strip()) if text.strip() else None
     if match is None:
         raise ConfigError(f"invalid duration {text!r}: expected e.g. 26h, 7d, 2w, 90m")
-    seconds = sum(int(value) * unit for value, unit in zip(match.groups(), _DURATION_UNITS) if value)
+    seconds = sum(int(value) * unit for value, unit in zip(match.groups(), _DURATION_UNITS, strict=True) if value)
     if seconds <= 0:
         raise ConfigError(f"invalid duration {text!r}: must be more than zero")
     return seconds
@@ -106,6 +106,7 @@ class Mount:
     read_only: bool = False
     precious: bool | None = None
     ignore: tuple[str, ...] = ()
+    policy: VolumePolicy | None = None  # the mount's own policy, used when the volume has none
 
     @property
     def is_anonymous(self) -> bool:
@@ -244,6 +245,7 @@ def build_mount(raw: Mapping[str, Any]) -> Mount:
         read_only=bool(raw.get("read_only", False)),
         precious=precious,
         ignore=ignore,
+        policy=build_volume_policy(annotation),
     )
 
 
@@ -275,8 +277,9 @@ def build_volume(key: str, raw: Mapping[str, Any] | None, project_name: str, mou
     annotation = raw.get("x-persist")
     policy = build_volume_policy(annotation)
     disposable = annotation is False
-    if policy is None and not disposable and any(m.precious for m in mounts):
-        policy = VolumePolicy()
+    if policy is None and not disposable:
+        # The top-level volume says nothing: the first mount that marks it precious decides.
+        policy = next((m.policy for m in mounts if m.policy is not None), None)
     external = raw.get("external")
     return Volume(
         key=key,
@@ -311,3 +314,17 @@ def build_project(document: Mapping[str, Any], working_dir: str) -> Project:
         volumes=volumes,
         policy=build_project_policy(document.get("x-persist")),
     )
+
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """Return the bytes in a size such as `10MB`, `512k`, `1GiB` or `4096`. Raise ConfigError otherwise."""
+    match = _SIZE.match(text.strip())
+    if match is None:
+        raise ConfigError(f"invalid size {text!r}: expected e.g. 10MB, 512KiB, 1G or a number of bytes")
+    number, unit = float(match.group(1)), (match.group(2) or "").lower()
+    base = 1024 if "i" in unit else 1000
+    power = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}[unit[:1] if unit[:1] in "kmgt" else ""]
+    return int(number * base**power)

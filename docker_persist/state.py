@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import re
 from collections.abc import Mapping
+
+_ANONYMOUS_VOLUME = re.compile(r"^[0-9a-f]{64}$")
+
+
+def is_anonymous_volume_name(name: str) -> bool:
+    """Return True for the 64-hex name the engine gives an anonymous volume."""
+    return bool(_ANONYMOUS_VOLUME.match(name))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,9 +7,11 @@ starts fast; everything else goes through `docker.APIClient`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import socket
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from docker_persist import __version__
@@ -19,7 +21,19 @@ from docker_persist.errors import EngineError
 if TYPE_CHECKING:
     import docker
 
+    from docker_persist.state import ContainerState, GuardState, VolumeState
+
 USER_AGENT = f"docker-persist/{__version__}"
+
+# Labels on what docker-persist itself creates (guards, helpers, its image). Guards carry
+# no Compose labels on purpose: `docker compose down` would remove them.
+LABEL_ROLE = "io.docker-persist.role"  # guard | helper | image
+LABEL_VOLUME = "io.docker-persist.volume"
+LABEL_PROJECT = "io.docker-persist.project"
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_SERVICE = "com.docker.compose.service"
+COMPOSE_ONEOFF = "com.docker.compose.oneoff"
+COMPOSE_VOLUME = "com.docker.compose.volume"
 
 
 class EngineVersion(NamedTuple):
@@ -162,3 +176,131 @@ class Engine:
             )
         except docker.errors.DockerException as error:
             raise unreachable(self.endpoint, error) from error
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Translate SDK and transport errors into EngineError naming what was being done."""
+        import docker.errors
+        import requests.exceptions
+
+        try:
+            yield
+        except docker.errors.APIError as error:
+            raise EngineError(f"{doing}: {error.explanation or error}") from error
+        except requests.exceptions.ConnectionError as error:
+            raise unreachable(self.endpoint, error) from error
+        except docker.errors.DockerException as error:
+            raise EngineError(f"{doing}: {error}") from error
+
+    # --- read-only state --------------------------------------------------------------
+
+    def list_project_containers(self, project: str, changes_above: int | None = None) -> list[ContainerState]:
+        """Return the project's containers (found by Compose labels), with writable-layer sizes.
+
+        The changed paths are read only for containers whose writable layer holds more
+        than `changes_above` bytes: the diff walks the whole layer.
+        """
+        from docker_persist.state import ContainerMount, ContainerState
+
+        with self._errors(f"listing the containers of project {project!r}"):
+            raw = self.api.containers(all=True, size=True, filters={"label": f"{COMPOSE_PROJECT}={project}"})
+        containers = []
+        for item in raw:
+            labels = item.get("Labels") or {}
+            if LABEL_ROLE in labels:
+                continue
+            size_rw = item.get("SizeRw")
+            changes = None
+            if changes_above is not None and size_rw is not None and size_rw > changes_above:
+                changes = tuple(self.container_changes(item["Id"]))
+            mounts = tuple(
+                ContainerMount(
+                    type=str(m.get("Type", "")),
+                    destination=str(m.get("Destination", "")),
+                    name=m.get("Name") or None,
+                    source=str(m.get("Source", "")),
+                    rw=bool(m.get("RW", True)),
+                )
+                for m in item.get("Mounts") or ()
+            )
+            names = item.get("Names") or [item["Id"][:12]]
+            containers.append(
+                ContainerState(
+                    id=item["Id"],
+                    name=str(names[0]).lstrip("/"),
+                    service=str(labels.get(COMPOSE_SERVICE, "")),
+                    image=str(item.get("Image", "")),
+                    state=str(item.get("State", "")),
+                    mounts=mounts,
+                    size_rw=size_rw,
+                    changes=changes,
+                    oneoff=labels.get(COMPOSE_ONEOFF) == "True",
+                )
+            )
+        return containers
+
+    def container_changes(self, container_id: str) -> list[str]:
+        """Return the paths added or changed in a container's writable layer (not deletions)."""
+        with self._errors(f"reading the changes of container {container_id[:12]}"):
+            raw = self.api.diff(container_id) or []
+        return sorted(str(c["Path"]) for c in raw if c.get("Kind") in (0, 1))
+
+    def list_volumes(self, names: Iterable[str] | None = None, with_sizes: bool = False) -> dict[str, VolumeState]:
+        """Return the engine's volumes by name (only `names`, if given), sizes read from /system/df if asked."""
+        from docker_persist.state import VolumeState
+
+        wanted = set(names) if names is not None else None
+        with self._errors("listing volumes"):
+            raw = self.api.volumes().get("Volumes") or []
+        sizes: dict[str, int] = {}
+        if with_sizes:
+            with self._errors("reading volume sizes"):
+                usage = self.api.df().get("Volumes") or []
+            for item in usage:
+                size = (item.get("UsageData") or {}).get("Size", -1)
+                if size is not None and size >= 0:
+                    sizes[item["Name"]] = int(size)
+        return {
+            v["Name"]: VolumeState(
+                name=v["Name"],
+                driver=str(v.get("Driver", "")),
+                options=dict(v.get("Options") or {}),
+                labels=dict(v.get("Labels") or {}),
+                mountpoint=str(v.get("Mountpoint", "")),
+                size=sizes.get(v["Name"]),
+            )
+            for v in raw
+            if wanted is None or v["Name"] in wanted
+        }
+
+    def image_volumes(self, images: Iterable[str]) -> dict[str, tuple[str, ...]]:
+        """Return each local image's declared VOLUMEs; images not present locally are left out."""
+        import docker.errors
+
+        result = {}
+        for image in sorted(set(images)):
+            try:
+                with self._errors(f"inspecting image {image}"):
+                    config = self.api.inspect_image(image).get("Config") or {}  # type: ignore[no-untyped-call]
+            except EngineError as error:
+                if isinstance(error.__cause__, docker.errors.NotFound):
+                    continue
+                raise
+            result[image] = tuple(sorted((config.get("Volumes") or {}).keys()))
+        return result
+
+    def list_guards(self, project: str | None = None) -> list[GuardState]:
+        """Return the guard containers (of `project`, if given)."""
+        from docker_persist.state import GuardState
+
+        filters = [f"{LABEL_ROLE}=guard"] + ([f"{LABEL_PROJECT}={project}"] if project else [])
+        with self._errors("listing guards"):
+            raw = self.api.containers(all=True, filters={"label": filters})
+        return [
+            GuardState(
+                id=c["Id"],
+                volume=str(c["Labels"].get(LABEL_VOLUME, "")),
+                project=str(c["Labels"].get(LABEL_PROJECT, "")),
+            )
+            for c in raw
+        ]

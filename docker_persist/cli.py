@@ -71,20 +71,28 @@ def run_command(args: Sequence[str], env: Environment) -> int:
     if rest[0] in ("-v", "--version"):
         env.stdout.write(f"docker-persist version {__version__}\n")
         return ExitStatus.OK
+    compose_options = None
+    if rest[0].startswith("-"):
+        from docker_persist.project import split_project_flags
+
+        compose_options, rest = split_project_flags(rest)
+        if not rest:
+            raise UsageError("a command is required after the project flags")
     name, command_args = rest[0], rest[1:]
-    command = COMMANDS.get(name)
-    if command is None:
+    entry = COMMANDS.get(name)
+    if entry is None:
         if name.startswith("-"):
             raise UsageError(f"unknown flag: {name}")
         close = difflib.get_close_matches(name, list(COMMANDS), n=1)
         hint = f"\n\nDid you mean this?\n\t{close[0]}" if close else ""
         raise UsageError(f"unknown command: {ROOT} {name}{hint}")
-    parser = command.make_parser()
+    command = entry.load()
+    parser = command.make_parser(entry.name, entry.summary)
     parsed = parser.parse_command_args(command_args)
     if parsed.help:
         env.stdout.write(parser.format_help())
         return ExitStatus.OK
-    return command.run(parsed, Context(env=env, options=options))
+    return command.run(parsed, Context(env=env, options=options, compose_options=compose_options))
 
 
 def main(args: Sequence[str], env: Environment | None = None) -> int:

@@ -11,14 +11,17 @@ from docker_persist.globalflags import GlobalOptions
 
 if TYPE_CHECKING:
     from docker_persist.engine import Engine
+    from docker_persist.project import ComposeOptions
 
 
 class Context:
     """Per-invocation state. The engine connection is made on first use, never at start-up."""
 
-    def __init__(self, env: Environment, options: GlobalOptions) -> None:
+    def __init__(self, env: Environment, options: GlobalOptions, compose_options: ComposeOptions | None = None) -> None:
         self.env = env
         self.options = options
+        # Compose project flags given before the subcommand (`docker persist -f x.yml check`).
+        self.compose_options = compose_options
 
     @functools.cached_property
     def docker_config(self) -> DockerConfig:

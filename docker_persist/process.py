@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from docker_persist.dockerconfig import DockerConfig, find_cli_plugin
@@ -96,3 +96,36 @@ def _write_cache(path: str, data: object) -> None:
         os.replace(temporary, path)
     except OSError:
         pass
+
+
+def find_compose(config: DockerConfig) -> str:
+    """Return the path of the Compose v2 CLI plugin. Raise ConfigError if it is not installed."""
+    path = find_cli_plugin(config, "compose")
+    if path is None:
+        from docker_persist.errors import ConfigError
+
+        raise ConfigError("Docker Compose v2 is not installed: `docker compose version` must work")
+    return path
+
+
+def run_compose_config(
+    config: DockerConfig, project_argv: Sequence[str], environ: Mapping[str, str], cwd: str | None = None
+) -> str:
+    """Return the YAML that `docker compose [project flags] config` prints.
+
+    The plugin binary is run directly (standalone mode): `config` needs no engine, and
+    this saves two process starts. Raise ConfigError with Compose's own message if
+    Compose rejects the project.
+    """
+    import subprocess
+
+    from docker_persist.errors import ConfigError
+
+    argv = [find_compose(config), *project_argv, "config"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, env=child_environ(environ), cwd=cwd)
+    except OSError as error:
+        raise ConfigError(f"cannot run {argv[0]}: {error}") from error
+    if done.returncode != 0:
+        raise ConfigError(f"docker compose rejected the project:\n{done.stderr.strip()}")
+    return done.stdout

@@ -1,8 +1,48 @@
-"""The command registry: an explicit dict, which PyInstaller can follow."""
+"""The command registry: an explicit dict, which PyInstaller can follow.
+
+Each command module is imported only when that command runs, so that `version` does
+not pay for the imports of `check` (YAML, dataclasses, the rules).
+"""
 
 from __future__ import annotations
 
-from docker_persist.commands import version
+from collections.abc import Callable
+from typing import NamedTuple
+
 from docker_persist.commands.base import Command
 
-COMMANDS: dict[str, Command] = {command.name: command for command in (version.COMMAND,)}
+
+class Entry(NamedTuple):
+    """A registered command: its name and one-line summary, and how to load it."""
+
+    name: str
+    summary: str
+    load: Callable[[], Command]
+
+
+def _check() -> Command:
+    from docker_persist.commands import check
+
+    return check.COMMAND
+
+
+def _plan() -> Command:
+    from docker_persist.commands import plan
+
+    return plan.COMMAND
+
+
+def _version() -> Command:
+    from docker_persist.commands import version
+
+    return version.COMMAND
+
+
+COMMANDS: dict[str, Entry] = {
+    entry.name: entry
+    for entry in (
+        Entry("check", "Audit the project and the engine for data that could be lost or exposed", _check),
+        Entry("plan", "Show what up or down would do, and change nothing", _plan),
+        Entry("version", "Show the docker-persist, Docker engine and Compose versions", _version),
+    )
+}

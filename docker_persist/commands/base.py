@@ -4,41 +4,72 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from docker_persist.context import Context
 from docker_persist.errors import UsageError
 from docker_persist.helpformat import ROOT, DockerArgumentParser
 
+if TYPE_CHECKING:
+    from docker_persist.model import Project
+
 FORMATS = ("pretty", "json")
 
 
 class Command(NamedTuple):
-    """A subcommand. `run` returns the exit code; it raises PersistError to fail."""
+    """A subcommand. `run` returns the exit code; it raises PersistError to fail.
 
-    name: str
-    summary: str
+    Its name and summary live in the registry (`commands.COMMANDS`), which help reads
+    without importing the command.
+    """
+
     add_arguments: Callable[[DockerArgumentParser], None]
     run: Callable[[argparse.Namespace, Context], int]
     usage: str = "[OPTIONS]"
 
-    def make_parser(self) -> DockerArgumentParser:
+    def make_parser(self, name: str, summary: str) -> DockerArgumentParser:
         """Return the parser for this subcommand, with Docker-style help."""
-        parser = DockerArgumentParser(f"{ROOT} {self.name}", self.summary, self.usage)
+        parser = DockerArgumentParser(f"{ROOT} {name}", summary, self.usage)
         self.add_arguments(parser)
         return parser
 
 
-def add_format_flag(parser: DockerArgumentParser) -> None:
+def add_format_flag(parser: DockerArgumentParser, formats: tuple[str, ...] = FORMATS) -> None:
     """Add `--format pretty|json`, for commands whose output is data."""
+    choices = " or ".join(f'"{f}"' for f in formats)
     parser.add_argument(
-        "--format", default="pretty", metavar="string", help='Format the output: "pretty" or "json" (default "pretty")'
+        "--format", default="pretty", metavar="string", help=f'Format the output: {choices} (default "pretty")'
     )
 
 
-def check_format(args: argparse.Namespace, command: str) -> str:
+def check_format(args: argparse.Namespace, command: str, formats: tuple[str, ...] = FORMATS) -> str:
     """Return the validated `--format` value. Raise UsageError for an unknown one."""
     value: str = args.format
-    if value not in FORMATS:
-        raise UsageError(f'invalid --format "{value}": expected "pretty" or "json"', command=f"{ROOT} {command}")
+    if value not in formats:
+        expected = ", ".join(f'"{f}"' for f in formats)
+        raise UsageError(f'invalid --format "{value}": expected one of {expected}', command=f"{ROOT} {command}")
     return value
+
+
+def load_project(context: Context, args: argparse.Namespace) -> tuple[Project, list[str]]:
+    """Load the project named by the Compose project flags; return it and the files Compose read.
+
+    Raise ConfigError if Compose rejects the project or its x-persist is invalid.
+    """
+    import os
+
+    from docker_persist.process import run_compose_config
+    from docker_persist.project import (
+        ComposeOptions,
+        compose_options_from_args,
+        find_project_files,
+        load_document,
+        parse_compose_yaml,
+    )
+
+    options = (context.compose_options or ComposeOptions()).merged(compose_options_from_args(args))
+    cwd = os.getcwd()
+    files = find_project_files(options, context.env.environ, cwd)
+    text = run_compose_config(context.docker_config, options.to_argv(), context.env.environ, cwd)
+    working_dir = options.project_directory or (os.path.dirname(files[0]) if files and files[0] != "-" else cwd)
+    return load_document(parse_compose_yaml(text), os.path.abspath(working_dir)), files

@@ -82,8 +82,6 @@ def run(args: argparse.Namespace, context: Context) -> int:
 
 
 COMMAND = Command(
-    name="version",
-    summary="Show the docker-persist, Docker engine and Compose versions",
     add_arguments=add_arguments,
     run=run,
 )

@@ -110,3 +110,42 @@ def contexts(docker: DockerCLI) -> Iterator[list[str]]:
     yield created
     for name in created:
         docker.run("context", "rm", "--force", name)
+
+
+class ComposeProject:
+    """A Compose project in a temp dir, driven through the real CLI; `down -v` on teardown."""
+
+    def __init__(self, docker: DockerCLI, directory: Path, name: str) -> None:
+        self.docker = docker
+        self.directory = directory
+        self.name = name
+        self.file = directory / "compose.yaml"
+
+    def write(self, text: str) -> None:
+        self.file.write_text(text.replace("{project}", self.name))
+
+    def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.docker.run("compose", "--project-directory", str(self.directory), "-f", str(self.file),
+                               "-p", self.name, *args, check=check)  # fmt: skip
+
+    def persist(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return self.docker.run("persist", *args, "-f", str(self.file), "-p", self.name, env=env)
+
+    def cleanup(self) -> None:
+        self.compose("down", "-v", "--remove-orphans", "-t", "0", check=False)
+        # Guards and helpers carry our labels, not Compose's.
+        listed = self.docker.run("ps", "-aq", "--filter", f"label=io.docker-persist.project={self.name}")
+        for container in listed.stdout.split():
+            self.docker.run("rm", "-f", container)
+        volumes = self.docker.run("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={self.name}")
+        for volume in volumes.stdout.split():
+            self.docker.run("volume", "rm", "-f", volume)
+
+
+@pytest.fixture
+def project(docker: DockerCLI, tmp_path: Path, unique: str) -> Iterator[ComposeProject]:
+    """A fresh Compose project directory with a unique project name, removed afterwards."""
+    created = ComposeProject(docker, tmp_path / "project", unique)
+    created.directory.mkdir()
+    yield created
+    created.cleanup()

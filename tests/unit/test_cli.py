@@ -63,7 +63,8 @@ def test_root_help(args: list[str], environ: dict[str, str]) -> None:
     result = run_main(args, environ)
     assert result.exit_code == 0
     assert result.stdout.startswith("Usage:  docker persist [OPTIONS] COMMAND\n")
-    assert "\nCommands:\n  version " in result.stdout
+    assert "\nCommands:\n  check      Audit the project" in result.stdout
+    assert "\n  version    Show the docker-persist" in result.stdout
     assert "Run 'docker persist COMMAND --help' for more information on a command." in result.stdout
 
 
@@ -161,3 +162,15 @@ def test_version_reports_compose_from_the_plugin_dir(tmp_path: Path, environ: di
         os.utime(compose, ns=(1, 1))
         third = json.loads(run_main(["version", "--format", "json"], env).stdout)
     assert third["Compose"]["Version"] == "2.99.2"
+
+
+def test_project_flags_before_and_after_the_command() -> None:
+    from docker_persist.project import ComposeOptions, split_project_flags
+
+    options, rest = split_project_flags(["-f", "a.yml", "--file=b.yml", "-p", "shop", "--profile", "x", "check", "-v"])
+    assert options == ComposeOptions(files=("a.yml", "b.yml"), project_name="shop", profiles=("x",))
+    assert rest == ["check", "-v"]
+    later = ComposeOptions(files=("c.yml",), project_name="other", env_files=(".env.prod",))
+    assert options.merged(later).to_argv() == [
+        "-f", "a.yml", "-f", "b.yml", "-f", "c.yml", "-p", "other", "--profile", "x", "--env-file", ".env.prod",
+    ]  # fmt: skip

@@ -1,0 +1,67 @@
+"""`docker persist check`: audit the project and the live engine for every way data is lost or exposed."""
+
+from __future__ import annotations
+
+import argparse
+
+from docker_persist.commands.base import Command, add_format_flag, check_format, load_project
+from docker_persist.context import Context
+from docker_persist.errors import ExitStatus, UsageError
+from docker_persist.helpformat import ROOT, DockerArgumentParser
+from docker_persist.project import add_project_flags
+
+FORMATS = ("pretty", "json", "sarif")
+
+
+def add_arguments(parser: DockerArgumentParser) -> None:
+    add_project_flags(parser)
+    add_format_flag(parser, FORMATS)
+    parser.add_argument(
+        "--severity",
+        default="error",
+        metavar="string",
+        help='Exit 1 on findings this severe or worse: "error", "warning", "info" (default "error")',
+    )
+    parser.add_argument(
+        "--layer-threshold",
+        default="10MB",
+        metavar="string",
+        help="Writable-layer data above this size counts as data at risk (default 10MB)",
+    )
+    parser.add_argument("--static", action="store_true", help="Check the Compose files only; do not read the engine")
+
+
+def run(args: argparse.Namespace, context: Context) -> int:
+    from docker_persist.findings import SEVERITIES, severity_rank
+    from docker_persist.livestate import gather_live_state, static_state
+    from docker_persist.model import parse_size
+    from docker_persist.report import render_json, render_pretty, render_sarif
+    from docker_persist.rules import RULES, CheckOptions, run_rules
+
+    output = check_format(args, "check", FORMATS)
+    if args.severity not in SEVERITIES:
+        raise UsageError(f'invalid --severity "{args.severity}": expected error, warning or info', f"{ROOT} check")
+    threshold = parse_size(args.layer_threshold)
+    project, files = load_project(context, args)
+    if args.static:
+        state = static_state()
+    else:
+        state = gather_live_state(project, context.engine, context.endpoint, layer_threshold=threshold)
+    findings = run_rules(project, state, CheckOptions(layer_threshold=threshold, engine_read=not args.static))
+
+    out = context.env.stdout
+    if output == "json":
+        out.write(render_json(project.name, findings))
+    elif output == "sarif":
+        rules = {rule.id: (rule.title, rule.severity) for rule in RULES.values()}
+        out.write(render_sarif(findings, rules, files, project.working_dir))
+    else:
+        out.write(render_pretty(project.name, findings, colour=context.env.stdout_isatty))
+    failing = [f for f in findings if severity_rank(f.severity) >= severity_rank(args.severity)]
+    return ExitStatus.FAILED if failing else ExitStatus.OK
+
+
+COMMAND = Command(
+    add_arguments=add_arguments,
+    run=run,
+)

@@ -6,7 +6,6 @@ in the explicit registry there. Nothing below `main` exits or prints tracebacks.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 
 from docker_persist import __version__
@@ -83,6 +82,8 @@ def run_command(args: Sequence[str], env: Environment) -> int:
     if entry is None:
         if name.startswith("-"):
             raise UsageError(f"unknown flag: {name}")
+        import difflib
+
         close = difflib.get_close_matches(name, list(COMMANDS), n=1)
         hint = f"\n\nDid you mean this?\n\t{close[0]}" if close else ""
         raise UsageError(f"unknown command: {ROOT} {name}{hint}")

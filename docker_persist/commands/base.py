@@ -51,25 +51,35 @@ def check_format(args: argparse.Namespace, command: str, formats: tuple[str, ...
     return value
 
 
+class PendingProject:
+    """A project whose `docker compose config` runs in the background; `wait()` returns the model."""
+
+    def __init__(self, context: Context, args: argparse.Namespace) -> None:
+        import os
+
+        from docker_persist.process import start_compose_config
+        from docker_persist.project import ComposeOptions, compose_options_from_args, find_project_files
+
+        options = (context.compose_options or ComposeOptions()).merged(compose_options_from_args(args))
+        cwd = os.getcwd()
+        self.files = find_project_files(options, context.env.environ, cwd)
+        self.pending = start_compose_config(context.docker_config, options.to_argv(), context.env.environ, cwd)
+        first = self.files[0] if self.files and self.files[0] != "-" else None
+        self.working_dir = os.path.abspath(options.project_directory or (os.path.dirname(first) if first else cwd))
+
+    def wait(self) -> tuple[Project, list[str]]:
+        """Return the project and the files Compose read.
+
+        Raise ConfigError if Compose rejects the project or its x-persist is invalid.
+        """
+        from docker_persist.project import load_document, parse_compose_yaml
+
+        return load_document(parse_compose_yaml(self.pending.result()), self.working_dir), self.files
+
+
 def load_project(context: Context, args: argparse.Namespace) -> tuple[Project, list[str]]:
     """Load the project named by the Compose project flags; return it and the files Compose read.
 
     Raise ConfigError if Compose rejects the project or its x-persist is invalid.
     """
-    import os
-
-    from docker_persist.process import run_compose_config
-    from docker_persist.project import (
-        ComposeOptions,
-        compose_options_from_args,
-        find_project_files,
-        load_document,
-        parse_compose_yaml,
-    )
-
-    options = (context.compose_options or ComposeOptions()).merged(compose_options_from_args(args))
-    cwd = os.getcwd()
-    files = find_project_files(options, context.env.environ, cwd)
-    text = run_compose_config(context.docker_config, options.to_argv(), context.env.environ, cwd)
-    working_dir = options.project_directory or (os.path.dirname(files[0]) if files and files[0] != "-" else cwd)
-    return load_document(parse_compose_yaml(text), os.path.abspath(working_dir)), files
+    return PendingProject(context, args).wait()

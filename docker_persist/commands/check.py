@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from docker_persist.commands.base import Command, add_format_flag, check_format, load_project
+from docker_persist.commands.base import Command, PendingProject, add_format_flag, check_format
 from docker_persist.context import Context
 from docker_persist.errors import ExitStatus, UsageError
 from docker_persist.helpformat import ROOT, DockerArgumentParser
@@ -32,17 +32,25 @@ def add_arguments(parser: DockerArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, context: Context) -> int:
-    from docker_persist.findings import SEVERITIES, severity_rank
+    output = check_format(args, "check", FORMATS)
+    if args.severity not in ("error", "warning", "info"):
+        raise UsageError(f'invalid --severity "{args.severity}": expected error, warning or info', f"{ROOT} check")
+    # Compose takes ~60 ms: start it, then import and reach the engine while it works.
+    pending = PendingProject(context, args)
+    import yaml  # noqa: F401 - imported now, while Compose runs
+
+    from docker_persist.findings import severity_rank
     from docker_persist.livestate import gather_live_state, static_state
     from docker_persist.model import parse_size
     from docker_persist.report import render_json, render_pretty, render_sarif
     from docker_persist.rules import RULES, CheckOptions, run_rules
+    from docker_persist.schema import load_schema
 
-    output = check_format(args, "check", FORMATS)
-    if args.severity not in SEVERITIES:
-        raise UsageError(f'invalid --severity "{args.severity}": expected error, warning or info', f"{ROOT} check")
+    load_schema()
     threshold = parse_size(args.layer_threshold)
-    project, files = load_project(context, args)
+    if not args.static:
+        context.engine.api_version  # noqa: B018 - negotiate while Compose runs
+    project, files = pending.wait()
     if args.static:
         state = static_state()
     else:

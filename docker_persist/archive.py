@@ -1,0 +1,815 @@
+"""Read a tar stream as it arrives: compute its content digest, count its entries, refuse unsafe archives.
+
+`TarDigester` is push-based: the backup and restore pipelines hand it the raw tar bytes in
+whatever chunks the engine sends (`feed`), and ask for the `ArchiveSummary` at the end
+(`finish`). It never holds a file's data: file data is hashed straight from the caller's
+chunk, and only headers (512 bytes), GNU long names and PAX extended headers (at most
+`MAX_META_SIZE` bytes each) are buffered. What does grow is one small record per path, so
+memory follows the number of entries, never the volume's byte size.
+
+Tar dialects read: ustar, GNU (long names 'L' and long link names 'K', base-256 numbers), PAX
+('x' per entry and 'g' global headers, with `path`, `linkpath`, `size`, `uid`, `gid`, `mtime`,
+`SCHILY.xattr.*` and `LIBARCHIVE.xattr.*`). The end-of-archive marker (two zero blocks) may be
+missing, and zero padding may follow it; anything else after it is refused. Entry types:
+regular ('0', NUL, and contiguous '7'), hard link '1', symlink '2', character device '3',
+block device '4', directory '5' and fifo '6'; a NUL-type name ending in '/' is a directory,
+as in every tar. Other types (GNU sparse, multi-volume, ...) are refused as unsupported. As
+in Go's archive/tar, which the engine uses to extract, entries of the types 1 to 6 carry no
+data whatever their size field says; with safety checks on, a nonzero size there is refused
+as ambiguous.
+
+Names
+-----
+An entry name is normalized by dropping empty and "." components: "./a//b/" becomes "a/b",
+and "./" or "." becomes "." (the volume root). With `strip_prefix="data"`, "data" becomes "."
+and "data/x" becomes "x" (hard-link targets too; symlink targets are never rewritten); an
+entry outside the prefix is refused as malformed. Names are bytes in tar; they are decoded
+as UTF-8 with `surrogateescape`, so names that are not UTF-8 survive unchanged.
+
+The content digest (version 1)
+------------------------------
+The digest describes what extracting the archive produces, independently of entry order and
+of mtimes, so that a backup and the archive the engine sends back after a restore agree.
+
+1. Each path gets a node, as a file system would: later entries for the same path replace
+   earlier ones (tar semantics: the last one wins). A hard link entry makes its path share
+   the node of its target, which must be an earlier, non-directory entry, so the members of
+   a hard-link group share type, mode, owner, size, data hash and xattrs. The metadata in
+   the hard-link header itself is ignored.
+2. Each path gives one record, a list of (key, value) fields, values being bytes:
+
+   - `path`: the normalized path, as the bytes the archive stores (UTF-8 in practice).
+   - `type`: `file`, `dir`, `symlink`, `char`, `block` or `fifo`.
+   - `mode`: `mode & 0o7777` as four or more octal digits, e.g. `0755` or `2775`; `0000` for
+     symlinks.
+   - `uid`, `gid`: decimal.
+   - `size` (decimal) and `sha256` (lowercase hex of the data): files only.
+   - `target`: symlinks only, the link target's bytes as stored, unnormalized.
+   - `device`: character and block devices only, `<major>,<minor>` in decimal.
+   - `link-group`: only for a path whose node is shared by two or more paths (a hard-link
+     group); its value is the group's smallest path in byte order, whichever member the
+     archive happened to store as the file.
+   - `xattr.<name>`: one per extended attribute, `<name>` being its name's bytes (for example
+     `xattr.user.comment`); the value is the lowercase hex sha256 of the attribute's value.
+     `SCHILY.xattr.<name>` records hold the value as is, `LIBARCHIVE.xattr.<name>` ones hold
+     it in base64 under a %-encoded name; both give the same field.
+
+   The fields are sorted by key in byte order: device, gid, link-group, mode, path, sha256,
+   size, target, type, uid, then the xattrs.
+3. With `ns(b) = b"%d:%s," % (len(b), b)` (a netstring), a record serializes as
+   `ns(b"".join(ns(key) + ns(value) for key, value in fields))`. An empty file "a" of mode
+   0644, uid 1 and gid 2 gives `ns(b"3:gid,1:2,4:mode,4:0644,4:path,1:a,6:sha256,64:e3b0...855,`
+   `4:size,1:0,4:type,4:file,3:uid,1:1,")`.
+4. The digest is `"sha256:" + sha256(ns(b"docker-persist-content-digest-v1") + the records
+   sorted by path in byte order, concatenated).hexdigest()`.
+
+mtimes, uname/gname, and the other PAX keys are not part of it.
+
+Safety checks
+-------------
+With `check_safety` (restore), the archive is refused with `UnsafeArchiveError`, as soon as
+the offending header arrives, when:
+
+- an entry name is absolute or has a ".." component;
+- a hard link's target is absolute, has a ".." component, or is not an earlier non-directory
+  entry (without safety checks, the last is `MalformedArchiveError`: there is no content to
+  share);
+- a symlink's target is relative and, resolved lexically from the link's directory, leaves
+  the root ("a/l -> ../../x");
+- a symlink's target is absolute and its path is not in `allowed_absolute_symlinks` (the
+  manifest lists those seen at backup time);
+- an entry's parent, or a hard link's target's parent, is a path that was a symlink earlier
+  in the archive (writing through a symlink);
+- an entry is a character or block device;
+- the root entry "." is not a directory.
+
+Without it (backup), nothing is refused for safety; absolute symlinks are still listed.
+Truncated, corrupt and unsupported archives raise `MalformedArchiveError` either way.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import dataclasses
+import hashlib
+import math
+import struct
+import urllib.parse
+from collections.abc import Collection
+from zlib import adler32
+
+from docker_persist.errors import PersistError
+
+BLOCK_SIZE = 512
+MAX_META_SIZE = 8 * 1024 * 1024
+"""The largest GNU long name or PAX extended header accepted, so that memory stays bounded."""
+DIGEST_VERSION = b"docker-persist-content-digest-v1"
+
+_ZERO_BLOCK = bytes(BLOCK_SIZE)
+_DECIMAL_DIGITS = b"0123456789"
+_NUMERIC_FIELDS = struct.Struct("8s8s8s12s12s8s")  # mode, uid, gid, size, mtime, checksum, at byte 100
+
+# Parser states.
+_HEADER = 0  # reading a 512-byte header block
+_DATA = 1  # hashing a regular file's data
+_META = 2  # collecting the content of a long name or PAX header
+_SKIP = 3  # skipping block padding
+_END = 4  # after the end-of-archive marker
+
+_KINDS = {
+    b"0": "file",
+    b"\0": "file",
+    b"7": "file",  # contiguous: a regular file everywhere but on one long-gone system
+    b"2": "symlink",
+    b"3": "char",
+    b"4": "block",
+    b"5": "dir",
+    b"6": "fifo",
+}
+_HARD_LINK = b"1"
+_META_TYPES = {b"L": "GNU long name", b"K": "GNU long link name", b"x": "PAX header", b"g": "PAX global header"}
+_UNSUPPORTED_TYPES = {
+    b"S": "a GNU sparse file",
+    b"D": "a GNU dump directory",
+    b"M": "a multi-volume continuation",
+    b"V": "a volume label",
+    b"N": "an old GNU long name",
+}
+
+_SCHILY_XATTR = b"SCHILY.xattr."
+_LIBARCHIVE_XATTR = b"LIBARCHIVE.xattr."
+
+
+class UnsafeArchiveError(PersistError):
+    """An archive was refused: extracting it could write outside the volume, or create device nodes."""
+
+
+class MalformedArchiveError(PersistError):
+    """An archive is truncated or corrupt, or uses a tar feature this tool does not read."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RootEntry:
+    """The archive's own entry for the volume root, whose mode and owner a restore must apply by hand."""
+
+    mode: int  # mode & 0o7777
+    uid: int
+    gid: int
+    mtime: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchiveSummary:
+    """What an archive holds, after duplicate paths collapse (the last entry for a path wins).
+
+    `entries` counts paths, the root included. `files` counts paths that are regular files,
+    hard-linked ones included, and `bytes` sums their sizes, so a file with two names in the
+    archive counts twice. `hardlinks` counts, for each hard-link group of n paths, n - 1: the
+    number of hard-link entries any writer must emit for it (equal to the number of '1'
+    entries in an archive without duplicate paths).
+    """
+
+    digest: str  # "sha256:<hex>", the content digest of the module docstring
+    entries: int
+    files: int
+    directories: int
+    symlinks: int
+    hardlinks: int
+    bytes: int
+    root: RootEntry | None
+    absolute_symlinks: tuple[str, ...]  # paths of the symlinks whose target is absolute, in byte order
+
+
+class _Node:
+    """What a path holds once extracted. Hard-linked paths share one node, as they share an inode."""
+
+    __slots__ = ("device", "gid", "kind", "mode", "sha256", "size", "target", "uid", "xattrs")
+
+    def __init__(self, kind: str, mode: int, uid: int, gid: int) -> None:
+        self.kind = kind
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.size = 0
+        self.sha256 = ""
+        self.target = ""
+        self.device = ""
+        self.xattrs: dict[bytes, str] = {}
+
+
+def normalize_entry_name(name: str) -> str:
+    """Given a tar entry name, return it normalized ("./a/b/" -> "a/b", "./" -> ".").
+
+    Raises UnsafeArchiveError if the name is absolute or has a ".." component, and
+    MalformedArchiveError if it is empty.
+    """
+    if not name:
+        raise MalformedArchiveError("corrupt archive: an entry has an empty name")
+    absolute, parts = _split_name(name)
+    reason = _unsafe_name_reason(absolute, parts)
+    if reason:
+        raise UnsafeArchiveError(f"unsafe archive: entry {name!r} {reason}")
+    return "/".join(parts) or "."
+
+
+def serialize_digest_record(fields: list[tuple[bytes, bytes]]) -> bytes:
+    """Given a record's (key, value) fields sorted by key, return its serialization in the content digest."""
+    return _netstring(b"".join(_netstring(key) + _netstring(value) for key, value in fields))
+
+
+class TarDigester:
+    """Push-based tar reader: `feed` it the archive's bytes in any chunks, then `finish`.
+
+    After `feed` or `finish` raises, the digester is spent: every later call raises the same error.
+    """
+
+    def __init__(
+        self,
+        strip_prefix: str | None = None,
+        check_safety: bool = True,
+        allowed_absolute_symlinks: Collection[str] | None = None,
+    ) -> None:
+        self._check_safety = check_safety
+        self._prefix = _split_name(strip_prefix or "")[1]
+        self._allowed_absolute = frozenset(
+            _join_lenient(*_split_name(path)) for path in allowed_absolute_symlinks or ()
+        )
+        self._nodes: dict[str, _Node] = {}
+        self._symlink_paths: set[str] = set()  # every path that was a symlink at some point
+        self._root: RootEntry | None = None
+        self._global_pax: dict[bytes, bytes] = {}
+        self._local_pax: dict[bytes, bytes] | None = None
+        self._long_name: bytes | None = None
+        self._long_link: bytes | None = None
+        self._state = _HEADER
+        self._remaining = 0  # bytes left in the current data, meta content or padding
+        self._padding = 0  # padding after the current data or meta content
+        self._header = bytearray()  # a header block split across chunks
+        self._meta = bytearray()  # the content of the current long name or PAX header
+        self._meta_type = b""
+        self._meta_offset = 0
+        self._hasher = hashlib.sha256()
+        self._node: _Node | None = None  # the node whose data is being hashed
+        self._reading = ""  # what is being read, for messages: "entry './a'" or "a PAX header"
+        self._zero_blocks = 0
+        self._offset = 0  # stream offset of the chunk being fed
+        self._error: PersistError | None = None
+        self._summary: ArchiveSummary | None = None
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Consume the next bytes of the archive.
+
+        Raises UnsafeArchiveError as soon as an unsafe entry's header arrives (with safety
+        checks on), and MalformedArchiveError for a corrupt or unsupported archive.
+        """
+        if self._error is not None:
+            raise self._error
+        if self._summary is not None:
+            raise RuntimeError("TarDigester.feed() called after finish()")
+        view = memoryview(chunk)
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        end = len(view)
+        pos = 0
+        try:
+            while pos < end:
+                state = self._state
+                if state == _DATA:
+                    take = min(self._remaining, end - pos)
+                    self._hasher.update(view[pos : pos + take])
+                    pos += take
+                    self._remaining -= take
+                    if not self._remaining:
+                        self._end_data()
+                        if self._state == _SKIP and end - pos >= self._remaining:  # the padding is here: skip it
+                            pos += self._remaining
+                            self._state = _HEADER
+                elif state == _HEADER:
+                    pos = self._read_header(view, pos, end)
+                elif state == _SKIP:
+                    take = min(self._remaining, end - pos)
+                    pos += take
+                    self._remaining -= take
+                    if not self._remaining:
+                        self._state = _HEADER
+                elif state == _META:
+                    take = min(self._remaining, end - pos)
+                    self._meta += view[pos : pos + take]
+                    pos += take
+                    self._remaining -= take
+                    if not self._remaining:
+                        self._end_meta()
+                else:
+                    self._check_trailing(view[pos:], self._offset + pos)
+                    pos = end
+        except PersistError as error:
+            self._error = error
+            raise
+        finally:
+            self._offset += pos
+
+    def finish(self) -> ArchiveSummary:
+        """Return the summary of the archive fed so far, which must be complete.
+
+        Raises MalformedArchiveError if the archive is truncated.
+        """
+        if self._error is not None:
+            raise self._error
+        if self._summary is None:
+            try:
+                self._check_complete()
+            except PersistError as error:
+                self._error = error
+                raise
+            self._summary = self._summarize()
+        return self._summary
+
+    # --- the stream ------------------------------------------------------------------
+
+    def _read_header(self, view: memoryview, pos: int, end: int) -> int:
+        header = self._header
+        if header or end - pos < BLOCK_SIZE:
+            take = min(BLOCK_SIZE - len(header), end - pos)
+            header += view[pos : pos + take]
+            pos += take
+            if len(header) < BLOCK_SIZE:
+                return pos
+            block = bytes(header)
+            header.clear()
+        else:
+            block = view[pos : pos + BLOCK_SIZE].tobytes()
+            pos += BLOCK_SIZE
+        self._handle_header(block, self._offset + pos - BLOCK_SIZE)
+        return pos
+
+    def _handle_header(self, block: bytes, offset: int) -> None:
+        if block == _ZERO_BLOCK:
+            self._zero_blocks += 1
+            if self._zero_blocks == 2:
+                self._state = _END
+            return
+        if self._zero_blocks:
+            raise MalformedArchiveError(
+                f"corrupt archive: a header follows a single zero block at byte {offset}; "
+                "the archive was probably damaged"
+            )
+        mode, uid, gid, size = _parse_header_numbers(block, offset)
+        typeflag = block[156:157]
+        if typeflag in _META_TYPES:
+            if size > MAX_META_SIZE:
+                raise MalformedArchiveError(
+                    f"unsupported archive: a {_META_TYPES[typeflag]} of {size} bytes at byte {offset} "
+                    f"(the limit is {MAX_META_SIZE})"
+                )
+            self._meta_type = typeflag
+            self._meta_offset = offset
+            self._reading = f"a {_META_TYPES[typeflag]}"
+            self._meta.clear()
+            self._remaining = size
+            self._padding = -size % BLOCK_SIZE
+            self._state = _META
+            if not size:
+                self._end_meta()
+            return
+        self._start_entry(block, typeflag, mode, uid, gid, size, offset)
+
+    def _end_data(self) -> None:
+        assert self._node is not None
+        self._node.sha256 = self._hasher.hexdigest()
+        self._node = None
+        self._after_content()
+
+    def _end_meta(self) -> None:
+        content = bytes(self._meta)
+        self._meta.clear()
+        typeflag = self._meta_type
+        if typeflag == b"L":
+            self._long_name = content.split(b"\0", 1)[0]
+        elif typeflag == b"K":
+            self._long_link = content.split(b"\0", 1)[0]
+        elif typeflag == b"x":
+            self._local_pax = _parse_pax(content, self._meta_offset)
+        else:
+            for key, value in _parse_pax(content, self._meta_offset).items():
+                if value:
+                    self._global_pax[key] = value
+                else:
+                    self._global_pax.pop(key, None)
+        self._after_content()
+
+    def _after_content(self) -> None:
+        if self._padding:
+            self._remaining = self._padding
+            self._padding = 0
+            self._state = _SKIP
+        else:
+            self._state = _HEADER
+
+    def _check_trailing(self, rest: memoryview, offset: int) -> None:
+        data = rest.tobytes()
+        if data.count(0) != len(data):
+            raise MalformedArchiveError(
+                f"corrupt archive: data follows the end-of-archive marker at byte {offset}; "
+                "the archive was probably damaged or tampered with"
+            )
+
+    def _check_complete(self) -> None:
+        state = self._state
+        if state in (_DATA, _META, _SKIP):
+            raise MalformedArchiveError(
+                f"truncated archive: it ends inside {self._reading}, {self._remaining + self._padding} bytes short; "
+                "the backup or the download was cut off"
+            )
+        if state == _HEADER and self._header and bytes(self._header).count(0) != len(self._header):
+            raise MalformedArchiveError(
+                f"truncated archive: it ends inside a header at byte {self._offset - len(self._header)}; "
+                "the backup or the download was cut off"
+            )
+        if self._long_name is not None or self._long_link is not None or self._local_pax is not None:
+            raise MalformedArchiveError(
+                f"truncated archive: it ends after {self._reading} that no entry follows; "
+                "the backup or the download was cut off"
+            )
+
+    # --- entries ---------------------------------------------------------------------
+
+    def _start_entry(
+        self, block: bytes, typeflag: bytes, mode: int, uid: int, gid: int, size: int, offset: int
+    ) -> None:
+        pax = self._global_pax
+        if self._local_pax is not None:
+            pax = {**pax, **self._local_pax}
+        name_raw = self._long_name if self._long_name is not None else _header_name(block)
+        link_raw = self._long_link if self._long_link is not None else block[157:257].split(b"\0", 1)[0]
+        self._long_name = self._long_link = self._local_pax = None
+        if pax:
+            name_raw = pax.get(b"path") or name_raw
+            link_raw = pax.get(b"linkpath") or link_raw
+            uid = _pax_int(pax, b"uid", uid, offset)
+            gid = _pax_int(pax, b"gid", gid, offset)
+            size = _pax_int(pax, b"size", size, offset)
+        name = name_raw.decode("utf-8", "surrogateescape")
+        self._reading = f"entry {name!r}"
+        if not name:
+            raise MalformedArchiveError(f"corrupt archive: the entry at byte {offset} has an empty name")
+        if uid < 0 or gid < 0 or size < 0:
+            raise MalformedArchiveError(f"corrupt archive: entry {name!r} has a negative uid, gid or size")
+
+        kind = _entry_kind(typeflag, name_raw, name)
+        if kind != "file" and size and self._check_safety:
+            raise MalformedArchiveError(
+                f"refusing an ambiguous archive: entry {name!r} is a {kind} but declares {size} bytes of data"
+            )
+
+        path = self._entry_path(name, name)
+        mode &= 0o7777
+        if kind == "hardlink":
+            self._add_hard_link(path, name, link_raw.decode("utf-8", "surrogateescape"))
+            return
+        if path == "." and kind != "dir" and self._check_safety:
+            raise UnsafeArchiveError(f"unsafe archive: the root entry {name!r} is a {kind}, not a directory")
+
+        node = _Node(kind, mode, uid, gid)
+        if pax:
+            _collect_xattrs(pax, node, name)
+        if kind == "file":
+            node.size = size
+            self._nodes[path] = node
+            self._hasher = hashlib.sha256()
+            if size:
+                self._node = node
+                self._remaining = size
+                self._padding = -size % BLOCK_SIZE
+                self._state = _DATA
+            else:
+                node.sha256 = self._hasher.hexdigest()
+            return
+        self._add_other(path, name, node, block, link_raw, pax, offset)
+
+    def _add_other(
+        self, path: str, name: str, node: _Node, block: bytes, link_raw: bytes, pax: dict[bytes, bytes], offset: int
+    ) -> None:
+        """Record a node that is neither a regular file nor a hard link."""
+        kind = node.kind
+        if kind == "symlink":
+            node.mode = 0
+            node.target = link_raw.decode("utf-8", "surrogateescape")
+            self._check_symlink(path, name, node.target)
+            self._symlink_paths.add(path)
+        elif kind in ("char", "block"):
+            if self._check_safety:
+                raise UnsafeArchiveError(
+                    f"unsafe archive: entry {name!r} is a {kind} device node; restore never creates devices"
+                )
+            major = _parse_number(block[329:337], "devmajor", offset)
+            minor = _parse_number(block[337:345], "devminor", offset)
+            node.device = f"{major},{minor}"
+        elif kind == "dir" and path == ".":
+            mtime = _parse_mtime(block, pax, offset)
+            self._root = RootEntry(mode=node.mode, uid=node.uid, gid=node.gid, mtime=mtime)
+        if path == "." and kind != "dir":
+            self._root = None
+        self._nodes[path] = node
+
+    def _entry_path(self, name: str, entry: str) -> str:
+        """Normalize an entry name (or a hard link's target) and check it; `entry` names the entry in messages."""
+        absolute, parts = _split_name(name)
+        if self._check_safety:
+            reason = _unsafe_name_reason(absolute, parts)
+            if reason:
+                what = f"entry {entry!r}" if name == entry else f"hard link {entry!r} points to {name!r}, which"
+                raise UnsafeArchiveError(f"unsafe archive: {what} {reason}")
+        prefix = self._prefix
+        if prefix:
+            if absolute or parts[: len(prefix)] != prefix:
+                raise MalformedArchiveError(
+                    f"unexpected archive: entry {entry!r} is outside {'/'.join(prefix)!r}, the folder it should hold"
+                )
+            parts = parts[len(prefix) :]
+        if self._check_safety and self._symlink_paths:
+            for index in range(1, len(parts)):
+                parent = "/".join(parts[:index])
+                if parent in self._symlink_paths:
+                    what = f"entry {name!r}" if name == entry else f"hard link {entry!r} points to {name!r}, which"
+                    raise UnsafeArchiveError(
+                        f"unsafe archive: {what} goes through {parent!r}, a symlink earlier in the archive; "
+                        "extracting it would write through the symlink"
+                    )
+        return _join_lenient(absolute, parts)
+
+    def _add_hard_link(self, path: str, name: str, target_name: str) -> None:
+        target = self._entry_path(target_name, name) if target_name else ""
+        node = self._nodes.get(target)
+        if node is None or node.kind == "dir":
+            why = "a directory" if node is not None else "not an earlier entry of the archive"
+            message = f"hard link {name!r} points to {target_name!r}, which is {why}"
+            if self._check_safety:
+                raise UnsafeArchiveError(f"unsafe archive: {message}")
+            raise MalformedArchiveError(f"corrupt archive: {message}")
+        if path == "." and self._check_safety:
+            raise UnsafeArchiveError(f"unsafe archive: the root entry {name!r} is a hard link, not a directory")
+        if node.kind == "symlink":
+            self._symlink_paths.add(path)
+        if path == ".":
+            self._root = None
+        self._nodes[path] = node
+
+    def _check_symlink(self, path: str, name: str, target: str) -> None:
+        if not self._check_safety:
+            return
+        if target.startswith("/"):
+            if path not in self._allowed_absolute:
+                raise UnsafeArchiveError(
+                    f"unsafe archive: symlink {name!r} points to the absolute path {target!r}, "
+                    "and the snapshot's manifest does not list it"
+                )
+            return
+        depth = path.count("/") if path != "." else -1  # components of the link's directory
+        for part in target.split("/"):
+            if part == "..":
+                depth -= 1
+                if depth < 0:
+                    raise UnsafeArchiveError(
+                        f"unsafe archive: symlink {name!r} points to {target!r}, which leaves the volume"
+                    )
+            elif part and part != ".":
+                depth += 1
+
+    # --- the summary -----------------------------------------------------------------
+
+    def _summarize(self) -> ArchiveSummary:
+        nodes = self._nodes
+        encoded = {path: path.encode("utf-8", "surrogateescape") for path in nodes}
+        members: dict[int, list[str]] = {}
+        for path, node in nodes.items():
+            members.setdefault(id(node), []).append(path)
+        link_groups: dict[int, bytes] = {}
+        hardlinks = 0
+        for key, paths in members.items():
+            if len(paths) > 1:
+                link_groups[key] = min(encoded[path] for path in paths)
+                hardlinks += len(paths) - 1
+
+        digest = hashlib.sha256(_netstring(DIGEST_VERSION))
+        counts = {"file": 0, "dir": 0, "symlink": 0}
+        total_bytes = 0
+        absolute_symlinks: list[bytes] = []
+        fields: dict[int, tuple[bytes, bytes, bytes]] = {}  # of the nodes in link groups
+        records: list[bytes] = []
+        for path_bytes, path in sorted((encoded[path], path) for path in nodes):
+            node = nodes[path]
+            kind = node.kind
+            if kind in counts:
+                counts[kind] += 1
+            if kind == "file":
+                total_bytes += node.size
+            elif kind == "symlink" and node.target.startswith("/"):
+                absolute_symlinks.append(path_bytes)
+            group = link_groups.get(id(node))
+            if group is None:
+                head, middle, tail = _serialize_node_fields(node)
+            else:
+                shared = fields.get(id(node)) or fields.setdefault(id(node), _serialize_node_fields(node))
+                head, middle, tail = shared
+                head += b"10:link-group,%d:%s," % (len(group), group)
+            body = b"%s%s4:path,%d:%s,%s" % (head, middle, len(path_bytes), path_bytes, tail)
+            records.append(b"%d:%s," % (len(body), body))
+            if len(records) >= 1024:
+                digest.update(b"".join(records))
+                records.clear()
+        digest.update(b"".join(records))
+        return ArchiveSummary(
+            digest=f"sha256:{digest.hexdigest()}",
+            entries=len(nodes),
+            files=counts["file"],
+            directories=counts["dir"],
+            symlinks=counts["symlink"],
+            hardlinks=hardlinks,
+            bytes=total_bytes,
+            root=self._root,
+            absolute_symlinks=tuple(path.decode("utf-8", "surrogateescape") for path in absolute_symlinks),
+        )
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _netstring(value: bytes) -> bytes:
+    return b"%d:%s," % (len(value), value)
+
+
+def _serialize_node_fields(node: _Node) -> tuple[bytes, bytes, bytes]:
+    """Return the record fields of a node that come before link-group, between it and path, and after path."""
+    gid = b"%d" % node.gid
+    head = b"3:gid,%d:%s," % (len(gid), gid)
+    if node.device:
+        device = node.device.encode()
+        head = b"6:device,%d:%s,%s" % (len(device), device, head)
+    middle = b"4:mode,%d:%04o," % (len(b"%04o" % node.mode), node.mode)
+    kind = node.kind
+    tail: list[bytes] = []
+    if kind == "file":
+        size = b"%d" % node.size
+        tail.append(b"6:sha256,64:%s,4:size,%d:%s," % (node.sha256.encode(), len(size), size))
+    elif kind == "symlink":
+        target = node.target.encode("utf-8", "surrogateescape")
+        tail.append(b"6:target,%d:%s," % (len(target), target))
+    uid = b"%d" % node.uid
+    tail.append(b"4:type,%d:%s,3:uid,%d:%s," % (len(kind), kind.encode(), len(uid), uid))
+    for name in sorted(node.xattrs):
+        tail.append(_netstring(b"xattr." + name) + _netstring(node.xattrs[name].encode()))
+    return head, middle, b"".join(tail)
+
+
+def _split_name(name: str) -> tuple[bool, list[str]]:
+    return name.startswith("/"), [part for part in name.split("/") if part and part != "."]
+
+
+def _join_lenient(absolute: bool, parts: list[str]) -> str:
+    if absolute:
+        return "/" + "/".join(parts)
+    return "/".join(parts) or "."
+
+
+def _unsafe_name_reason(absolute: bool, parts: list[str]) -> str:
+    if absolute:
+        return "is an absolute path"
+    if ".." in parts:
+        return "has a '..' component"
+    return ""
+
+
+def _entry_kind(typeflag: bytes, name_raw: bytes, name: str) -> str:
+    if typeflag == _HARD_LINK:
+        return "hardlink"
+    kind = _KINDS.get(typeflag)
+    if kind is None:
+        what = _UNSUPPORTED_TYPES.get(typeflag, f"of type {typeflag!r}")
+        raise MalformedArchiveError(f"unsupported archive: entry {name!r} is {what}, which this tool cannot read")
+    if kind == "file" and typeflag == b"\0" and name_raw.endswith(b"/"):
+        return "dir"
+    return kind
+
+
+def _header_name(block: bytes) -> bytes:
+    name = block[0:100].split(b"\0", 1)[0]
+    if block[257:263] == b"ustar\0":  # POSIX ustar: the prefix field extends the name; GNU uses it otherwise
+        prefix = block[345:500].split(b"\0", 1)[0]
+        if prefix:
+            return prefix + b"/" + name
+    return name
+
+
+def _parse_header_numbers(block: bytes, offset: int) -> tuple[int, int, int, int]:
+    """Given a header block, verify its checksum and return its mode, uid, gid and size.
+
+    Raises MalformedArchiveError if a field is not a number or the checksum is wrong.
+    """
+    fields = _NUMERIC_FIELDS.unpack_from(block, 100)
+    mode, uid, gid, size, _, checksum = texts = [field.strip(b" \0") for field in fields]
+    numbers: tuple[int, ...] = ()
+    if mode and uid and gid and size and checksum and b"".join(texts).isdigit():
+        with contextlib.suppress(ValueError):  # an 8 or a 9 falls through: _parse_number says which field
+            numbers = int(mode, 8), int(uid, 8), int(gid, 8), int(size, 8), int(checksum, 8)
+    if not numbers:
+        names = ("mode", "uid", "gid", "size", "mtime", "checksum")
+        numbers = tuple(
+            _parse_number(field, name, offset) for field, name in zip(fields, names, strict=True) if name != "mtime"
+        )
+    _verify_checksum(block, numbers[4], offset)
+    return numbers[0], numbers[1], numbers[2], numbers[3]
+
+
+def _verify_checksum(block: bytes, stored: int, offset: int) -> None:
+    field = block[148:156]
+    # The sum of the block's bytes, fast: adler32's low half is 1 + the byte sum modulo 65521,
+    # and a half block sums to at most 256 * 255 = 65280, so each half's sum is exact.
+    unsigned = (adler32(block[:256]) & 0xFFFF) + (adler32(block[256:]) & 0xFFFF) - 2 - sum(field) + 8 * 0x20
+    if stored == unsigned:
+        return
+    # Some old writers summed signed chars.
+    signed = unsigned - 256 * (sum(1 for byte in block if byte > 0x7F) - sum(1 for byte in field if byte > 0x7F))
+    if stored != signed:
+        raise MalformedArchiveError(
+            f"corrupt archive: bad header checksum at byte {offset}; the archive was damaged or is not a tar"
+        )
+
+
+def _parse_number(field: bytes, what: str, offset: int) -> int:
+    if field[0] & 0x80:  # GNU base-256, two's complement over the field with its top bit cleared
+        value = int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+        if field[0] & 0x40:
+            value -= 1 << (8 * len(field) - 1)
+        return value
+    text = field.strip(b" \0")  # as Go's archive/tar: padding at either end, nothing inside
+    if text.isdigit():
+        try:
+            return int(text, 8)
+        except ValueError:
+            pass  # an 8 or a 9
+    elif not text:
+        return 0
+    raise MalformedArchiveError(f"corrupt archive: the {what} field of the header at byte {offset} is not a number")
+
+
+def _pax_int(pax: dict[bytes, bytes], key: bytes, default: int, offset: int) -> int:
+    value = pax.get(key)
+    if not value:
+        return default
+    if value.translate(None, _DECIMAL_DIGITS):
+        raise MalformedArchiveError(
+            f"corrupt archive: the PAX {key.decode()} of the entry at byte {offset} is not a number"
+        )
+    return int(value)
+
+
+def _parse_mtime(block: bytes, pax: dict[bytes, bytes], offset: int) -> float:
+    value = pax.get(b"mtime")
+    if value:
+        try:
+            mtime = float(value)
+        except ValueError:
+            mtime = math.nan
+        if not math.isfinite(mtime):
+            raise MalformedArchiveError(f"corrupt archive: the PAX mtime of the entry at byte {offset} is not a time")
+        return mtime
+    return float(_parse_number(block[136:148], "mtime", offset))
+
+
+def _parse_pax(content: bytes, offset: int) -> dict[bytes, bytes]:
+    """Given a PAX extended header's content ("<length> <key>=<value>\\n" records), return its records."""
+    records: dict[bytes, bytes] = {}
+    pos = 0
+    while pos < len(content):
+        space = content.find(b" ", pos, pos + 20)
+        digits = content[pos:space] if space > pos else b""
+        if not digits or digits.translate(None, _DECIMAL_DIGITS):
+            raise MalformedArchiveError(f"corrupt archive: the PAX header at byte {offset} is malformed")
+        end = pos + int(digits)
+        if end > len(content) or end <= space + 1 or content[end - 1] != 0x0A:
+            raise MalformedArchiveError(f"corrupt archive: the PAX header at byte {offset} is malformed")
+        key, equals, value = content[space + 1 : end - 1].partition(b"=")
+        if not equals or not key:
+            raise MalformedArchiveError(f"corrupt archive: the PAX header at byte {offset} is malformed")
+        if key.startswith(b"GNU.sparse."):
+            raise MalformedArchiveError("unsupported archive: it holds GNU sparse files, which this tool cannot read")
+        records[key] = value
+        pos = end
+    return records
+
+
+def _collect_xattrs(pax: dict[bytes, bytes], node: _Node, name: str) -> None:
+    for key, value in pax.items():
+        if key.startswith(_SCHILY_XATTR):
+            node.xattrs[key[len(_SCHILY_XATTR) :]] = hashlib.sha256(value).hexdigest()
+        elif key.startswith(_LIBARCHIVE_XATTR):
+            attribute = urllib.parse.unquote_to_bytes(key[len(_LIBARCHIVE_XATTR) :])
+            try:
+                decoded = base64.b64decode(value + b"=" * (-len(value) % 4), validate=True)
+            except binascii.Error:
+                raise MalformedArchiveError(
+                    f"corrupt archive: the xattr {attribute!r} of entry {name!r} is not valid base64"
+                ) from None
+            node.xattrs[attribute] = hashlib.sha256(decoded).hexdigest()

@@ -1,0 +1,410 @@
+"""The snapshot manifest: names, the exact JSON form, round trips and strict loading."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+from typing import Any
+
+import pytest
+
+from docker_persist.errors import ConfigError, ExitStatus
+from docker_persist.manifest import (
+    MAX_VERIFICATIONS,
+    Manifest,
+    ManifestError,
+    RootEntry,
+    ServiceRecord,
+    Verification,
+    VolumeRecord,
+    automatic_name,
+    check_snapshot_name,
+    dump_manifest,
+    is_part_name,
+    load_manifest,
+)
+
+UTC = datetime.timezone.utc
+CREATED = datetime.datetime(2026, 11, 26, 15, 30, tzinfo=UTC)
+WHERE = "file:///srv/backups/shop/s1/manifest.json"
+
+
+def volume(key: str = "db_data", **changes: Any) -> VolumeRecord:
+    record = VolumeRecord(
+        key=key,
+        source=f"shop_{key}",
+        driver="local",
+        driver_opts={},
+        labels={"com.docker.compose.project": "shop", "com.docker.compose.volume": key},
+        file=f"{key}.tar.zst",
+        compression="zstd",
+        archive_sha256="ab" * 32,
+        archive_bytes=1234,
+        content_digest="sha256:" + "cd" * 32,
+        bytes=4096,
+        files=3,
+        directories=2,
+        symlinks=1,
+        entries=6,
+        root=RootEntry(mode=0o700, uid=999, gid=999),
+    )
+    return dataclasses.replace(record, **changes)
+
+
+def manifest(**changes: Any) -> Manifest:
+    base = Manifest(
+        name="s1",
+        project="shop",
+        created=CREATED,
+        tool_version="0.1.0",
+        reason="manual",
+        volumes=(volume(),),
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def verification(minutes: int, ok: bool = True) -> Verification:
+    return Verification(
+        at=CREATED + datetime.timedelta(minutes=minutes), ok=ok, detail=f"drill {minutes}", volumes=("db_data",)
+    )
+
+
+def document(m: Manifest | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(dump_manifest(m or manifest()))
+    return result
+
+
+def load_document(doc: Any) -> Manifest:
+    return load_manifest(json.dumps(doc).encode(), WHERE)
+
+
+# --- names ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a", "s1", "2026-11-26T153000Z-pre-down", "A.b_c-d", "9", "x" * 128])
+def test_valid_snapshot_names_pass_unchanged(name: str) -> None:
+    assert check_snapshot_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "../x", "..", ".", "a/b", "/abs", ".hidden", "-dash", "_under", "x" * 129, "with space", "nul\0x", "a\n"],
+)
+def test_invalid_snapshot_names_are_refused_clearly(name: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        check_snapshot_name(name)
+    assert raised.value.exit_status == ExitStatus.USAGE
+    assert f"invalid snapshot name {name!r}" in str(raised.value)
+    assert "1 to 128 characters" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("filename", "ok"),
+    [("db.tar.zst", True), ("_k.tar", True), ("manifest.json", False), ("..", False), ("a/b", False), ("", False)],
+)
+def test_part_names_are_plain_file_names(filename: str, ok: bool) -> None:
+    assert is_part_name(filename) is ok
+
+
+def test_automatic_name_is_utc_seconds_and_a_slug() -> None:
+    assert automatic_name(CREATED, "pre-down") == "2026-11-26T153000Z-pre-down"
+    paris = datetime.timezone(datetime.timedelta(hours=1))
+    later = datetime.datetime(2026, 11, 26, 16, 30, 0, 999_999, tzinfo=paris)
+    assert automatic_name(later, "Pre Down!") == "2026-11-26T153000Z-pre-down"
+    assert automatic_name(CREATED, "before upgrade to 17.2") == "2026-11-26T153000Z-before-upgrade-to-17-2"
+    assert automatic_name(CREATED, "") == "2026-11-26T153000Z"
+    assert automatic_name(CREATED, "!!!") == "2026-11-26T153000Z"
+
+
+def test_automatic_name_stays_a_valid_name_for_long_reasons() -> None:
+    name = automatic_name(CREATED, "a" * 108 + " " + "b" * 50)
+    assert len(name) <= 128
+    assert check_snapshot_name(name) == name
+    assert not name.endswith("-")
+
+
+def test_automatic_name_needs_an_aware_time() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        automatic_name(datetime.datetime(2026, 11, 26, 15, 30), "manual")
+
+
+# --- the dataclasses -----------------------------------------------------------------------
+
+
+def test_volume_lookup_total_bytes_and_last_verification() -> None:
+    m = manifest(volumes=(volume("a", archive_bytes=10), volume("b", archive_bytes=32)))
+    assert m.volume("b") == volume("b", archive_bytes=32)
+    assert m.volume("c") is None
+    assert m.total_bytes == 42
+    assert m.last_verification is None
+    assert manifest(volumes=()).total_bytes == 0
+
+
+def test_with_verification_appends_and_keeps_the_newest() -> None:
+    m = manifest()
+    for minute in range(MAX_VERIFICATIONS + 5):
+        m = m.with_verification(verification(minute, ok=minute % 2 == 0))
+    assert len(m.verifications) == MAX_VERIFICATIONS
+    assert m.verifications[0] == verification(5, ok=False)
+    assert m.last_verification == verification(MAX_VERIFICATIONS + 4, ok=True)
+    assert manifest().verifications == ()  # the original is untouched
+
+
+def test_records_hash_despite_their_mappings() -> None:
+    assert hash(manifest()) == hash(manifest())
+
+
+# --- the JSON form -------------------------------------------------------------------------
+
+
+def test_dump_is_exact() -> None:
+    m = Manifest(
+        name="s1",
+        project="shop",
+        created=CREATED,
+        tool_version="0.1.0",
+        reason="manual",
+        volumes=(
+            VolumeRecord(
+                key="data",
+                source="shop_data",
+                driver="local",
+                driver_opts={"type": "none", "o": "bind"},
+                labels={},
+                file="data.tar.zst",
+                compression="zstd",
+                archive_sha256="0" * 64,
+                archive_bytes=10,
+                content_digest="sha256:" + "1" * 64,
+                bytes=5,
+                files=1,
+                directories=1,
+                symlinks=0,
+                entries=2,
+                root=RootEntry(0o755, 0, 0),
+            ),
+        ),
+        services=(ServiceRecord("db", "stop", pre=("pg_dump",)),),
+        verifications=(Verification(CREATED, True, "ok", ("data",)),),
+    )
+    expected = """{
+  "format": 1,
+  "name": "s1",
+  "project": "shop",
+  "created": "2026-11-26T15:30:00Z",
+  "reason": "manual",
+  "tool_version": "0.1.0",
+  "volumes": [
+    {
+      "absolute_symlinks": [],
+      "archive_bytes": 10,
+      "archive_sha256": "0000000000000000000000000000000000000000000000000000000000000000",
+      "bytes": 5,
+      "compression": "zstd",
+      "content_digest": "sha256:1111111111111111111111111111111111111111111111111111111111111111",
+      "directories": 1,
+      "driver": "local",
+      "driver_opts": {
+        "o": "bind",
+        "type": "none"
+      },
+      "entries": 2,
+      "file": "data.tar.zst",
+      "files": 1,
+      "key": "data",
+      "labels": {},
+      "root": {
+        "gid": 0,
+        "mode": "0755",
+        "uid": 0
+      },
+      "source": "shop_data",
+      "symlinks": 0
+    }
+  ],
+  "services": [
+    {
+      "consistency": "stop",
+      "name": "db",
+      "post": [],
+      "pre": [
+        "pg_dump"
+      ]
+    }
+  ],
+  "verifications": [
+    {
+      "at": "2026-11-26T15:30:00Z",
+      "detail": "ok",
+      "ok": true,
+      "volumes": [
+        "data"
+      ]
+    }
+  ]
+}
+"""
+    assert dump_manifest(m).decode() == expected
+    assert load_manifest(expected.encode(), WHERE) == m
+
+
+ROUND_TRIPS = {
+    "minimal": manifest(),
+    "no volumes": manifest(volumes=()),
+    "many volumes": manifest(
+        volumes=(
+            volume("a", compression="gzip", file="a.tar.gz", root=None),
+            volume("b", compression="none", file="b.tar", root=RootEntry(0o2775, 0, 1000)),
+            volume("c", driver="rexray", driver_opts={"size": "10", "type": "gp2"}, labels={}),
+        )
+    ),
+    "unicode and odd bytes": manifest(
+        reason="avant la mise à jour",
+        volumes=(
+            volume(
+                labels={"note": "ünïcödé ✓", "quote": 'a "b" \\ c'},
+                absolute_symlinks=("/etc/localtime", "/data/caf\udce9"),  # a non-UTF-8 name, surrogate-escaped
+            ),
+        ),
+    ),
+    "services and history": manifest(
+        services=(
+            ServiceRecord("db", "stop", pre=("pg_dump -f /x", "sync"), post=("true",)),
+            ServiceRecord("w", "none"),
+        ),
+        verifications=(verification(1, ok=False), verification(2)),
+    ),
+    "sub-second and non-UTC times": manifest(
+        created=datetime.datetime(2026, 1, 2, 3, 4, 5, 250_000, tzinfo=datetime.timezone(datetime.timedelta(hours=-5))),
+        verifications=(Verification(datetime.datetime(2026, 1, 2, 9, 0, 0, 1, tzinfo=UTC), True, "", ("db_data",)),),
+    ),
+    "empty reason": manifest(reason=""),
+    "big numbers": manifest(volumes=(volume(bytes=2**53 + 1, archive_bytes=10**15, entries=10**7),)),
+}
+
+
+@pytest.mark.parametrize("m", ROUND_TRIPS.values(), ids=ROUND_TRIPS.keys())
+def test_round_trip(m: Manifest) -> None:
+    data = dump_manifest(m)
+    loaded = load_manifest(data, WHERE)
+    assert loaded == m
+    assert dump_manifest(loaded) == data
+    assert data.endswith(b"}\n")
+    assert loaded.created.tzinfo == UTC
+
+
+def test_times_are_written_in_utc_with_z() -> None:
+    m = ROUND_TRIPS["sub-second and non-UTC times"]
+    doc = document(m)
+    assert doc["created"] == "2026-01-02T08:04:05.250000Z"
+    assert doc["verifications"][0]["at"] == "2026-01-02T09:00:00.000001Z"
+
+
+def test_dump_refuses_naive_times() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        dump_manifest(manifest(created=datetime.datetime(2026, 1, 1)))
+
+
+def test_unknown_keys_are_ignored() -> None:
+    doc = document()
+    doc["future_top"] = {"anything": [1, 2]}
+    doc["volumes"][0]["future_field"] = "x"
+    doc["volumes"][0]["root"]["mtime"] = 1.5
+    assert load_document(doc) == manifest()
+
+
+def test_lists_with_defaults_may_be_missing() -> None:
+    doc = document()
+    del doc["services"], doc["verifications"], doc["volumes"][0]["absolute_symlinks"]
+    assert load_document(doc) == manifest()
+
+
+def test_offset_times_are_read_as_utc() -> None:
+    doc = document()
+    doc["created"] = "2026-11-26T16:30:00+01:00"
+    assert load_document(doc).created == CREATED
+
+
+# --- strict loading ------------------------------------------------------------------------
+
+
+def assert_refused(doc: Any, *fragments: str) -> ManifestError:
+    with pytest.raises(ManifestError) as raised:
+        load_document(doc)
+    message = str(raised.value)
+    assert message.startswith(WHERE + ": ")
+    for fragment in fragments:
+        assert fragment in message
+    assert raised.value.exit_status == ExitStatus.FAILED
+    return raised.value
+
+
+def test_invalid_json_is_refused_with_its_position() -> None:
+    with pytest.raises(ManifestError, match=r"not valid JSON \(Expecting .* at line 1 column \d+\)") as raised:
+        load_manifest(b'{"format": 1,', WHERE)
+    assert str(raised.value).startswith(WHERE)
+
+
+def test_non_utf8_is_refused() -> None:
+    with pytest.raises(ManifestError, match="not UTF-8"):
+        load_manifest(b'{"name": "\xff"}', WHERE)
+
+
+@pytest.mark.parametrize("doc", [[], "x", 1, None])
+def test_a_manifest_must_be_an_object(doc: Any) -> None:
+    assert_refused(doc, "the manifest: expected a JSON object")
+
+
+def test_a_newer_format_asks_for_an_upgrade() -> None:
+    doc = document()
+    doc["format"] = 2
+    doc["volumes"] = "changed in format 2"
+    assert_refused(doc, "format 2", "newer docker-persist", "upgrade docker-persist")
+
+
+@pytest.mark.parametrize(
+    ("change", "fragments"),
+    [
+        (lambda d: d.pop("format"), ["format: missing"]),
+        (lambda d: d.update(format="1"), ["format: expected an integer, got a string"]),
+        (lambda d: d.update(format=0), ["format: 0 is not a manifest format"]),
+        (lambda d: d.pop("name"), ["invalid manifest: name: missing"]),
+        (lambda d: d.update(name="../x"), ["name: '../x' is not a valid snapshot name"]),
+        (lambda d: d.update(project=7), ["project: expected a string, got an integer"]),
+        (lambda d: d.update(project=""), ["project: must not be empty"]),
+        (lambda d: d.update(created="2026-11-26 15:30:00"), ["created: expected a UTC time"]),
+        (lambda d: d.update(created="2026-13-26T15:30:00Z"), ["created: '2026-13-26T15:30:00Z' is not a valid time"]),
+        (lambda d: d.update(volumes={}), ["volumes: expected a list, got an object"]),
+        (lambda d: d.update(volumes=[1]), ["volumes[0]: expected a JSON object, got an integer"]),
+        (lambda d: d["volumes"][0].pop("content_digest"), ["volumes[0].content_digest: missing"]),
+        (lambda d: d["volumes"][0].update(archive_bytes="12"), ["volumes[0].archive_bytes: expected an integer"]),
+        (lambda d: d["volumes"][0].update(files=True), ["volumes[0].files: expected an integer, got true"]),
+        (lambda d: d["volumes"][0].update(bytes=1.5), ["volumes[0].bytes: expected an integer, got a number"]),
+        (lambda d: d["volumes"][0].update(entries=-1), ["volumes[0].entries: must not be negative"]),
+        (lambda d: d["volumes"][0].update(file="../../etc/passwd"), ["volumes[0].file: '../../etc/passwd' is not"]),
+        (lambda d: d["volumes"][0].update(compression="xz"), ["volumes[0].compression: expected one of zstd"]),
+        (lambda d: d["volumes"][0].update(archive_sha256="AB" * 32), ["volumes[0].archive_sha256: expected 64"]),
+        (lambda d: d["volumes"][0].update(content_digest="md5:00"), ["volumes[0].content_digest: expected 'sha256:'"]),
+        (lambda d: d["volumes"][0].update(labels={"a": 1}), ["volumes[0].labels: expected an object of strings"]),
+        (lambda d: d["volumes"][0].update(driver_opts=None), ["volumes[0].driver_opts: expected an object"]),
+        (lambda d: d["volumes"][0].pop("root"), ["volumes[0].root: missing"]),
+        (lambda d: d["volumes"][0]["root"].update(mode=493), ["volumes[0].root.mode: expected a string"]),
+        (lambda d: d["volumes"][0]["root"].update(mode="0899"), ["volumes[0].root.mode: expected an octal mode"]),
+        (lambda d: d["volumes"][0]["root"].update(uid=None), ["volumes[0].root.uid: expected an integer, got null"]),
+        (lambda d: d["volumes"][0].update(absolute_symlinks=[1]), ["absolute_symlinks: expected a list of strings"]),
+        (lambda d: d["volumes"].append(dict(d["volumes"][0])), ["volumes: the volume key 'db_data' appears twice"]),
+        (lambda d: d.update(services=[{"name": "db"}]), ["services[0].consistency: missing"]),
+        (lambda d: d.update(verifications=[{"at": "x"}]), ["verifications[0].at: expected a UTC time"]),
+        (
+            lambda d: d.update(
+                verifications=[{"at": "2026-11-26T15:30:00Z", "ok": "yes", "detail": "", "volumes": []}]
+            ),
+            ["verifications[0].ok: expected true or false, got a string"],
+        ),
+    ],
+)
+def test_malformed_fields_are_named(change: Any, fragments: list[str]) -> None:
+    doc = document()
+    change(doc)
+    assert_refused(doc, "invalid manifest", *fragments, "the snapshot is damaged")

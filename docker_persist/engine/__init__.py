@@ -7,6 +7,7 @@ the Docker SDK (`transport.SDKTransport`), imported only for them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from collections.abc import Iterable, Mapping
@@ -253,3 +254,170 @@ class Engine:
             )
             for c in raw
         ]
+
+    # --- volumes ------------------------------------------------------------------------
+
+    def inspect_volume(self, name: str) -> VolumeState | None:
+        """Return the volume called `name`, or None if there is none."""
+        from docker_persist.state import VolumeState
+
+        try:
+            raw = self.call_json("GET", f"/volumes/{name}")
+        except EngineNotFoundError:
+            return None
+        return VolumeState(
+            name=raw["Name"],
+            driver=str(raw.get("Driver", "")),
+            options=dict(raw.get("Options") or {}),
+            labels=dict(raw.get("Labels") or {}),
+            mountpoint=str(raw.get("Mountpoint", "")),
+        )
+
+    def create_volume(
+        self,
+        name: str,
+        driver: str = "local",
+        driver_opts: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        """Create a volume. Raise EngineError if the engine refuses."""
+        body = {"Name": name, "Driver": driver or "local", "DriverOpts": dict(driver_opts or {}),
+                "Labels": dict(labels or {})}  # fmt: skip
+        self.call_json("POST", "/volumes/create", body=body)
+
+    def remove_volume(self, name: str, force: bool = False) -> None:
+        """Remove a volume. Raise EngineConflictError while a container (e.g. a guard) uses it."""
+        self.request("DELETE", f"/volumes/{name}", {"force": force}).read()
+
+    def containers_using_volume(self, name: str) -> list[dict[str, Any]]:
+        """Return the raw list entries of every container (running or not) that mounts volume `name`."""
+        raw: list[dict[str, Any]] = self.call_json(
+            "GET", "/containers/json", {"all": True, "filters": {"volume": [name]}}
+        )
+        return raw
+
+    # --- images docker-persist makes itself -----------------------------------------------
+
+    def image_exists(self, reference: str) -> bool:
+        """Return True if the image is present locally."""
+        try:
+            self.call_json("GET", f"/images/{reference}/json")
+        except EngineNotFoundError:
+            return False
+        return True
+
+    def import_image(self, repository: str, tag: str, rootfs_tar: bytes) -> str:
+        """Import a tiny image from a root filesystem tar (nothing is pulled); return its reference.
+
+        (Engine 20.10 accepts no LABEL change on import: the repository name marks these images.)
+        """
+        response = self.request(
+            "POST",
+            "/images/create",
+            {"fromSrc": "-", "repo": repository, "tag": tag},
+            body=rootfs_tar,
+            headers={"Content-Type": "application/x-tar"},
+        )
+        # The engine streams JSON progress lines; an error arrives as a line, not as a status.
+        for line in response.read().splitlines():
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(message, dict) and message.get("error"):
+                raise EngineError(f"importing image {repository}:{tag}: {message['error']}")
+        return f"{repository}:{tag}"
+
+    # --- containers ---------------------------------------------------------------------
+
+    def create_container(self, name: str | None, config: Mapping[str, Any]) -> str:
+        """Create (never start) a container from a raw create config; return its ID."""
+        created = self.call_json("POST", "/containers/create", {"name": name}, body=dict(config))
+        return str(created["Id"])
+
+    def remove_container(self, container_id: str, force: bool = True, volumes: bool = False) -> None:
+        """Remove a container; a container that is already gone is not an error."""
+        with contextlib.suppress(EngineNotFoundError):
+            self.request("DELETE", f"/containers/{container_id}", {"force": force, "v": volumes}).read()
+
+    def inspect_container(self, container_id: str) -> dict[str, Any]:
+        """Return the engine's inspect document for a container."""
+        raw: dict[str, Any] = self.call_json("GET", f"/containers/{container_id}/json")
+        return raw
+
+    def list_containers(self, labels: Iterable[str], all_states: bool = True) -> list[dict[str, Any]]:
+        """Return the raw list entries of the containers carrying every label given (`k` or `k=v`)."""
+        raw: list[dict[str, Any]] = self.call_json(
+            "GET", "/containers/json", {"all": all_states, "filters": {"label": list(labels)}}
+        )
+        return raw
+
+    def stop_container(self, container_id: str, timeout: int | None = None) -> None:
+        """Stop a container (a stopped one is fine), within its own stop timeout unless one is given."""
+        self.request("POST", f"/containers/{container_id}/stop", {"t": timeout}).read()
+
+    def start_container(self, container_id: str) -> None:
+        """Start a container (a running one is fine)."""
+        self.request("POST", f"/containers/{container_id}/start").read()
+
+    def pause_container(self, container_id: str) -> None:
+        """Freeze a container's processes."""
+        self.request("POST", f"/containers/{container_id}/pause").read()
+
+    def unpause_container(self, container_id: str) -> None:
+        """Thaw a paused container."""
+        self.request("POST", f"/containers/{container_id}/unpause").read()
+
+    def exec_in_container(self, container_id: str, command: str) -> tuple[int, str]:
+        """Run `sh -c command` in a running container; return (exit code, combined output)."""
+        created = self.call_json(
+            "POST",
+            f"/containers/{container_id}/exec",
+            body={"Cmd": ["sh", "-c", command], "AttachStdout": True, "AttachStderr": True, "Tty": False},
+        )
+        exec_id = created["Id"]
+        response = self.request(
+            "POST", f"/exec/{exec_id}/start", body=json.dumps({"Detach": False, "Tty": False}).encode(),
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        output = _demultiplex(response.read())
+        code = self.call_json("GET", f"/exec/{exec_id}/json").get("ExitCode")
+        return (int(code) if code is not None else -1), output
+
+    # --- archives -----------------------------------------------------------------------
+
+    def get_archive(self, container_id: str, path: str) -> Any:
+        """Return the streamed tar of `path` in a container (`/data/.` gives entries rooted at `./`)."""
+        return self.request("GET", f"/containers/{container_id}/archive", {"path": path})
+
+    def put_archive(self, container_id: str, path: str, tar_stream: Iterable[bytes]) -> None:
+        """Extract a streamed tar into `path` in a container."""
+        self.request(
+            "PUT", f"/containers/{container_id}/archive", {"path": path, "noOverwriteDirNonDir": True},
+            body=tar_stream, headers={"Content-Type": "application/x-tar"},
+        ).read()  # fmt: skip
+
+
+def _demultiplex(data: bytes) -> str:
+    """Return the text of a multiplexed exec stream (8-byte frame headers), stdout and stderr in order."""
+    out, index = [], 0
+    while index + 8 <= len(data):
+        size = int.from_bytes(data[index + 4 : index + 8], "big")
+        out.append(data[index + 8 : index + 8 + size])
+        index += 8 + size
+    if index < len(data):  # not multiplexed after all (a TTY exec)
+        out.append(data[index:])
+    return b"".join(out).decode(errors="replace")
+
+
+def run_to_completion(engine: Engine, config: Mapping[str, Any], timeout: int = 600) -> tuple[int, str]:
+    """Create, start and wait for a container; return (exit code, output). It is always removed."""
+    container = engine.create_container(None, config)
+    try:
+        engine.start_container(container)
+        waited = engine.call_json("POST", f"/containers/{container}/wait", {"condition": "not-running"})
+        code = int((waited or {}).get("StatusCode", -1))
+        logs = engine.request("GET", f"/containers/{container}/logs", {"stdout": True, "stderr": True}).read()
+        return code, _demultiplex(logs)
+    finally:
+        engine.remove_container(container, force=True, volumes=False)

@@ -96,9 +96,23 @@ def run_command(args: Sequence[str], env: Environment) -> int:
     return command.run(parsed, Context(env=env, options=options, compose_options=compose_options))
 
 
+def _handle_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so stopped services come back and staging is cleaned."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+
+        def interrupt(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(args: Sequence[str], env: Environment | None = None) -> int:
     """Run docker-persist with `args` and return the exit code: 0 ok, 1 failed, 2 usage, 130 interrupted."""
     env = env or Environment()
+    _handle_sigterm()
     try:
         return run_command(args, env)
     except UsageError as error:

@@ -151,3 +151,25 @@ def start_compose_config(
     this saves two process starts. Raise ConfigError if Compose is not installed.
     """
     return PendingComposeConfig([find_compose(config), *project_argv, "config"], environ, cwd)
+
+
+def run_docker_compose(
+    global_argv: Sequence[str], project_argv: Sequence[str], args: Sequence[str], environ: Mapping[str, str]
+) -> None:
+    """Run `docker [global flags] compose [project flags] ARGS`, its output to our stderr.
+
+    Through the docker CLI, so that it reaches exactly the engine `docker` would. Raise
+    PersistError if it fails.
+    """
+    import subprocess
+    import sys
+
+    from docker_persist.errors import PersistError
+
+    argv = ["docker", *global_argv, "compose", *project_argv, *args]
+    try:
+        done = subprocess.run(argv, stdout=sys.stderr, check=False, env=child_environ(environ))
+    except OSError as error:
+        raise PersistError(f"cannot run docker: {error}") from error
+    if done.returncode != 0:
+        raise PersistError(f"`docker compose {' '.join(args)}` failed (exit {done.returncode})")

@@ -20,6 +20,36 @@ class Entry(NamedTuple):
     load: Callable[[], Command]
 
 
+def _backup() -> Command:
+    from docker_persist.commands import backup
+
+    return backup.COMMAND
+
+
+def _snapshots() -> Command:
+    from docker_persist.commands import snapshots
+
+    return snapshots.COMMAND
+
+
+def _restore() -> Command:
+    from docker_persist.commands import restore
+
+    return restore.COMMAND
+
+
+def _verify() -> Command:
+    from docker_persist.commands import verify
+
+    return verify.COMMAND
+
+
+def _forget() -> Command:
+    from docker_persist.commands import forget
+
+    return forget.COMMAND
+
+
 def _check() -> Command:
     from docker_persist.commands import check
 
@@ -41,6 +71,11 @@ def _version() -> Command:
 COMMANDS: dict[str, Entry] = {
     entry.name: entry
     for entry in (
+        Entry("backup", "Take a snapshot of the project's volumes", _backup),
+        Entry("snapshots", "List the project's snapshots", _snapshots),
+        Entry("restore", "Restore volumes from a snapshot by name", _restore),
+        Entry("verify", "Run a restore drill and compare content digests", _verify),
+        Entry("forget", "Remove snapshots by a retention policy", _forget),
         Entry("check", "Audit the project and the engine for data that could be lost or exposed", _check),
         Entry("plan", "Show what up or down would do, and change nothing", _plan),
         Entry("version", "Show the docker-persist, Docker engine and Compose versions", _version),

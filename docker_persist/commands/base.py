@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from docker_persist.context import Context
@@ -12,6 +12,8 @@ from docker_persist.helpformat import ROOT, DockerArgumentParser
 
 if TYPE_CHECKING:
     from docker_persist.model import Project
+    from docker_persist.progress import Progress
+    from docker_persist.store import Store
 
 FORMATS = ("pretty", "json")
 
@@ -61,6 +63,7 @@ class PendingProject:
         from docker_persist.project import ComposeOptions, compose_options_from_args, find_project_files
 
         options = (context.compose_options or ComposeOptions()).merged(compose_options_from_args(args))
+        self.options = options
         cwd = os.getcwd()
         self.files = find_project_files(options, context.env.environ, cwd)
         self.pending = start_compose_config(context.docker_config, options.to_argv(), context.env.environ, cwd)
@@ -83,3 +86,38 @@ def load_project(context: Context, args: argparse.Namespace) -> tuple[Project, l
     Raise ConfigError if Compose rejects the project or its x-persist is invalid.
     """
     return PendingProject(context, args).wait()
+
+
+def add_store_flag(parser: DockerArgumentParser) -> None:
+    """Add `--store URL`."""
+    parser.add_argument(
+        "--store",
+        metavar="string",
+        help="Snapshot store: a path, file:///path (default: x-persist.store, "
+        "$DOCKER_PERSIST_STORE, or ~/.local/share/docker-persist/snapshots)",
+    )
+
+
+def open_project_store(context: Context, args: argparse.Namespace, project: Project) -> Store:
+    """Return the snapshot store: --store, then DOCKER_PERSIST_STORE, then x-persist.store, then the default."""
+    from docker_persist.store import open_store
+
+    url = getattr(args, "store", None) or context.env.environ.get("DOCKER_PERSIST_STORE") or project.policy.store
+    return open_store(url, context.env.environ)
+
+
+def make_progress(context: Context) -> Progress:
+    """Return the progress reporter: live on a terminal, silent otherwise."""
+    from docker_persist.progress import Progress
+
+    return Progress(context.env.stderr, enabled=context.env.stderr_isatty)
+
+
+def compose_runner(context: Context, pending: PendingProject) -> Callable[[Sequence[str]], None]:
+    """Return a function that runs `docker compose` for this project, against the same engine."""
+    from docker_persist.process import run_docker_compose
+
+    def run(args: Sequence[str]) -> None:
+        run_docker_compose(context.options.to_argv(), pending.options.to_argv(), args, context.env.environ)
+
+    return run

@@ -1,0 +1,675 @@
+"""Snapshot actions: backup, restore, verify, forget, list. Each is a function the thin CLI calls.
+
+Data flows engine -> helper container -> archive stream -> (content digest, compressor
+-> sha256 -> store) on backup, and store -> sha256 -> decompressor -> (safety and
+digest) -> archive PUT on restore. Everything streams; memory stays flat.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from docker_persist import __version__
+from docker_persist.archive import ArchiveSummary, TarDigester
+from docker_persist.compression import EXTENSIONS, HashingWriter, iter_decompressed, make_compressor
+from docker_persist.engine import COMPOSE_PROJECT, COMPOSE_VOLUME, LABEL_ROLE, Engine
+from docker_persist.errors import ConfigError, PersistError, SnapshotNotFoundError
+from docker_persist.manifest import (
+    Manifest,
+    RootEntry,
+    ServiceRecord,
+    Verification,
+    VolumeRecord,
+    automatic_name,
+    check_snapshot_name,
+    dump_manifest,
+    load_manifest,
+)
+from docker_persist.model import KeepPolicy, Project, Volume
+from docker_persist.quiesce import plan_quiesce, quiesced
+from docker_persist.retention import Decision
+from docker_persist.store import PendingSnapshot, Store, not_found
+from docker_persist.volumeio import (
+    ensure_root_image,
+    helper_container,
+    read_volume,
+    remove_stale_helpers,
+    write_volume,
+)
+
+Say = Callable[[str], None]
+Progress = Callable[[str, int], None]  # (label, bytes just moved)
+LOCK_TIMEOUT = 5.0
+
+
+class IntegrityError(PersistError):
+    """A snapshot's archive does not match its manifest: corrupt or tampered."""
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+
+
+def select_volumes(project: Project, keys: Sequence[str]) -> list[Volume]:
+    """Return the volumes to act on: those named, else every precious one.
+
+    Raise ConfigError for an unknown name, or when nothing is selected.
+    """
+    if keys:
+        chosen = []
+        for key in keys:
+            volume = project.volumes.get(key) or next((v for v in project.volumes.values() if v.name == key), None)
+            if volume is None:
+                known = ", ".join(project.volumes) or "none"
+                raise ConfigError(f"project {project.name!r} has no volume {key!r} (volumes: {known})")
+            chosen.append(volume)
+        return chosen
+    precious = project.precious_volumes()
+    if not precious:
+        raise ConfigError(
+            f"nothing to back up: no volume of project {project.name!r} is marked with x-persist; "
+            "annotate one (volumes: {name: {x-persist: {}}}) or name the volumes to back up"
+        )
+    return precious
+
+
+def _volumes_for_service(project: Project, services: Sequence[str]) -> list[str]:
+    keys = []
+    for name in services:
+        service = project.service(name)
+        if service is None:
+            raise ConfigError(f"project {project.name!r} has no service {name!r}")
+        keys += [m.source for m in service.mounts if m.type == "volume" and m.source and m.source not in keys]
+    return keys
+
+
+# --- backup ------------------------------------------------------------------------------
+
+
+def backup_volume(
+    engine: Engine, project: str, volume: Volume, pending: PendingSnapshot, compression: str, progress: Progress
+) -> VolumeRecord:
+    """Stream one volume into the pending snapshot; return its manifest record."""
+    live = engine.inspect_volume(volume.name)
+    if live is None:
+        raise PersistError(f"volume {volume.name!r} ({volume.key}) does not exist: nothing to back up")
+    filename = f"{volume.key}{EXTENSIONS[compression]}"
+    digester = TarDigester(check_safety=False)
+    with pending.open_part(filename) as part, helper_container(engine, volume.name, project, read_only=True) as helper:
+        sink = HashingWriter(part)
+        compressor = make_compressor(compression, sink)
+        for chunk in read_volume(engine, helper):
+            digester.feed(chunk)
+            compressor.write(chunk)
+            progress(volume.key, len(chunk))
+        compressor.finish()
+        summary = digester.finish()
+    return _volume_record(volume, live.driver, live.options, live.labels, filename, compression, sink, summary)
+
+
+def _volume_record(
+    volume: Volume,
+    driver: str,
+    options: Mapping[str, str],
+    labels: Mapping[str, str],
+    filename: str,
+    compression: str,
+    sink: HashingWriter,
+    summary: ArchiveSummary,
+) -> VolumeRecord:
+    root = summary.root
+    return VolumeRecord(
+        key=volume.key,
+        source=volume.name,
+        driver=driver,
+        driver_opts=dict(options),
+        labels=dict(labels),
+        file=filename,
+        compression=compression,
+        archive_sha256=sink.sha256.hexdigest(),
+        archive_bytes=sink.size,
+        content_digest=summary.digest,
+        bytes=summary.bytes,
+        files=summary.files,
+        directories=summary.directories,
+        symlinks=summary.symlinks,
+        entries=summary.entries,
+        root=RootEntry(root.mode, root.uid, root.gid) if root is not None else None,
+        absolute_symlinks=summary.absolute_symlinks,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupRequest:
+    """What to back up and how."""
+
+    volume_keys: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    name: str | None = None
+    reason: str = "manual"
+    compression: str | None = None  # None: the project's x-persist (default zstd)
+    quiesce: bool = True
+
+
+def backup(
+    engine: Engine, store: Store, project: Project, request: BackupRequest, say: Say, progress: Progress
+) -> Manifest:
+    """Take a snapshot of the project's volumes and publish it atomically; return its manifest.
+
+    Raise ConfigError for bad input (nothing is touched), SnapshotExistsError for a name in
+    use, StoreLockedError if another operation holds the project, and HookFailedError or
+    RestartFailedError from quiescing.
+    """
+    keys = list(request.volume_keys) + _volumes_for_service(project, request.services)
+    volumes = select_volumes(project, keys)
+    name = check_snapshot_name(request.name) if request.name else None
+    compression = request.compression or project.policy.compression
+    with store.lock(project.name, timeout=LOCK_TIMEOUT):
+        return _backup_locked(engine, store, project, volumes, name, request, compression, say, progress)
+
+
+def unique_automatic_name(store: Store, project: str, reason: str) -> str:
+    """Return an automatic name (UTC time and reason) no snapshot of the project has yet."""
+    base = automatic_name(_now(), reason)
+    taken = set(store.list_snapshots(project))
+    name, number = base, 2
+    while name in taken:
+        name, number = f"{base}-{number}", number + 1
+    return name
+
+
+def _backup_locked(
+    engine: Engine,
+    store: Store,
+    project: Project,
+    volumes: list[Volume],
+    name: str | None,
+    request: BackupRequest,
+    compression: str,
+    say: Say,
+    progress: Progress,
+) -> Manifest:
+    if name is None:
+        name = unique_automatic_name(store, project.name, request.reason)
+    elif name in store.list_snapshots(project.name):
+        from docker_persist.store import SnapshotExistsError
+
+        raise SnapshotExistsError(
+            f"snapshot {name!r} already exists in project {project.name!r}: choose another --name"
+        )
+    if remove_stale_helpers(engine, project.name):
+        say("removed helper containers left by an interrupted run")
+    plans = plan_quiesce(project, [v.key for v in volumes]) if request.quiesce else []
+    created = _now()
+    pending = store.begin(project.name, name)
+    try:
+        with quiesced(engine, project.name, plans, say):
+            records = [backup_volume(engine, project.name, v, pending, compression, progress) for v in volumes]
+        manifest = Manifest(
+            name=name,
+            project=project.name,
+            created=created,
+            tool_version=__version__,
+            reason=request.reason,
+            volumes=tuple(records),
+            services=tuple(ServiceRecord(p.service, p.consistency, p.pre, p.post) for p in plans),
+        )
+        pending.publish(dump_manifest(manifest))
+    except BaseException:
+        pending.abort()
+        raise
+    return manifest
+
+
+# --- reading snapshots --------------------------------------------------------------------
+
+
+def read_manifest(store: Store, project: str, name: str) -> Manifest:
+    """Return the manifest of snapshot `name`. Raise SnapshotNotFoundError with the closest names."""
+    check_snapshot_name(name)
+    try:
+        data = store.read_manifest(project, name)
+    except SnapshotNotFoundError:
+        raise not_found(project, name, store.list_snapshots(project)) from None
+    return load_manifest(data, f"{store.url}/{project}/{name}/manifest.json")
+
+
+def list_manifests(store: Store, project: str) -> list[Manifest]:
+    """Return every snapshot of the project, oldest first."""
+    manifests = [read_manifest(store, project, name) for name in store.list_snapshots(project)]
+    return sorted(manifests, key=lambda m: (m.created, m.name))
+
+
+def iter_archive(store: Store, project: str, manifest: Manifest, record: VolumeRecord) -> Iterator[bytes]:
+    """Yield the tar bytes of one volume of a snapshot, checking the stored file's size and sha256 at the end.
+
+    Raise IntegrityError if they differ from the manifest (after the last byte is read).
+    """
+    sha256 = hashlib.sha256()
+    size = 0
+    with store.open_part(project, manifest.name, record.file) as part:
+
+        class Counting:
+            def read(self, n: int = -1) -> bytes:
+                nonlocal size
+                data = part.read(n)
+                sha256.update(data)
+                size += len(data)
+                return data
+
+        yield from iter_decompressed(record.compression, Counting())  # type: ignore[arg-type]
+        while data := part.read(1 << 20):  # the tail the decompressor did not need
+            sha256.update(data)
+            size += len(data)
+    if size != record.archive_bytes or sha256.hexdigest() != record.archive_sha256:
+        raise IntegrityError(
+            f"snapshot {manifest.name!r}: {record.file} does not match its manifest "
+            f"(sha256 {sha256.hexdigest()[:16]}…, {size} bytes; expected {record.archive_sha256[:16]}…, "
+            f"{record.archive_bytes} bytes): the archive is corrupt or was changed"
+        )
+
+
+def check_archive(
+    store: Store, project: str, manifest: Manifest, record: VolumeRecord, progress: Progress
+) -> ArchiveSummary:
+    """Read a volume's archive end to end: checksums, entry safety and content digest. Change nothing.
+
+    Raise IntegrityError for a corrupt archive, UnsafeArchiveError for a tampered one.
+    """
+    digester = TarDigester(check_safety=True, allowed_absolute_symlinks=record.absolute_symlinks)
+    try:
+        for chunk in iter_archive(store, project, manifest, record):
+            digester.feed(chunk)
+            progress(record.key, len(chunk))
+        summary = digester.finish()
+    except IntegrityError:
+        raise
+    except PersistError as error:
+        if isinstance(error, SnapshotNotFoundError):
+            raise
+        raise IntegrityError(f"snapshot {manifest.name!r}: {record.file}: {error}") from error
+    except Exception as error:
+        raise IntegrityError(f"snapshot {manifest.name!r}: {record.file} cannot be read: {error}") from error
+    if summary.digest != record.content_digest:
+        raise IntegrityError(
+            f"snapshot {manifest.name!r}: the content of {record.file} does not match its manifest's digest"
+        )
+    return summary
+
+
+# --- restore -------------------------------------------------------------------------------
+
+
+def extract_into_volume(
+    engine: Engine,
+    store: Store,
+    project: str,
+    manifest: Manifest,
+    record: VolumeRecord,
+    target: str,
+    progress: Progress,
+) -> ArchiveSummary:
+    """Extract a volume's archive into the empty volume `target`, setting its root; return what was written.
+
+    Raise IntegrityError if what was streamed does not match the manifest.
+    """
+    root = record.root or RootEntry(0o755, 0, 0)
+    image = ensure_root_image(engine, root.mode, root.uid, root.gid)
+    digester = TarDigester(check_safety=True, allowed_absolute_symlinks=record.absolute_symlinks)
+
+    def stream() -> Iterator[bytes]:
+        for chunk in iter_archive(store, project, manifest, record):
+            digester.feed(chunk)
+            progress(record.key, len(chunk))
+            yield chunk
+
+    with helper_container(engine, target, project, image=image, copy_up=True) as helper:
+        write_volume(engine, helper, stream())
+    summary = digester.finish()
+    if summary.digest != record.content_digest:
+        raise IntegrityError(f"volume {target!r}: the restored content does not match snapshot {manifest.name!r}")
+    return summary
+
+
+def volume_read_digest(engine: Engine, project: str, volume: str) -> ArchiveSummary:
+    """Return the content summary of a volume as it is now, read back through the engine."""
+    digester = TarDigester(check_safety=False)
+    with helper_container(engine, volume, project, read_only=True) as helper:
+        for chunk in read_volume(engine, helper):
+            digester.feed(chunk)
+    return digester.finish()
+
+
+def project_labels(volume: Volume, project: str) -> dict[str, str]:
+    """Return the labels Compose puts on a volume it creates, so it adopts a volume we create."""
+    return {COMPOSE_PROJECT: project, COMPOSE_VOLUME: volume.key}
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoreRequest:
+    """What to restore, from where, into what."""
+
+    name: str
+    volume_keys: tuple[str, ...] = ()
+    to: str | None = None
+    from_project: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoreResult:
+    """What a restore did."""
+
+    manifest: Manifest
+    volumes: tuple[tuple[str, str], ...]  # (key, target volume)
+    undo: str | None  # the undo snapshot's name, if one was taken
+    restarted: tuple[str, ...]
+
+
+@dataclasses.dataclass
+class _Target:
+    record: VolumeRecord
+    name: str  # engine volume name to restore into
+    volume: Volume | None  # the project's volume, when the target is one
+    exists: bool = False
+    containers: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # compose containers using it
+    guarded: bool = False
+
+
+ComposeRunner = Callable[[Sequence[str]], None]  # runs `docker compose [project flags] ARGS`
+
+
+def _pick_records(manifest: Manifest, keys: Sequence[str]) -> list[VolumeRecord]:
+    if not keys:
+        return list(manifest.volumes)
+    records = []
+    for key in keys:
+        record = manifest.volume(key) or next((r for r in manifest.volumes if r.source == key), None)
+        if record is None:
+            known = ", ".join(r.key for r in manifest.volumes)
+            raise ConfigError(f"snapshot {manifest.name!r} has no volume {key!r} (it holds: {known})")
+        records.append(record)
+    return records
+
+
+def _targets(engine: Engine, project: Project, records: list[VolumeRecord], to: str | None) -> list[_Target]:
+    targets = []
+    for record in records:
+        volume = project.volumes.get(record.key)
+        name = to or (volume.name if volume is not None else record.source)
+        target = _Target(record, name, volume if to is None else None)
+        target.exists = engine.inspect_volume(name) is not None
+        for container in engine.containers_using_volume(name) if target.exists else []:
+            labels = container.get("Labels") or {}
+            role = labels.get(LABEL_ROLE)
+            if role == "guard":
+                target.guarded = True
+            elif role == "helper":
+                engine.remove_container(str(container["Id"]), force=True)  # stale: we hold the lock
+            elif labels.get(COMPOSE_PROJECT) == project.name:
+                target.containers.append(container)
+            else:
+                who = str((container.get("Names") or [container["Id"]])[0]).lstrip("/")
+                raise ConfigError(
+                    f"volume {name!r} is used by container {who!r}, which is not part of project "
+                    f"{project.name!r}: stop and remove it first, or restore with --to NEW_VOLUME"
+                )
+        targets.append(target)
+    return targets
+
+
+def restore(
+    engine: Engine,
+    store: Store,
+    project: Project,
+    request: RestoreRequest,
+    compose: ComposeRunner,
+    say: Say,
+    progress: Progress,
+) -> RestoreResult:
+    """Restore volumes from a snapshot by name.
+
+    Order: check the archives (nothing touched if they are corrupt or unsafe), stop the
+    services that use the volumes, take an undo snapshot of what is there, re-create each
+    volume with its recorded driver, options and labels, extract and verify, then start
+    again what was running. Raise IntegrityError, ConfigError or a PersistError that says
+    what state things are in and how to resume.
+    """
+    source = request.from_project or project.name
+    manifest = read_manifest(store, source, request.name)
+    if manifest.project != project.name and request.from_project is None:
+        raise ConfigError(f"snapshot {request.name!r} belongs to project {manifest.project!r}: use --from-project")
+    records = _pick_records(manifest, request.volume_keys)
+    if request.to and len(records) != 1:
+        raise ConfigError("--to restores one volume: choose it with --volume")
+    with store.lock(project.name, timeout=LOCK_TIMEOUT):
+        for record in records:
+            say(f"checking {record.file}")
+            check_archive(store, source, manifest, record, progress)
+        targets = _targets(engine, project, records, request.to)
+        return _restore_locked(engine, store, project, manifest, source, targets, compose, say, progress)
+
+
+def _restore_locked(
+    engine: Engine,
+    store: Store,
+    project: Project,
+    manifest: Manifest,
+    source: str,
+    targets: list[_Target],
+    compose: ComposeRunner,
+    say: Say,
+    progress: Progress,
+) -> RestoreResult:
+    running: dict[str, bool] = {}  # service -> was running
+    for target in targets:
+        for container in target.containers:
+            service = str((container.get("Labels") or {}).get("com.docker.compose.service", ""))
+            running[service] = running.get(service, False) or container.get("State") == "running"
+    for target in targets:
+        for container in target.containers:
+            if container.get("State") in ("running", "paused", "restarting"):
+                say(f"stopping {str((container.get('Names') or ['?'])[0]).lstrip('/')}")
+                engine.stop_container(str(container["Id"]))
+    undo = _take_undo_snapshot(engine, store, project, [t for t in targets if t.exists], say, progress)
+    done: list[tuple[str, str]] = []
+    try:
+        for target in targets:
+            for container in target.containers:
+                engine.remove_container(str(container["Id"]), force=True)
+            if target.exists:
+                from docker_persist.guards import remove_guards
+
+                remove_guards(engine, target.name)
+                engine.remove_volume(target.name)
+            record = target.record
+            # A project volume gets its recorded labels back, so Compose still owns it; a --to
+            # volume gets none, so it does not claim to be a project's.
+            labels = dict(record.labels) if target.volume is not None else {}
+            engine.create_volume(target.name, record.driver, record.driver_opts, labels)
+            say(f"restoring {record.key} into {target.name}")
+            extract_into_volume(engine, store, source, manifest, record, target.name, progress)
+            if target.guarded:
+                from docker_persist.guards import create_guard
+
+                create_guard(engine, target.name, project.name)
+            done.append((record.key, target.name))
+    except BaseException as error:
+        where = f"; the undo snapshot {undo!r} holds what was there before" if undo else ""
+        raise PersistError(
+            f"restore of snapshot {manifest.name!r} stopped part-way ({error}). Restored so far: "
+            f"{', '.join(v for _, v in done) or 'nothing'}{where}. Run the same restore again to finish; "
+            f"the services that were stopped ({', '.join(running) or 'none'}) were not started again."
+        ) from error
+    restarted = _restart(compose, running, say)
+    return RestoreResult(manifest, tuple(done), undo, restarted)
+
+
+def _take_undo_snapshot(
+    engine: Engine, store: Store, project: Project, targets: list[_Target], say: Say, progress: Progress
+) -> str | None:
+    if not targets:
+        return None
+    name = unique_automatic_name(store, project.name, "pre-restore")
+    say(f"taking undo snapshot {name}")
+    pending = store.begin(project.name, name)
+    try:
+        records = []
+        for target in targets:
+            volume = target.volume or Volume(key=target.record.key, name=target.name)
+            records.append(backup_volume(engine, project.name, volume, pending, project.policy.compression, progress))
+        if all(r.entries <= 1 for r in records):  # nothing but the roots: nothing to undo
+            pending.abort()
+            return None
+        manifest = Manifest(
+            name=name,
+            project=project.name,
+            created=_now(),
+            tool_version=__version__,
+            reason="pre-restore",
+            volumes=tuple(records),
+        )
+        pending.publish(dump_manifest(manifest))
+    except BaseException:
+        pending.abort()
+        raise
+    return name
+
+
+def _restart(compose: ComposeRunner, running: dict[str, bool], say: Say) -> tuple[str, ...]:
+    if not running:
+        return ()
+    up = sorted(s for s, was in running.items() if was)
+    created = sorted(s for s, was in running.items() if not was)
+    if up:
+        say(f"starting again: {', '.join(up)}")
+        compose(["up", "--detach", "--no-deps", *up])
+    if created:
+        compose(["create", "--no-deps", *created])
+    return tuple(up)
+
+
+# --- verify -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyCommand:
+    """A service's `x-persist.verify`, run in its image over a restored volume."""
+
+    image: str
+    target: str  # where the service mounts the volume
+    command: str
+
+
+def verify_commands(project: Project) -> dict[str, VerifyCommand]:
+    """Return, per volume key, the verify command of the service that mounts it (the first with one)."""
+    commands: dict[str, VerifyCommand] = {}
+    for service in project.services:
+        if service.policy is None or not service.policy.verify or not service.image:
+            continue
+        for mount in service.mounts:
+            if mount.type == "volume" and mount.source and mount.source not in commands:
+                commands[mount.source] = VerifyCommand(service.image, mount.target, service.policy.verify)
+    return commands
+
+
+def _drill(
+    engine: Engine,
+    store: Store,
+    project: str,
+    manifest: Manifest,
+    record: VolumeRecord,
+    command: VerifyCommand | None,
+    progress: Progress,
+) -> str:
+    """Restore one volume into a scratch volume and check it; return what passed. Raise on failure."""
+    import secrets
+
+    from docker_persist.engine import LABEL_PROJECT, run_to_completion
+    from docker_persist.quiesce import unescape_compose
+
+    check_archive(store, project, manifest, record, progress)
+    scratch = f"docker-persist-verify-{secrets.token_hex(6)}"
+    engine.create_volume(scratch, labels={LABEL_ROLE: "scratch", LABEL_PROJECT: project})
+    try:
+        extract_into_volume(engine, store, project, manifest, record, scratch, progress)
+        restored = volume_read_digest(engine, project, scratch)
+        if restored.digest != record.content_digest:
+            raise IntegrityError(f"{record.key}: the volume read back after the drill differs from the snapshot")
+        if record.root is not None and restored.root is not None:
+            got = (restored.root.mode & 0o7777, restored.root.uid, restored.root.gid)
+            want = (record.root.mode & 0o7777, record.root.uid, record.root.gid)
+            if got != want:
+                raise IntegrityError(f"{record.key}: the restored volume root is {got}, the snapshot says {want}")
+        detail = f"{record.key}: {restored.files} files, digest matches"
+        if command is not None:
+            config = {
+                "Image": command.image,
+                "Entrypoint": ["sh", "-c"],
+                "Cmd": [unescape_compose(command.command)],
+                "Labels": {LABEL_ROLE: "helper", LABEL_PROJECT: project},
+                "NetworkDisabled": True,
+                "HostConfig": {"NetworkMode": "none",
+                               "Mounts": [{"Type": "volume", "Source": scratch, "Target": command.target}]},
+            }  # fmt: skip
+            code, output = run_to_completion(engine, config)
+            if code != 0:
+                last = " | ".join(output.strip().splitlines()[-3:])
+                raise IntegrityError(
+                    f"{record.key}: verify command exited {code}: {command.command}" + (f" ({last})" if last else "")
+                )
+            detail += f", verify command passed ({command.command})"
+        return detail
+    finally:
+        engine.remove_volume(scratch, force=True)
+
+
+def verify(
+    engine: Engine, store: Store, project: Project, names: Sequence[str], say: Say, progress: Progress
+) -> list[tuple[Manifest, Verification]]:
+    """Run a restore drill for each snapshot named; record each result in its manifest and return them.
+
+    A failed drill is a result, not an exception: the caller decides the exit code.
+    """
+    commands = verify_commands(project)
+    results = []
+    with store.lock(project.name, timeout=LOCK_TIMEOUT):
+        for name in names:
+            manifest = read_manifest(store, project.name, name)
+            details, ok = [], True
+            for record in manifest.volumes:
+                say(f"{name}: drilling {record.key}")
+                try:
+                    details.append(
+                        _drill(engine, store, project.name, manifest, record, commands.get(record.key), progress)
+                    )
+                except PersistError as error:
+                    ok = False
+                    details.append(str(error))
+            verification = Verification(
+                at=_now(), ok=ok, detail="; ".join(details), volumes=tuple(r.key for r in manifest.volumes)
+            )
+            updated = manifest.with_verification(verification)
+            store.replace_manifest(project.name, name, dump_manifest(updated))
+            results.append((updated, verification))
+    return results
+
+
+def forget(store: Store, project: str, policy: KeepPolicy, dry_run: bool) -> list[Decision]:
+    """Apply a retention policy to the project's snapshots; return every decision (newest first).
+
+    Raise ConfigError for an empty policy. With dry_run nothing is removed.
+    """
+    from docker_persist.retention import SnapshotRef, apply_policy
+
+    with store.lock(project, timeout=LOCK_TIMEOUT):
+        manifests = list_manifests(store, project)
+        decisions = apply_policy([SnapshotRef(m.name, m.created) for m in manifests], policy)
+        if not dry_run:
+            for decision in decisions:
+                if not decision.keep:
+                    store.delete(project, decision.snapshot.name)
+    return decisions

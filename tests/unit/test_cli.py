@@ -63,7 +63,8 @@ def test_root_help(args: list[str], environ: dict[str, str]) -> None:
     result = run_main(args, environ)
     assert result.exit_code == 0
     assert result.stdout.startswith("Usage:  docker persist [OPTIONS] COMMAND\n")
-    assert "\nCommands:\n  check      Audit the project" in result.stdout
+    assert "\nCommands:\n  backup     Take a snapshot" in result.stdout
+    assert "\n  check      Audit the project" in result.stdout
     assert "\n  version    Show the docker-persist" in result.stdout
     assert "Run 'docker persist COMMAND --help' for more information on a command." in result.stdout
 

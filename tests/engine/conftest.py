@@ -120,6 +120,8 @@ class ComposeProject:
         self.directory = directory
         self.name = name
         self.file = directory / "compose.yaml"
+        # Each test gets its own snapshot store, beside the project.
+        self.store = directory.parent / "store"
 
     def write(self, text: str) -> None:
         self.file.write_text(text.replace("{project}", self.name))
@@ -129,7 +131,9 @@ class ComposeProject:
                                "-p", self.name, *args, check=check)  # fmt: skip
 
     def persist(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return self.docker.run("persist", *args, "-f", str(self.file), "-p", self.name, env=env)
+        """Run `docker persist ARGS -f FILE -p NAME` with this test's store (DOCKER_PERSIST_STORE)."""
+        environ = {"DOCKER_PERSIST_STORE": str(self.store), **(env or {})}
+        return self.docker.run("persist", *args, "-f", str(self.file), "-p", self.name, env=environ)
 
     def cleanup(self) -> None:
         self.compose("down", "-v", "--remove-orphans", "-t", "0", check=False)
@@ -137,9 +141,10 @@ class ComposeProject:
         listed = self.docker.run("ps", "-aq", "--filter", f"label=io.docker-persist.project={self.name}")
         for container in listed.stdout.split():
             self.docker.run("rm", "-f", container)
-        volumes = self.docker.run("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={self.name}")
-        for volume in volumes.stdout.split():
-            self.docker.run("volume", "rm", "-f", volume)
+        for label in (f"com.docker.compose.project={self.name}", f"io.docker-persist.project={self.name}"):
+            volumes = self.docker.run("volume", "ls", "-q", "--filter", f"label={label}")
+            for volume in volumes.stdout.split():
+                self.docker.run("volume", "rm", "-f", volume)
 
 
 @pytest.fixture

@@ -7,14 +7,19 @@ snapshot stays restorable by hand.
 from __future__ import annotations
 
 import gzip
-import hashlib
-from collections.abc import Iterator
-from typing import BinaryIO, Protocol, cast
+import io
+import zlib
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO, Protocol, cast
 
-from docker_persist.errors import ConfigError
+from docker_persist.errors import ConfigError, PersistError
 
 EXTENSIONS = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
 CHUNK = 1 << 20
+
+
+class CorruptArchiveError(PersistError):
+    """A compressed archive cannot be decompressed."""
 
 
 class Sink(Protocol):
@@ -23,24 +28,6 @@ class Sink(Protocol):
     def write(self, data: bytes) -> int:
         """Write bytes; return how many."""
         ...
-
-
-class HashingWriter:
-    """Pass bytes on to a file while counting them and computing their sha256."""
-
-    def __init__(self, target: BinaryIO) -> None:
-        self.target = target
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.sha256.update(data)
-        self.size += len(data)
-        self.target.write(data)
-        return len(data)
-
-    def flush(self) -> None:
-        self.target.flush()
 
 
 class Compressor(Protocol):
@@ -109,17 +96,64 @@ def make_compressor(kind: str, sink: Sink) -> Compressor:
     return _Plain(sink)
 
 
-def iter_decompressed(kind: str, source: BinaryIO, chunk: int = CHUNK) -> Iterator[bytes]:
-    """Yield the tar bytes of a compressed stream, in pieces."""
-    check_compression(kind)
-    reader: BinaryIO
-    if kind == "zstd":
-        import zstandard
+class _ChunkReader(io.RawIOBase):
+    """A readable file over an iterator of byte strings."""
 
-        reader = zstandard.ZstdDecompressor().stream_reader(source, read_size=chunk)
-    elif kind == "gzip":
-        reader = cast(BinaryIO, gzip.GzipFile(fileobj=source, mode="rb"))
-    else:
-        reader = source
-    while data := reader.read(chunk):
-        yield data
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._current = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._current:
+            try:
+                self._current = memoryview(next(self._chunks))
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._current))
+        buffer[:size] = self._current[:size]
+        self._current = self._current[size:]
+        return size
+
+
+def iter_decompressed(kind: str, chunks: Iterable[bytes], size: int = CHUNK) -> Iterator[bytes]:
+    """Yield the tar bytes of a compressed stream given in pieces, at most `size` bytes at a time.
+
+    Output is bounded whatever the ratio (300 MB of zeros compress to almost nothing).
+    Truncation is caught by the caller's size and sha256 check of the stored file, and by
+    the tar reader; corrupt data raises CorruptArchiveError.
+    """
+    check_compression(kind)
+    if kind == "none":
+        yield from chunks
+        return
+    try:
+        if kind == "zstd":
+            import zstandard
+
+            source = cast(BinaryIO, _ChunkReader(chunks))
+            reader = zstandard.ZstdDecompressor().stream_reader(source, read_size=size)
+            while data := reader.read(size):
+                yield data
+            return
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        for chunk in chunks:
+            pending = chunk
+            while pending:
+                data = inflater.decompress(pending, size)
+                pending = inflater.unconsumed_tail
+                if data:
+                    yield data
+        if not inflater.eof:
+            raise CorruptArchiveError("the gzip stream ends early: the archive is truncated")
+    except (zlib.error, _zstd_error()) as error:
+        raise CorruptArchiveError(f"the {kind} stream is corrupt: {error}") from error
+
+
+def _zstd_error() -> type[Exception]:
+    import zstandard
+
+    error: type[Exception] = zstandard.ZstdError
+    return error

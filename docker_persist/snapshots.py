@@ -15,7 +15,7 @@ from typing import Any
 
 from docker_persist import __version__
 from docker_persist.archive import ArchiveSummary, TarDigester
-from docker_persist.compression import EXTENSIONS, HashingWriter, iter_decompressed, make_compressor
+from docker_persist.compression import EXTENSIONS, CorruptArchiveError, iter_decompressed, make_compressor
 from docker_persist.engine import COMPOSE_PROJECT, COMPOSE_VOLUME, LABEL_ROLE, Engine
 from docker_persist.errors import ConfigError, PersistError, SnapshotNotFoundError
 from docker_persist.manifest import (
@@ -30,6 +30,7 @@ from docker_persist.manifest import (
     load_manifest,
 )
 from docker_persist.model import KeepPolicy, Project, Volume
+from docker_persist.pipeline import BackgroundWriter, in_background
 from docker_persist.quiesce import plan_quiesce, quiesced
 from docker_persist.retention import Decision
 from docker_persist.store import PendingSnapshot, Store, not_found
@@ -93,20 +94,28 @@ def _volumes_for_service(project: Project, services: Sequence[str]) -> list[str]
 def backup_volume(
     engine: Engine, project: str, volume: Volume, pending: PendingSnapshot, compression: str, progress: Progress
 ) -> VolumeRecord:
-    """Stream one volume into the pending snapshot; return its manifest record."""
+    """Stream one volume into the pending snapshot; return its manifest record.
+
+    Three stages on two cores: a thread reads the engine's archive; the main thread
+    digests it and feeds zstd (whose workers compress); a thread hashes and writes the
+    compressed bytes.
+    """
     live = engine.inspect_volume(volume.name)
     if live is None:
         raise PersistError(f"volume {volume.name!r} ({volume.key}) does not exist: nothing to back up")
     filename = f"{volume.key}{EXTENSIONS[compression]}"
     digester = TarDigester(check_safety=False)
     with pending.open_part(filename) as part, helper_container(engine, volume.name, project, read_only=True) as helper:
-        sink = HashingWriter(part)
-        compressor = make_compressor(compression, sink)
-        for chunk in read_volume(engine, helper):
-            digester.feed(chunk)
-            compressor.write(chunk)
-            progress(volume.key, len(chunk))
-        compressor.finish()
+        sink = BackgroundWriter(part)
+        try:
+            compressor = make_compressor(compression, sink)
+            for chunk in in_background(read_volume(engine, helper)):
+                digester.feed(chunk)
+                compressor.write(chunk)
+                progress(volume.key, len(chunk))
+            compressor.finish()
+        finally:
+            sink.close()
         summary = digester.finish()
     return _volume_record(volume, live.driver, live.options, live.labels, filename, compression, sink, summary)
 
@@ -118,7 +127,7 @@ def _volume_record(
     labels: Mapping[str, str],
     filename: str,
     compression: str,
-    sink: HashingWriter,
+    sink: BackgroundWriter,
     summary: ArchiveSummary,
 ) -> VolumeRecord:
     root = summary.root
@@ -244,59 +253,68 @@ def list_manifests(store: Store, project: str) -> list[Manifest]:
     return sorted(manifests, key=lambda m: (m.created, m.name))
 
 
-def iter_archive(store: Store, project: str, manifest: Manifest, record: VolumeRecord) -> Iterator[bytes]:
-    """Yield the tar bytes of one volume of a snapshot, checking the stored file's size and sha256 at the end.
+def iter_archive(
+    store: Store, project: str, manifest: Manifest, record: VolumeRecord, digester: TarDigester | None = None
+) -> Iterator[bytes]:
+    """Yield the tar bytes of one volume of a snapshot; check the stored file's size and sha256 at its end.
 
-    Raise IntegrityError if they differ from the manifest (after the last byte is read).
+    Reading, hashing, decompressing and (if given) feeding the digester run in a
+    background thread, beside the caller's work. Raise IntegrityError if the file
+    differs from the manifest (once its last byte is read) or cannot be decompressed.
     """
-    sha256 = hashlib.sha256()
-    size = 0
-    with store.open_part(project, manifest.name, record.file) as part:
 
-        class Counting:
-            def read(self, n: int = -1) -> bytes:
-                nonlocal size
-                data = part.read(n)
-                sha256.update(data)
-                size += len(data)
-                return data
+    def produce() -> Iterator[bytes]:
+        sha256 = hashlib.sha256()
+        size = 0
 
-        yield from iter_decompressed(record.compression, Counting())  # type: ignore[arg-type]
-        while data := part.read(1 << 20):  # the tail the decompressor did not need
-            sha256.update(data)
-            size += len(data)
-    if size != record.archive_bytes or sha256.hexdigest() != record.archive_sha256:
-        raise IntegrityError(
-            f"snapshot {manifest.name!r}: {record.file} does not match its manifest "
-            f"(sha256 {sha256.hexdigest()[:16]}…, {size} bytes; expected {record.archive_sha256[:16]}…, "
-            f"{record.archive_bytes} bytes): the archive is corrupt or was changed"
-        )
+        def compressed() -> Iterator[bytes]:
+            nonlocal size
+            with store.open_part(project, manifest.name, record.file) as part:
+                while data := part.read(1 << 20):
+                    sha256.update(data)
+                    size += len(data)
+                    yield data
+
+        try:
+            for data in iter_decompressed(record.compression, compressed()):
+                if digester is not None:
+                    digester.feed(data)
+                yield data
+        except CorruptArchiveError as error:
+            raise IntegrityError(f"snapshot {manifest.name!r}: {record.file}: {error}") from error
+        if size != record.archive_bytes or sha256.hexdigest() != record.archive_sha256:
+            raise IntegrityError(
+                f"snapshot {manifest.name!r}: {record.file} does not match its manifest "
+                f"(sha256 {sha256.hexdigest()[:16]}…, {size} bytes; expected {record.archive_sha256[:16]}…, "
+                f"{record.archive_bytes} bytes): the archive is corrupt or was changed"
+            )
+
+    return in_background(produce())
 
 
 def check_archive(
     store: Store, project: str, manifest: Manifest, record: VolumeRecord, progress: Progress
 ) -> ArchiveSummary:
-    """Read a volume's archive end to end: checksums, entry safety and content digest. Change nothing.
+    """Read a volume's archive end to end and change nothing.
 
-    Raise IntegrityError for a corrupt archive, UnsafeArchiveError for a tampered one.
+    Checks the stored file's size and sha256, that it decompresses, that every entry is
+    safe to extract, and the entry count. File contents are not hashed here (the
+    extraction that follows computes the content digest): this pass costs about what
+    decompression does. Raise IntegrityError, naming the file and the fault.
     """
-    digester = TarDigester(check_safety=True, allowed_absolute_symlinks=record.absolute_symlinks)
+    digester = TarDigester(check_safety=True, allowed_absolute_symlinks=record.absolute_symlinks, hash_data=False)
     try:
-        for chunk in iter_archive(store, project, manifest, record):
-            digester.feed(chunk)
+        for chunk in iter_archive(store, project, manifest, record, digester):
             progress(record.key, len(chunk))
         summary = digester.finish()
-    except IntegrityError:
+    except (IntegrityError, SnapshotNotFoundError):
         raise
-    except PersistError as error:
-        if isinstance(error, SnapshotNotFoundError):
-            raise
+    except PersistError as error:  # unsafe or malformed entries, store errors
         raise IntegrityError(f"snapshot {manifest.name!r}: {record.file}: {error}") from error
-    except Exception as error:
-        raise IntegrityError(f"snapshot {manifest.name!r}: {record.file} cannot be read: {error}") from error
-    if summary.digest != record.content_digest:
+    if summary.entries != record.entries:
         raise IntegrityError(
-            f"snapshot {manifest.name!r}: the content of {record.file} does not match its manifest's digest"
+            f"snapshot {manifest.name!r}: {record.file} holds {summary.entries} entries, its manifest says "
+            f"{record.entries}: the archive or the manifest was changed"
         )
     return summary
 
@@ -322,8 +340,7 @@ def extract_into_volume(
     digester = TarDigester(check_safety=True, allowed_absolute_symlinks=record.absolute_symlinks)
 
     def stream() -> Iterator[bytes]:
-        for chunk in iter_archive(store, project, manifest, record):
-            digester.feed(chunk)
+        for chunk in iter_archive(store, project, manifest, record, digester):
             progress(record.key, len(chunk))
             yield chunk
 

@@ -1,0 +1,124 @@
+"""Overlap I/O and CPU: run one stage of a byte stream in a background thread.
+
+Hashing, zstd and socket I/O all release the GIL, so two stages in two threads use
+both cores: e.g. the engine's archive is read (and the compressed output hashed and
+written) while the main thread digests and compresses. Queues are bounded, so memory
+stays flat; an error in a stage reaches the other side; stopping early stops both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
+
+DEPTH = 8
+COALESCE = 1 << 20
+
+
+class _Done:
+    pass
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _put(items: queue.Queue[object], item: object, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def in_background(source: Iterable[bytes], coalesce: int = COALESCE) -> Iterator[bytes]:
+    """Yield `source`'s bytes, produced in a background thread and joined into pieces of ~`coalesce` bytes."""
+    items: queue.Queue[object] = queue.Queue(maxsize=DEPTH)
+    stop = threading.Event()
+
+    def produce() -> None:
+        iterator = iter(source)
+        try:
+            pending: list[bytes] = []
+            size = 0
+            for chunk in iterator:
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= coalesce:
+                    if not _put(items, b"".join(pending), stop):
+                        return
+                    pending, size = [], 0
+            if pending and not _put(items, b"".join(pending), stop):
+                return
+            _put(items, _Done(), stop)
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            _put(items, _Failed(error), stop)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="docker-persist-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if isinstance(item, _Done):
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            assert isinstance(item, bytes)
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class BackgroundWriter:
+    """A sink that hashes (sha256), counts and writes bytes to a file in a background thread."""
+
+    def __init__(self, target: BinaryIO) -> None:
+        self.target = target
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self._items: queue.Queue[object] = queue.Queue(maxsize=DEPTH)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._consume, name="docker-persist-writer", daemon=True)
+        self._thread.start()
+
+    def _consume(self) -> None:
+        while True:
+            item = self._items.get()
+            if isinstance(item, _Done):
+                return
+            if self._error is not None:
+                continue  # keep draining so the producer never blocks
+            assert isinstance(item, bytes)
+            try:
+                self.sha256.update(item)
+                self.target.write(item)
+                self.size += len(item)
+            except BaseException as error:  # re-raised by write() or close()
+                self._error = error
+
+    def write(self, data: bytes) -> int:
+        """Queue bytes for writing. Raise the writer's error, if it has failed."""
+        if self._error is not None:
+            raise self._error
+        self._items.put(bytes(data))
+        return len(data)
+
+    def close(self) -> None:
+        """Wait for every queued byte to be written. Raise the writer's error, if it failed."""
+        if self._thread.is_alive():
+            self._items.put(_Done())
+            self._thread.join()
+        if self._error is not None:
+            raise self._error

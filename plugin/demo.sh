@@ -1,12 +1,50 @@
 #!/usr/bin/env bash
-# A short, real demo of docker-persist through the Docker CLI. Needs an engine and
-# the installed plugin (plugin/quickstart.sh does both).
+# A short, real demo of docker-persist through the Docker CLI: check a project, back
+# it up, break its data, and restore it by name. Needs an engine, Compose v2, the
+# installed plugin and the local test image (plugin/quickstart.sh does all four).
 set -euo pipefail
 
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 run() { say "$*"; "$@"; }
 
+work=$(mktemp -d)
+export DOCKER_PERSIST_STORE="$work/snapshots"   # keep the demo's snapshots out of your own store
+project=persist-demo
+cleanup() {
+    docker compose -p "$project" --project-directory "$work" down -v -t 0 >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+cat >"$work/compose.yaml" <<'YAML'
+name: persist-demo
+services:
+  app:
+    image: docker-persist-test/busybox
+    network_mode: none
+    init: true
+    command: ["sh", "-c", "[ -f /data/notes.txt ] || echo 'precious data' > /data/notes.txt; exec sleep 86400"]
+    volumes:
+      - app_data:/data
+    x-persist:
+      consistency: stop
+      verify: "grep -q precious /data/notes.txt"
+volumes:
+  app_data:
+    x-persist: {}
+YAML
+cd "$work"
+
 run docker persist version
-say "docker info | grep -A3 'persist:'"
-docker info 2>/dev/null | grep -A3 ' persist:'
-run docker persist --help
+say "cat compose.yaml"; cat compose.yaml
+run docker compose up -d --wait
+run docker persist check || true
+run docker persist backup --name before-the-accident
+run docker persist snapshots
+say "docker compose exec app sh -c 'echo oops > /data/notes.txt'   # the accident"
+docker compose exec app sh -c 'echo oops > /data/notes.txt'
+run docker compose exec app cat /data/notes.txt
+run docker persist restore before-the-accident --yes
+run docker compose exec app cat /data/notes.txt
+run docker persist verify before-the-accident
+run docker persist snapshots

@@ -13,6 +13,7 @@ from docker_persist.helpformat import ROOT, DockerArgumentParser
 if TYPE_CHECKING:
     from docker_persist.model import Project
     from docker_persist.progress import Progress
+    from docker_persist.state import SnapshotInfo
     from docker_persist.store import Store
 
 FORMATS = ("pretty", "json")
@@ -121,3 +122,31 @@ def compose_runner(context: Context, pending: PendingProject) -> Callable[[Seque
         run_docker_compose(context.options.to_argv(), pending.options.to_argv(), args, context.env.environ)
 
     return run
+
+
+def read_snapshot_infos(
+    context: Context, args: argparse.Namespace, project: Project
+) -> tuple[SnapshotInfo, ...] | None:
+    """Return what `check` and `plan` need to know of the project's snapshots; None if the store cannot be read."""
+    from docker_persist.errors import PersistError
+    from docker_persist.state import SnapshotInfo
+
+    try:
+        from docker_persist.snapshots import list_manifests
+
+        manifests = list_manifests(open_project_store(context, args, project), project.name)
+    except PersistError:
+        return None
+    infos = []
+    for manifest in manifests:
+        last = manifest.last_verification  # the latest drill of this snapshot, passed or not
+        infos.append(
+            SnapshotInfo(
+                name=manifest.name,
+                created=manifest.created,
+                volumes=tuple(v.key for v in manifest.volumes),
+                verified_at=last.at if last is not None else None,
+                verified_ok=last.ok if last is not None else None,
+            )
+        )
+    return tuple(infos)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from docker_persist.commands.base import Command, PendingProject, add_format_flag, check_format
+from docker_persist.commands.base import (
+    Command,
+    PendingProject,
+    add_format_flag,
+    add_store_flag,
+    check_format,
+    read_snapshot_infos,
+)
 from docker_persist.context import Context
 from docker_persist.errors import ExitStatus, UsageError
 from docker_persist.helpformat import ROOT, DockerArgumentParser
@@ -16,6 +23,7 @@ FORMATS = ("pretty", "json", "sarif")
 def add_arguments(parser: DockerArgumentParser) -> None:
     add_project_flags(parser)
     add_format_flag(parser, FORMATS)
+    add_store_flag(parser)
     parser.add_argument(
         "--severity",
         default="error",
@@ -54,7 +62,8 @@ def run(args: argparse.Namespace, context: Context) -> int:
     if args.static:
         state = static_state()
     else:
-        state = gather_live_state(project, context.engine, context.endpoint, layer_threshold=threshold)
+        snapshots = read_snapshot_infos(context, args, project)
+        state = gather_live_state(project, context.engine, context.endpoint, threshold, snapshots=snapshots)
     findings = run_rules(project, state, CheckOptions(layer_threshold=threshold, engine_read=not args.static))
 
     out = context.env.stdout

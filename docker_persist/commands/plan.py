@@ -6,7 +6,14 @@ import argparse
 import dataclasses
 import json
 
-from docker_persist.commands.base import Command, add_format_flag, check_format, load_project
+from docker_persist.commands.base import (
+    Command,
+    add_format_flag,
+    add_store_flag,
+    check_format,
+    load_project,
+    read_snapshot_infos,
+)
 from docker_persist.context import Context
 from docker_persist.errors import ExitStatus, UsageError
 from docker_persist.helpformat import ROOT, DockerArgumentParser
@@ -25,6 +32,7 @@ def add_arguments(parser: DockerArgumentParser) -> None:
         metavar="string",
         help="Writable-layer data above this size counts as data at risk (default 10MB)",
     )
+    add_store_flag(parser)
     add_project_flags(parser)
     add_format_flag(parser)
 
@@ -90,7 +98,10 @@ def run(args: argparse.Namespace, context: Context) -> int:
         raise UsageError("-v/--volumes only applies to `plan down`", f"{ROOT} plan")
     threshold = parse_size(args.layer_threshold)
     project, _ = load_project(context, args)
-    state = gather_live_state(project, context.engine, context.endpoint, layer_threshold=threshold, with_sizes=True)
+    snapshots = read_snapshot_infos(context, args, project)
+    state = gather_live_state(
+        project, context.engine, context.endpoint, threshold, with_sizes=True, snapshots=snapshots
+    )
     plan: UpPlan | DownPlan
     if args.operation == "up":
         plan = plan_up(project, state)

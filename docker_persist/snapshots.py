@@ -438,6 +438,22 @@ def _targets(engine: Engine, project: Project, records: list[VolumeRecord], to: 
     return targets
 
 
+def resolve_restore(store: Store, project: Project, request: RestoreRequest) -> tuple[Manifest, list[VolumeRecord]]:
+    """Return the snapshot and the volume records a restore request names; touch nothing.
+
+    Raise ConfigError for a bad name, --volume or --to, SnapshotNotFoundError with the
+    closest names for an unknown snapshot.
+    """
+    source = request.from_project or project.name
+    manifest = read_manifest(store, source, request.name)
+    if manifest.project != project.name and request.from_project is None:
+        raise ConfigError(f"snapshot {request.name!r} belongs to project {manifest.project!r}: use --from-project")
+    records = _pick_records(manifest, request.volume_keys)
+    if request.to and len(records) != 1:
+        raise ConfigError("--to restores one volume: choose it with --volume")
+    return manifest, records
+
+
 def restore(
     engine: Engine,
     store: Store,
@@ -455,13 +471,8 @@ def restore(
     again what was running. Raise IntegrityError, ConfigError or a PersistError that says
     what state things are in and how to resume.
     """
+    manifest, records = resolve_restore(store, project, request)
     source = request.from_project or project.name
-    manifest = read_manifest(store, source, request.name)
-    if manifest.project != project.name and request.from_project is None:
-        raise ConfigError(f"snapshot {request.name!r} belongs to project {manifest.project!r}: use --from-project")
-    records = _pick_records(manifest, request.volume_keys)
-    if request.to and len(records) != 1:
-        raise ConfigError("--to restores one volume: choose it with --volume")
     with store.lock(project.name, timeout=LOCK_TIMEOUT):
         for record in records:
             say(f"checking {record.file}")

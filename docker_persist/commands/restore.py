@@ -44,7 +44,7 @@ def confirm(context: Context, question: str) -> bool:
 
 
 def run(args: argparse.Namespace, context: Context) -> int:
-    from docker_persist.snapshots import RestoreRequest, restore
+    from docker_persist.snapshots import RestoreRequest, resolve_restore, restore
 
     output = check_format(args, "restore")
     if not args.name:
@@ -53,6 +53,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
     project, _ = pending.wait()
     store = open_project_store(context, args, project)
     request = RestoreRequest(args.name, tuple(args.volume), args.to, args.from_project)
+    resolve_restore(store, project, request)  # a bad name or --volume fails before anyone is asked
     what = f"volume(s) {', '.join(args.volume)}" if args.volume else "every volume in it"
     if not args.yes and not confirm(
         context, f"Restore {what} from snapshot {args.name!r}, replacing what is there (an undo snapshot is taken)?"

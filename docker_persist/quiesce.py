@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Callable, Iterator, Sequence
 
-from docker_persist.engine import COMPOSE_PROJECT, COMPOSE_SERVICE, Engine
+from docker_persist.engine import COMPOSE_PROJECT, COMPOSE_SERVICE, Engine, EngineNotFoundError
 from docker_persist.errors import PersistError
+from docker_persist.journal import Journal
 from docker_persist.model import Project, ServicePolicy
+
+log = logging.getLogger(__name__)
 
 
 class HookFailedError(PersistError):
@@ -72,12 +76,34 @@ def _run_hooks(
             raise HookFailedError(f"{stage} hook of service {service!r} exited {code}: {command}{detail}")
 
 
+def recover_interrupted(engine: Engine, journal: Journal) -> None:
+    """Bring back what a killed run left stopped or paused (it is in the journal). Call it holding the lock."""
+    record = journal.read()
+    for field, action in (("stopped", engine.start_container), ("paused", engine.unpause_container)):
+        for container in record.get(field) or []:
+            try:
+                # A warning, not progress: the user should learn that a run was killed.
+                log.warning("an interrupted run left container %s %s: bringing it back", container[:12], field)
+                action(container)
+            except EngineNotFoundError:
+                pass  # removed since: nothing to bring back
+            journal.remove_from(field, container)
+
+
 @contextlib.contextmanager
-def quiesced(engine: Engine, project: str, plans: Sequence[QuiescePlan], say: Callable[[str], None]) -> Iterator[None]:
+def quiesced(
+    engine: Engine,
+    project: str,
+    plans: Sequence[QuiescePlan],
+    say: Callable[[str], None],
+    journal: Journal | None = None,
+) -> Iterator[None]:
     """Hold the services quiet for the body; bring each back afterwards, whatever happened.
 
-    Raise HookFailedError if a hook fails (the post hooks and restarts still run), and
-    RestartFailedError if a service does not come back.
+    Each container is written to the journal before it is stopped or paused, so that a
+    run killed with -9 is undone by the next one. Raise HookFailedError if a hook fails
+    (the post hooks and restarts still run), and RestartFailedError if a service does
+    not come back.
     """
     undo: list[tuple[str, str, list[str]]] = []  # (service, action, containers)
     running: dict[str, list[str]] = {p.service: _running_containers(engine, project, p.service) for p in plans}
@@ -90,15 +116,19 @@ def quiesced(engine: Engine, project: str, plans: Sequence[QuiescePlan], say: Ca
                 say(f"{plan.service}: stopping {len(containers)} container(s)")
                 undo.append((plan.service, "start", containers))
                 for container in containers:
+                    if journal is not None:
+                        journal.add_to("stopped", container)
                     engine.stop_container(container)
             elif plan.consistency == "pause" and containers:
                 say(f"{plan.service}: pausing {len(containers)} container(s)")
                 undo.append((plan.service, "unpause", containers))
                 for container in containers:
+                    if journal is not None:
+                        journal.add_to("paused", container)
                     engine.pause_container(container)
         yield
     finally:
-        failures = _undo(engine, undo, say)
+        failures = _undo(engine, undo, say, journal)
         hook_error: HookFailedError | None = None
         for plan in plans:
             try:
@@ -113,7 +143,9 @@ def quiesced(engine: Engine, project: str, plans: Sequence[QuiescePlan], say: Ca
             raise hook_error
 
 
-def _undo(engine: Engine, undo: list[tuple[str, str, list[str]]], say: Callable[[str], None]) -> list[str]:
+def _undo(
+    engine: Engine, undo: list[tuple[str, str, list[str]]], say: Callable[[str], None], journal: Journal | None
+) -> list[str]:
     failures = []
     for service, action, containers in reversed(undo):
         for container in containers:
@@ -122,6 +154,8 @@ def _undo(engine: Engine, undo: list[tuple[str, str, list[str]]], say: Callable[
                     engine.start_container(container)
                 else:
                     engine.unpause_container(container)
+                if journal is not None:
+                    journal.remove_from("stopped" if action == "start" else "paused", container)
                 state = engine.inspect_container(container).get("State") or {}
                 if not state.get("Running") or state.get("Paused"):
                     failures.append(f"service {service!r} did not come back ({state.get('Status', 'unknown')})")

@@ -18,6 +18,7 @@ from docker_persist.archive import ArchiveSummary, TarDigester
 from docker_persist.compression import EXTENSIONS, CorruptArchiveError, iter_decompressed, make_compressor
 from docker_persist.engine import COMPOSE_PROJECT, COMPOSE_VOLUME, LABEL_ROLE, Engine
 from docker_persist.errors import ConfigError, PersistError, SnapshotNotFoundError
+from docker_persist.journal import Journal
 from docker_persist.manifest import (
     Manifest,
     RootEntry,
@@ -31,7 +32,7 @@ from docker_persist.manifest import (
 )
 from docker_persist.model import KeepPolicy, Project, Volume
 from docker_persist.pipeline import BackgroundWriter, in_background
-from docker_persist.quiesce import plan_quiesce, quiesced
+from docker_persist.quiesce import plan_quiesce, quiesced, recover_interrupted
 from docker_persist.retention import Decision
 from docker_persist.store import PendingSnapshot, Store, not_found
 from docker_persist.volumeio import (
@@ -165,7 +166,13 @@ class BackupRequest:
 
 
 def backup(
-    engine: Engine, store: Store, project: Project, request: BackupRequest, say: Say, progress: Progress
+    engine: Engine,
+    store: Store,
+    project: Project,
+    request: BackupRequest,
+    say: Say,
+    progress: Progress,
+    journal: Journal,
 ) -> Manifest:
     """Take a snapshot of the project's volumes and publish it atomically; return its manifest.
 
@@ -178,7 +185,19 @@ def backup(
     name = check_snapshot_name(request.name) if request.name else None
     compression = request.compression or project.policy.compression
     with store.lock(project.name, timeout=LOCK_TIMEOUT):
-        return _backup_locked(engine, store, project, volumes, name, request, compression, say, progress)
+        _refuse_after_interrupted_restore(journal)
+        recover_interrupted(engine, journal)
+        return _backup_locked(engine, store, project, volumes, name, request, compression, say, progress, journal)
+
+
+def _refuse_after_interrupted_restore(journal: Journal) -> None:
+    interrupted = journal.read().get("restore")
+    if interrupted:
+        raise PersistError(
+            f"a restore of snapshot {interrupted['snapshot']!r} was interrupted and its volumes may be half "
+            f"restored: finish it first with `docker persist restore {interrupted['snapshot']} --yes` "
+            f"(the undo snapshot {interrupted.get('undo')!r} holds what was there before)"
+        )
 
 
 def unique_automatic_name(store: Store, project: str, reason: str) -> str:
@@ -201,6 +220,7 @@ def _backup_locked(
     compression: str,
     say: Say,
     progress: Progress,
+    journal: Journal | None = None,
 ) -> Manifest:
     if name is None:
         name = unique_automatic_name(store, project.name, request.reason)
@@ -216,7 +236,7 @@ def _backup_locked(
     created = _now()
     pending = store.begin(project.name, name)
     try:
-        with quiesced(engine, project.name, plans, say):
+        with quiesced(engine, project.name, plans, say, journal):
             records = [backup_volume(engine, project.name, v, pending, compression, progress) for v in volumes]
         manifest = Manifest(
             name=name,
@@ -462,6 +482,7 @@ def restore(
     compose: ComposeRunner,
     say: Say,
     progress: Progress,
+    journal: Journal,
 ) -> RestoreResult:
     """Restore volumes from a snapshot by name.
 
@@ -474,11 +495,12 @@ def restore(
     manifest, records = resolve_restore(store, project, request)
     source = request.from_project or project.name
     with store.lock(project.name, timeout=LOCK_TIMEOUT):
+        recover_interrupted(engine, journal)
         for record in records:
             say(f"checking {record.file}")
             check_archive(store, source, manifest, record, progress)
         targets = _targets(engine, project, records, request.to)
-        return _restore_locked(engine, store, project, manifest, source, targets, compose, say, progress)
+        return _restore_locked(engine, store, project, manifest, source, targets, compose, say, progress, journal)
 
 
 def _restore_locked(
@@ -491,18 +513,46 @@ def _restore_locked(
     compose: ComposeRunner,
     say: Say,
     progress: Progress,
+    journal: Journal,
 ) -> RestoreResult:
-    running: dict[str, bool] = {}  # service -> was running
+    # A restore killed part-way left its record. If this restore re-creates every volume
+    # it touched, this one finishes it: the undo snapshot it took already holds what was
+    # there before (the volumes now hold half a restore, not worth a snapshot), and the
+    # services it stopped are still to be started again. Otherwise its record stays.
+    previous = journal.read().get("restore") or {}
+    finishing = bool(previous) and set(previous.get("volumes") or []) <= {t.name for t in targets}
+    interrupted = previous if finishing else {}
+    running: dict[str, bool] = {service: True for service in interrupted.get("services") or []}
     for target in targets:
         for container in target.containers:
             service = str((container.get("Labels") or {}).get("com.docker.compose.service", ""))
             running[service] = running.get(service, False) or container.get("State") == "running"
+    guarded = sorted({t.name for t in targets if t.guarded} | set(interrupted.get("guarded") or []))
+    for target in targets:
+        target.guarded = target.name in guarded
+    entry = {
+        "snapshot": manifest.name,
+        "volumes": sorted({t.name for t in targets} | set(interrupted.get("volumes") or [])),
+        "services": sorted(s for s, was in running.items() if was),
+        "guarded": guarded,
+        "undo": interrupted.get("undo"),
+    }
+    if previous and not finishing:
+        entry = {}  # another restore's record: leave it be
+    if entry:
+        journal.update(restore=entry)  # before anything is stopped: a kill from here on is recoverable
     for target in targets:
         for container in target.containers:
             if container.get("State") in ("running", "paused", "restarting"):
                 say(f"stopping {str((container.get('Names') or ['?'])[0]).lstrip('/')}")
                 engine.stop_container(str(container["Id"]))
-    undo = _take_undo_snapshot(engine, store, project, [t for t in targets if t.exists], say, progress)
+    if finishing:
+        undo = interrupted.get("undo")
+        say(f"finishing the interrupted restore of {previous.get('snapshot')!r} (undo snapshot: {undo or 'none'})")
+    else:
+        undo = _take_undo_snapshot(engine, store, project, [t for t in targets if t.exists], say, progress)
+        if entry:
+            journal.update(restore={**entry, "undo": undo})
     done: list[tuple[str, str]] = []
     try:
         for target in targets:
@@ -529,10 +579,12 @@ def _restore_locked(
         where = f"; the undo snapshot {undo!r} holds what was there before" if undo else ""
         raise PersistError(
             f"restore of snapshot {manifest.name!r} stopped part-way ({error}). Restored so far: "
-            f"{', '.join(v for _, v in done) or 'nothing'}{where}. Run the same restore again to finish; "
-            f"the services that were stopped ({', '.join(running) or 'none'}) were not started again."
+            f"{', '.join(v for _, v in done) or 'nothing'}{where}. Run the same restore again to finish it: "
+            f"it then starts the stopped services ({', '.join(running) or 'none'}) again."
         ) from error
     restarted = _restart(compose, running, say)
+    if entry:
+        journal.update(restore=None)
     return RestoreResult(manifest, tuple(done), undo, restarted)
 
 

@@ -14,6 +14,7 @@ from docker_persist.commands.base import (
     check_format,
     make_progress,
     open_project_store,
+    project_journal,
 )
 from docker_persist.context import Context
 from docker_persist.errors import ExitStatus
@@ -54,7 +55,9 @@ def run(args: argparse.Namespace, context: Context) -> int:
     )
     started = time.monotonic()
     try:
-        manifest = backup(context.engine, store, project, request, progress.say, progress)
+        manifest = backup(
+            context.engine, store, project, request, progress.say, progress, project_journal(context, project)
+        )
     finally:
         progress.done()
     elapsed = time.monotonic() - started

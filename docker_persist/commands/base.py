@@ -11,6 +11,7 @@ from docker_persist.errors import UsageError
 from docker_persist.helpformat import ROOT, DockerArgumentParser
 
 if TYPE_CHECKING:
+    from docker_persist.journal import Journal
     from docker_persist.model import Project
     from docker_persist.progress import Progress
     from docker_persist.state import SnapshotInfo
@@ -150,3 +151,10 @@ def read_snapshot_infos(
             )
         )
     return tuple(infos)
+
+
+def project_journal(context: Context, project: Project) -> Journal:
+    """Return the journal of interrupted work for this project on this engine."""
+    from docker_persist.journal import Journal
+
+    return Journal.for_project(context.env.environ, context.endpoint.host, project.name)

@@ -14,6 +14,7 @@ from docker_persist.commands.base import (
     compose_runner,
     make_progress,
     open_project_store,
+    project_journal,
 )
 from docker_persist.context import Context
 from docker_persist.errors import ExitStatus, UnsafeOperationError, UsageError
@@ -61,9 +62,9 @@ def run(args: argparse.Namespace, context: Context) -> int:
         raise UnsafeOperationError("restore not confirmed: pass --yes to restore without asking")
     progress = make_progress(context)
     try:
-        result = restore(
-            context.engine, store, project, request, compose_runner(context, pending), progress.say, progress
-        )
+        runner = compose_runner(context, pending)
+        journal = project_journal(context, project)
+        result = restore(context.engine, store, project, request, runner, progress.say, progress, journal)
     finally:
         progress.done()
     if output == "json":

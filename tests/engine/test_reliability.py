@@ -277,10 +277,9 @@ def test_kill_during_backup_leaves_no_trace(docker: DockerCLI, project: ComposeP
     assert helpers_left(docker, project) == []
     assert staging_left(project_store) == []
 
-    # The next backup does not know the service was stopped by the killed run; `up -d` brings it back.
-    if not service_state(docker, project)[1]:
-        project.compose("up", "-d", "--wait")
-    assert service_state(docker, project)[1]
+    # The killed run had written the stopped container to its journal: the next run brought it back.
+    assert "an interrupted run left container" in again.stderr
+    assert service_state(docker, project)[1], "the next backup should start the service the killed run stopped"
 
     verified = project.persist("verify", "k")
     assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -364,14 +363,20 @@ def test_kill_during_restore_keeps_the_undo_snapshot(docker: DockerCLI, project:
         assert aside.returncode == 0, aside.stdout + aside.stderr
         assert listing(docker, scratch) == changed
 
-        # Rerunning the interrupted restore finishes it.
+        # A backup now would snapshot half a restore: it is refused until the restore is finished.
+        refused = project.persist("backup", "--name", "half")
+        assert refused.returncode == 1
+        assert "was interrupted" in refused.stderr and "half" not in snapshot_names(project)
+
+        # Rerunning the interrupted restore finishes it: no second undo snapshot of the
+        # half-restored volume, and the service it stopped runs again.
         rerun = project.persist("restore", "base", "--yes")
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
         assert listing(docker, volume) == base
+        assert [n for n in snapshot_names(project) if n.endswith("-pre-restore")] == undo
         assert helpers_left(docker, project) == []
         assert staging_left(project_store) == []
-        project.compose("up", "-d", "--wait")
-        assert service_state(docker, project)[1]
+        assert service_state(docker, project)[1], "the rerun should start the service the killed restore stopped"
     finally:
         docker.run("volume", "rm", "-f", scratch)
 

@@ -38,4 +38,6 @@ class Context:
         """The one interface to the Docker engine."""
         from docker_persist.engine import Engine
 
-        return Engine(self.endpoint)
+        # DOCKER_PERSIST_FAST_PATH=0 turns off reading local volumes' files directly.
+        fast = self.env.environ.get("DOCKER_PERSIST_FAST_PATH", "1") not in ("0", "false", "no")
+        return Engine(self.endpoint, allow_local_fast_path=fast, environ=self.env.environ)

@@ -35,13 +35,7 @@ from docker_persist.pipeline import BackgroundWriter, in_background
 from docker_persist.quiesce import plan_quiesce, quiesced, recover_interrupted
 from docker_persist.retention import Decision
 from docker_persist.store import PendingSnapshot, Store, not_found
-from docker_persist.volumeio import (
-    ensure_root_image,
-    helper_container,
-    read_volume,
-    remove_stale_helpers,
-    write_volume,
-)
+from docker_persist.volumeio import extract_volume_archive, remove_stale_helpers, volume_archive
 
 Say = Callable[[str], None]
 Progress = Callable[[str, int], None]  # (label, bytes just moved)
@@ -106,11 +100,11 @@ def backup_volume(
         raise PersistError(f"volume {volume.name!r} ({volume.key}) does not exist: nothing to back up")
     filename = f"{volume.key}{EXTENSIONS[compression]}"
     digester = TarDigester(check_safety=False)
-    with pending.open_part(filename) as part, helper_container(engine, volume.name, project, read_only=True) as helper:
+    with pending.open_part(filename) as part, volume_archive(engine, volume.name, project) as archive:
         sink = BackgroundWriter(part)
         try:
             compressor = make_compressor(compression, sink)
-            for chunk in in_background(read_volume(engine, helper)):
+            for chunk in in_background(archive):
                 digester.feed(chunk)
                 compressor.write(chunk)
                 progress(volume.key, len(chunk))
@@ -356,7 +350,6 @@ def extract_into_volume(
     Raise IntegrityError if what was streamed does not match the manifest.
     """
     root = record.root or RootEntry(0o755, 0, 0)
-    image = ensure_root_image(engine, root.mode, root.uid, root.gid)
     digester = TarDigester(check_safety=True, allowed_absolute_symlinks=record.absolute_symlinks)
 
     def stream() -> Iterator[bytes]:
@@ -364,8 +357,7 @@ def extract_into_volume(
             progress(record.key, len(chunk))
             yield chunk
 
-    with helper_container(engine, target, project, image=image, copy_up=True) as helper:
-        write_volume(engine, helper, stream())
+    extract_volume_archive(engine, target, project, (root.mode, root.uid, root.gid), stream())
     summary = digester.finish()
     if summary.digest != record.content_digest:
         raise IntegrityError(f"volume {target!r}: the restored content does not match snapshot {manifest.name!r}")
@@ -375,8 +367,8 @@ def extract_into_volume(
 def volume_read_digest(engine: Engine, project: str, volume: str) -> ArchiveSummary:
     """Return the content summary of a volume as it is now, read back through the engine."""
     digester = TarDigester(check_safety=False)
-    with helper_container(engine, volume, project, read_only=True) as helper:
-        for chunk in read_volume(engine, helper):
+    with volume_archive(engine, volume, project) as archive:
+        for chunk in archive:
             digester.feed(chunk)
     return digester.finish()
 

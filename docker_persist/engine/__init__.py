@@ -67,9 +67,44 @@ class EngineVersion(NamedTuple):
 class Engine:
     """The Docker engine behind one endpoint."""
 
-    def __init__(self, endpoint: Endpoint, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        timeout: float = 60.0,
+        allow_local_fast_path: bool = True,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self.allow_local_fast_path = allow_local_fast_path
+        self.environ: Mapping[str, str] = environ or {}  # what helper processes (tar) are run with
+
+    @functools.cached_property
+    def local_root(self) -> str | None:
+        """Return `/proc/<pid>/root` of the engine process when it runs on this host and we may read its files.
+
+        The engine's volume mountpoints are then readable under that root, in the engine's
+        own mount namespace. The process is found from the unix socket's peer credentials,
+        so an engine reached through a forwarded socket is never mistaken for a local one.
+        None when the fast path is off, or the engine is remote or out of reach.
+        """
+        import os
+        import socket
+        import struct
+
+        if not self.allow_local_fast_path or not self.endpoint.host.startswith("unix://"):
+            return None
+        path = self.endpoint.host.removeprefix("unix://")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(5)
+                sock.connect(path)
+                credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except (OSError, AttributeError):
+            return None
+        pid = struct.unpack("3i", credentials)[0]
+        root = f"/proc/{pid}/root"
+        return root if pid > 0 and os.access(root, os.R_OK | os.X_OK) else None
 
     @functools.cached_property
     def transport(self) -> Transport:

@@ -15,6 +15,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.engine.conftest import ComposeProject, DockerCLI
 
 BUSYBOX = "docker-persist-test/busybox"
@@ -161,8 +163,8 @@ def snapshot_names(project: ComposeProject) -> list[str]:
     return [row["name"] for row in json.loads(done.stdout)["snapshots"]]
 
 
-def backup(project: ComposeProject, *args: str) -> None:
-    done = project.persist("backup", *args)
+def backup(project: ComposeProject, *args: str, env: dict[str, str] | None = None) -> None:
+    done = project.persist("backup", *args, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -186,7 +188,14 @@ CAPABILITY = struct.pack("<5I", 0x02000001, 1 << 10, 0, 0, 0)
 # --- 1. fidelity -----------------------------------------------------------------------------------
 
 
-def test_backup_and_restore_keep_everything(project: ComposeProject, docker: DockerCLI) -> None:
+# Both ways data moves: the local fast path (GNU tar on the volume's mountpoint, the
+# default on an engine host) and the engine's archive API (the only way to a remote engine).
+PATHS = {"fast-path": {"DOCKER_PERSIST_FAST_PATH": "1"}, "archive-api": {"DOCKER_PERSIST_FAST_PATH": "0"}}
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_backup_and_restore_keep_everything(project: ComposeProject, docker: DockerCLI, path: str) -> None:
+    env = PATHS[path]
     project.write(ONE_VOLUME)
     project.compose("up", "-d", "--wait")
     volume = f"{project.name}_data"
@@ -201,15 +210,25 @@ def test_backup_and_restore_keep_everything(project: ComposeProject, docker: Doc
     assert any(line.startswith(".\tdirectory\t700\t999:70") for line in before), before[0]
     assert len(before) > 25
 
-    backup(project, "--name", "fid")
+    backup(project, "--name", "fid", env=env)
+    # The other path gives the very same content digest.
+    other = "archive-api" if path == "fast-path" else "fast-path"
+    backup(project, "--name", "fid-other", env=PATHS[other])
+    digests = {
+        name: json.loads((project.store / project.name / name / "manifest.json").read_text())["volumes"][0][
+            "content_digest"
+        ]
+        for name in ("fid", "fid-other")
+    }
+    assert digests["fid"] == digests["fid-other"], digests
     snapshot = project.store / project.name / "fid"
     assert sorted(p.name for p in snapshot.iterdir()) == ["data.tar.zst", "manifest.json"]
-    for path in [snapshot, *snapshot.iterdir()]:
-        assert path.stat().st_mode & 0o777 == (0o700 if path.is_dir() else 0o600), path
+    for stored in [snapshot, *snapshot.iterdir()]:
+        assert stored.stat().st_mode & 0o777 == (0o700 if stored.is_dir() else 0o600), stored
 
     busybox(docker, volume, DESTROY_SCRIPT)
     assert snapshot_listing(docker, volume)[0] != before
-    done = project.persist("restore", "fid", "--yes")
+    done = project.persist("restore", "fid", "--yes", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Started again: app" in done.stdout, done.stdout
 

@@ -7,6 +7,7 @@ digest) -> archive PUT on restore. Everything streams; memory stays flat.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from docker_persist import __version__
-from docker_persist.archive import ArchiveSummary, TarDigester
+from docker_persist.archive import ArchiveSummary, MalformedArchiveError, TarDigester, UnsafeArchiveError
 from docker_persist.compression import EXTENSIONS, CorruptArchiveError, iter_decompressed, make_compressor
 from docker_persist.engine import COMPOSE_PROJECT, COMPOSE_VOLUME, LABEL_ROLE, Engine
 from docker_persist.errors import ConfigError, PersistError, SnapshotNotFoundError
@@ -357,7 +358,10 @@ def extract_into_volume(
             progress(record.key, len(chunk))
             yield chunk
 
-    extract_volume_archive(engine, target, project, (root.mode, root.uid, root.gid), stream())
+    try:
+        extract_volume_archive(engine, target, project, (root.mode, root.uid, root.gid), stream())
+    except (UnsafeArchiveError, MalformedArchiveError) as error:
+        raise IntegrityError(f"snapshot {manifest.name!r}: {record.file}: {error}") from error
     summary = digester.finish()
     if summary.digest != record.content_digest:
         raise IntegrityError(f"volume {target!r}: the restored content does not match snapshot {manifest.name!r}")
@@ -488,10 +492,14 @@ def restore(
     source = request.from_project or project.name
     with store.lock(project.name, timeout=LOCK_TIMEOUT):
         recover_interrupted(engine, journal)
-        for record in records:
-            say(f"checking {record.file}")
-            check_archive(store, source, manifest, record, progress)
         targets = _targets(engine, project, records, request.to)
+        # A volume that holds data is checked end to end before it is touched. Into a
+        # volume that does not exist yet, nothing can be overwritten: the extraction itself
+        # checks every entry before tar or the engine sees it, and the sha256 at the end.
+        for target in targets:
+            if target.exists:
+                say(f"checking {target.record.file}")
+                check_archive(store, source, manifest, target.record, progress)
         return _restore_locked(engine, store, project, manifest, source, targets, compose, say, progress, journal)
 
 
@@ -548,26 +556,16 @@ def _restore_locked(
     done: list[tuple[str, str]] = []
     try:
         for target in targets:
-            for container in target.containers:
-                engine.remove_container(str(container["Id"]), force=True)
-            if target.exists:
-                from docker_persist.guards import remove_guards
-
-                remove_guards(engine, target.name)
-                engine.remove_volume(target.name)
-            record = target.record
-            # A project volume gets its recorded labels back, so Compose still owns it; a --to
-            # volume gets none, so it does not claim to be a project's.
-            labels = dict(record.labels) if target.volume is not None else {}
-            engine.create_volume(target.name, record.driver, record.driver_opts, labels)
-            say(f"restoring {record.key} into {target.name}")
-            extract_into_volume(engine, store, source, manifest, record, target.name, progress)
-            if target.guarded:
-                from docker_persist.guards import create_guard
-
-                create_guard(engine, target.name, project.name)
-            done.append((record.key, target.name))
+            _replace_volume(engine, store, project.name, source, manifest, target, say, progress)
+            done.append((target.record.key, target.name))
     except BaseException as error:
+        failed = targets[len(done)] if len(done) < len(targets) else None
+        if failed is not None and not failed.exists:
+            # The volume did not exist before this restore: take away the half-filled one.
+            with contextlib.suppress(PersistError):
+                engine.remove_volume(failed.name, force=True)
+            if isinstance(error, IntegrityError) and not done and undo is None:
+                raise  # nothing the user had was changed: the archive's fault is the whole story
         where = f"; the undo snapshot {undo!r} holds what was there before" if undo else ""
         raise PersistError(
             f"restore of snapshot {manifest.name!r} stopped part-way ({error}). Restored so far: "
@@ -578,6 +576,35 @@ def _restore_locked(
     if entry:
         journal.update(restore=None)
     return RestoreResult(manifest, tuple(done), undo, restarted)
+
+
+def _replace_volume(
+    engine: Engine,
+    store: Store,
+    project: str,
+    source: str,
+    manifest: Manifest,
+    target: _Target,
+    say: Say,
+    progress: Progress,
+) -> None:
+    """Re-create one volume from its record and extract the snapshot into it."""
+    from docker_persist.guards import create_guard, remove_guards
+
+    for container in target.containers:
+        engine.remove_container(str(container["Id"]), force=True)
+    if target.exists:
+        remove_guards(engine, target.name)
+        engine.remove_volume(target.name)
+    record = target.record
+    # A project volume gets its recorded labels back, so Compose still owns it; a --to
+    # volume gets none, so it does not claim to be a project's.
+    labels = dict(record.labels) if target.volume is not None else {}
+    engine.create_volume(target.name, record.driver, record.driver_opts, labels)
+    say(f"restoring {record.key} into {target.name}")
+    extract_into_volume(engine, store, source, manifest, record, target.name, progress)
+    if target.guarded:
+        create_guard(engine, target.name, project)
 
 
 def _take_undo_snapshot(
@@ -663,7 +690,8 @@ def _drill(
     from docker_persist.engine import LABEL_PROJECT, run_to_completion
     from docker_persist.quiesce import unescape_compose
 
-    check_archive(store, project, manifest, record, progress)
+    # No separate check pass: the scratch volume holds nothing to protect, and the
+    # extraction checks every entry and the stored file's sha256 itself.
     scratch = f"docker-persist-verify-{secrets.token_hex(6)}"
     engine.create_volume(scratch, labels={LABEL_ROLE: "scratch", LABEL_PROJECT: project})
     try:

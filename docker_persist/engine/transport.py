@@ -308,6 +308,11 @@ class HTTPTransport:
                 if isinstance(error, EngineError):
                     raise
                 raise unreachable(self.endpoint, error) from error
+            except BaseException:
+                # The body's source failed (an unsafe archive, Ctrl-C): drop the connection, so
+                # the engine sees the request cut short and lets go of the container it writes to.
+                connection.close()
+                raise
             return HTTPResponse(self, connection, status, response_headers)
         raise AssertionError("unreachable")
 

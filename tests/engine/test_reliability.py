@@ -620,6 +620,18 @@ def test_tampered_archive_is_refused_before_touching_the_volume(
     assert verified.returncode == 1, verified.stdout + verified.stderr
     assert named in verified.stdout + verified.stderr
 
+    # Into a volume that does not exist yet there is no separate check pass: the extraction
+    # checks each entry before tar or the engine sees it. Refused all the same, on both paths,
+    # and the half-filled new volume is taken away.
+    for path, env in PATHS.items():
+        fresh = f"{project.name}_fresh_{path.replace('-', '_')}"
+        elsewhere = project.persist("restore", "good", "--to", fresh, "--yes", env=env)
+        assert elsewhere.returncode != 0, elsewhere.stdout + elsewhere.stderr
+        assert "unsafe" in elsewhere.stderr and named in elsewhere.stderr, elsewhere.stderr
+        assert "stopped part-way" not in elsewhere.stderr
+        assert docker.run("volume", "inspect", fresh).returncode != 0, f"{fresh} was left behind"
+        assert sha256_file(Path("/etc/passwd")) == passwd
+
 
 # --- 8. a service that does not come back after `consistency: stop` ----------------------------------
 

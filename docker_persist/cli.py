@@ -89,7 +89,7 @@ def run_command(args: Sequence[str], env: Environment) -> int:
         raise UsageError(f"unknown command: {ROOT} {name}{hint}")
     command = entry.load()
     parser = command.make_parser(entry.name, entry.summary)
-    parsed = parser.parse_command_args(command_args)
+    parsed = parser.parse_command_args(command_args, passthrough=command.passthrough)
     if parsed.help:
         env.stdout.write(parser.format_help())
         return ExitStatus.OK

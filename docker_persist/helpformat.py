@@ -42,11 +42,19 @@ class DockerArgumentParser(argparse.ArgumentParser):
             lines += [self.docker_epilog, ""]
         return "\n".join(lines)
 
-    def parse_command_args(self, args: Sequence[str]) -> argparse.Namespace:
-        """Parse `args`; a `-h/--help` anywhere wins over every other error."""
+    def parse_command_args(self, args: Sequence[str], passthrough: bool = False) -> argparse.Namespace:
+        """Parse `args`; a `-h/--help` anywhere wins over every other error.
+
+        With passthrough, arguments this parser does not know are kept in `.passthrough`
+        (for `docker compose`) instead of being refused.
+        """
         if "-h" in args or "--help" in args:
             namespace = argparse.Namespace(help=True)
             return namespace
+        if passthrough:
+            parsed, rest = self.parse_known_args(list(args))
+            parsed.passthrough = rest
+            return parsed
         return self.parse_args(list(args))
 
 

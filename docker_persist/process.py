@@ -154,12 +154,18 @@ def start_compose_config(
 
 
 def run_docker_compose(
-    global_argv: Sequence[str], project_argv: Sequence[str], args: Sequence[str], environ: Mapping[str, str]
-) -> None:
-    """Run `docker [global flags] compose [project flags] ARGS`, its output to our stderr.
+    global_argv: Sequence[str],
+    project_argv: Sequence[str],
+    args: Sequence[str],
+    environ: Mapping[str, str],
+    own_terminal: bool = False,
+) -> int:
+    """Run `docker [global flags] compose [project flags] ARGS` and return its exit code.
 
-    Through the docker CLI, so that it reaches exactly the engine `docker` would. Raise
-    PersistError if it fails.
+    Through the docker CLI, so that it reaches exactly the engine `docker` would. Its
+    output goes to our stderr (stdout may carry JSON), or, with own_terminal, straight to
+    the user's terminal, as when the user runs `docker compose up` themselves.
+    Raise PersistError if docker cannot be run.
     """
     import subprocess
     import sys
@@ -168,11 +174,12 @@ def run_docker_compose(
 
     argv = ["docker", *global_argv, "compose", *project_argv, *args]
     try:
-        done = subprocess.run(argv, stdout=sys.stderr, check=False, env=child_environ(environ))
+        done = subprocess.run(
+            argv, stdout=None if own_terminal else sys.stderr, check=False, env=child_environ(environ)
+        )
     except OSError as error:
         raise PersistError(f"cannot run docker: {error}") from error
-    if done.returncode != 0:
-        raise PersistError(f"`docker compose {' '.join(args)}` failed (exit {done.returncode})")
+    return done.returncode
 
 
 _GNU_TAR: list[str | None] = []

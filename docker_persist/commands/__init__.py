@@ -50,6 +50,24 @@ def _forget() -> Command:
     return forget.COMMAND
 
 
+def _up() -> Command:
+    from docker_persist.commands import up
+
+    return up.COMMAND
+
+
+def _protect() -> Command:
+    from docker_persist.commands import protect
+
+    return protect.PROTECT
+
+
+def _unprotect() -> Command:
+    from docker_persist.commands import protect
+
+    return protect.UNPROTECT
+
+
 def _check() -> Command:
     from docker_persist.commands import check
 
@@ -76,6 +94,9 @@ COMMANDS: dict[str, Entry] = {
         Entry("restore", "Restore volumes from a snapshot by name", _restore),
         Entry("verify", "Run a restore drill and compare content digests", _verify),
         Entry("forget", "Remove snapshots by a retention policy", _forget),
+        Entry("up", "Create, restore and protect the precious volumes, then run docker compose up", _up),
+        Entry("protect", "Guard volumes so that the engine refuses to remove them", _protect),
+        Entry("unprotect", "Remove the guards of volumes", _unprotect),
         Entry("check", "Audit the project and the engine for data that could be lost or exposed", _check),
         Entry("plan", "Show what up or down would do, and change nothing", _plan),
         Entry("version", "Show the docker-persist, Docker engine and Compose versions", _version),

@@ -30,6 +30,7 @@ class Command(NamedTuple):
     add_arguments: Callable[[DockerArgumentParser], None]
     run: Callable[[argparse.Namespace, Context], int]
     usage: str = "[OPTIONS]"
+    passthrough: bool = False  # unknown arguments go to `docker compose`, in args.passthrough
 
     def make_parser(self, name: str, summary: str) -> DockerArgumentParser:
         """Return the parser for this subcommand, with Docker-style help."""
@@ -117,10 +118,13 @@ def make_progress(context: Context) -> Progress:
 
 def compose_runner(context: Context, pending: PendingProject) -> Callable[[Sequence[str]], None]:
     """Return a function that runs `docker compose` for this project, against the same engine."""
+    from docker_persist.errors import PersistError
     from docker_persist.process import run_docker_compose
 
     def run(args: Sequence[str]) -> None:
-        run_docker_compose(context.options.to_argv(), pending.options.to_argv(), args, context.env.environ)
+        code = run_docker_compose(context.options.to_argv(), pending.options.to_argv(), args, context.env.environ)
+        if code != 0:
+            raise PersistError(f"`docker compose {' '.join(args)}` failed (exit {code})")
 
     return run
 

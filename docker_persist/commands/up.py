@@ -1,0 +1,62 @@
+"""`docker persist up [compose up args]`: create, restore and protect the precious volumes, then `docker compose up`."""
+
+from __future__ import annotations
+
+import argparse
+
+from docker_persist.commands.base import (
+    Command,
+    PendingProject,
+    add_store_flag,
+    make_progress,
+    open_project_store,
+    read_snapshot_infos,
+)
+from docker_persist.context import Context
+from docker_persist.errors import ExitStatus
+from docker_persist.helpformat import DockerArgumentParser
+from docker_persist.project import add_project_flags
+
+
+def add_arguments(parser: DockerArgumentParser) -> None:
+    parser.add_argument("--dry-run", action="store_true", help="Print the plan; change nothing, run nothing")
+    add_store_flag(parser)
+    add_project_flags(parser)
+
+
+def run(args: argparse.Namespace, context: Context) -> int:
+    from docker_persist.commands.plan import render_up
+    from docker_persist.lifecycle import carry_out_up
+    from docker_persist.livestate import gather_live_state
+    from docker_persist.planner import plan_up
+    from docker_persist.process import run_docker_compose
+
+    pending = PendingProject(context, args)
+    project, _ = pending.wait()
+    snapshots = read_snapshot_infos(context, args, project)
+    state = gather_live_state(
+        project, context.engine, context.endpoint, 10_000_000, with_sizes=True, snapshots=snapshots
+    )
+    plan = plan_up(project, state)
+    if args.dry_run:
+        context.env.stdout.write(render_up(plan))
+        return ExitStatus.OK
+    progress = make_progress(context)
+    try:
+        carry_out_up(context.engine, open_project_store(context, args, project), project, plan, progress.say, progress)
+    finally:
+        progress.done()
+    for step in plan.steps:
+        context.env.stderr.write(f"docker-persist: {step.action} {step.volume}: {step.detail}\n")
+    return run_docker_compose(
+        context.options.to_argv(),
+        pending.options.to_argv(),
+        ["up", *args.passthrough],
+        context.env.environ,
+        own_terminal=True,
+    )
+
+
+COMMAND = Command(
+    add_arguments=add_arguments, run=run, usage="[OPTIONS] [COMPOSE UP OPTIONS] [SERVICE...]", passthrough=True
+)

@@ -125,6 +125,12 @@ class VolumeRecord:
     entries: int
     root: RootEntry | None
     absolute_symlinks: tuple[str, ...] = ()
+    # volume | anonymous-volume | container-layer (the changed paths of a container's
+    # writable layer, saved by `down`); the last two restore only with --to.
+    kind: str = "volume"
+
+
+RECORD_KINDS = ("volume", "anonymous-volume", "container-layer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,6 +242,7 @@ def _dump_volume(volume: VolumeRecord) -> dict[str, Any]:
         if volume.root is None
         else {"mode": f"{volume.root.mode:04o}", "uid": volume.root.uid, "gid": volume.root.gid},
         "absolute_symlinks": list(volume.absolute_symlinks),
+        "kind": volume.kind,
     }
     return _sorted(record)
 
@@ -324,6 +331,9 @@ def _load_volume(fields: _Fields) -> VolumeRecord:
     if not _CONTENT_DIGEST.fullmatch(content_digest):
         fields.fail("content_digest", f"expected 'sha256:' and 64 lowercase hex digits, got {content_digest!r}")
     root = fields.optional_record("root")
+    kind = fields.text("kind") if "kind" in fields.value else "volume"
+    if kind not in RECORD_KINDS:
+        fields.fail("kind", f"expected one of {', '.join(RECORD_KINDS)}, got {kind!r}")
     return VolumeRecord(
         key=fields.text("key"),
         source=fields.text("source"),
@@ -342,6 +352,7 @@ def _load_volume(fields: _Fields) -> VolumeRecord:
         entries=fields.count("entries"),
         root=None if root is None else RootEntry(mode=root.mode("mode"), uid=root.count("uid"), gid=root.count("gid")),
         absolute_symlinks=fields.texts("absolute_symlinks", optional=True),
+        kind=kind,
     )
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, BinaryIO
 
 DEPTH = 8
 COALESCE = 1 << 20
@@ -122,3 +122,45 @@ class BackgroundWriter:
             self._thread.join()
         if self._error is not None:
             raise self._error
+
+
+class _QueueSink:
+    def __init__(self, items: queue.Queue[object], stop: threading.Event) -> None:
+        self._items = items
+        self._stop = stop
+
+    def write(self, data: bytes) -> int:
+        if data and not _put(self._items, bytes(data), self._stop):
+            raise BrokenPipeError("the reader stopped")
+        return len(data)
+
+
+def from_writer(producer: Callable[[Any], None]) -> Iterator[bytes]:
+    """Yield the bytes `producer` writes to the file-like object it is given, which runs in a background thread.
+
+    For code that can only push (tarfile in "w|" mode) feeding code that pulls.
+    """
+    items: queue.Queue[object] = queue.Queue(maxsize=DEPTH)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            producer(_QueueSink(items, stop))
+            _put(items, _Done(), stop)
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            _put(items, _Failed(error), stop)
+
+    thread = threading.Thread(target=produce, name="docker-persist-producer", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if isinstance(item, _Done):
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            assert isinstance(item, bytes)
+            yield item
+    finally:
+        stop.set()
+        thread.join()

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from docker_persist import __version__
@@ -33,8 +33,10 @@ from docker_persist.manifest import (
 )
 from docker_persist.model import KeepPolicy, Project, Volume
 from docker_persist.pipeline import BackgroundWriter, in_background
-from docker_persist.quiesce import plan_quiesce, quiesced, recover_interrupted
+from docker_persist.planner import DownPlan
+from docker_persist.quiesce import QuiescePlan, plan_quiesce, quiesced, recover_interrupted
 from docker_persist.retention import Decision
+from docker_persist.state import ContainerState, LiveState
 from docker_persist.store import PendingSnapshot, Store, not_found
 from docker_persist.volumeio import extract_volume_archive, remove_stale_helpers, volume_archive
 
@@ -87,33 +89,66 @@ def _volumes_for_service(project: Project, services: Sequence[str]) -> list[str]
 # --- backup ------------------------------------------------------------------------------
 
 
-def backup_volume(
-    engine: Engine, project: str, volume: Volume, pending: PendingSnapshot, compression: str, progress: Progress
-) -> VolumeRecord:
-    """Stream one volume into the pending snapshot; return its manifest record.
+def _archive_into(
+    pending: PendingSnapshot, filename: str, compression: str, archive: Iterable[bytes], label: str, progress: Progress
+) -> tuple[BackgroundWriter, ArchiveSummary]:
+    """Digest, compress and store one tar stream as a part of the pending snapshot.
 
-    Three stages on two cores: a thread reads the engine's archive; the main thread
-    digests it and feeds zstd (whose workers compress); a thread hashes and writes the
-    compressed bytes.
+    Three stages on two cores: a thread reads the source; the main thread digests it
+    and feeds zstd; a thread hashes and writes the compressed bytes.
     """
-    live = engine.inspect_volume(volume.name)
-    if live is None:
-        raise PersistError(f"volume {volume.name!r} ({volume.key}) does not exist: nothing to back up")
-    filename = f"{volume.key}{EXTENSIONS[compression]}"
     digester = TarDigester(check_safety=False)
-    with pending.open_part(filename) as part, volume_archive(engine, volume.name, project) as archive:
+    with pending.open_part(filename) as part:
         sink = BackgroundWriter(part)
         try:
             compressor = make_compressor(compression, sink)
             for chunk in in_background(archive):
                 digester.feed(chunk)
                 compressor.write(chunk)
-                progress(volume.key, len(chunk))
+                progress(label, len(chunk))
             compressor.finish()
         finally:
             sink.close()
-        summary = digester.finish()
-    return _volume_record(volume, live.driver, live.options, live.labels, filename, compression, sink, summary)
+    return sink, digester.finish()
+
+
+def backup_volume(
+    engine: Engine,
+    project: str,
+    volume: Volume,
+    pending: PendingSnapshot,
+    compression: str,
+    progress: Progress,
+    kind: str = "volume",
+) -> VolumeRecord:
+    """Stream one volume into the pending snapshot; return its manifest record."""
+    live = engine.inspect_volume(volume.name)
+    if live is None:
+        raise PersistError(f"volume {volume.name!r} ({volume.key}) does not exist: nothing to back up")
+    filename = f"{volume.key}{EXTENSIONS[compression]}"
+    with volume_archive(engine, volume.name, project) as archive:
+        sink, summary = _archive_into(pending, filename, compression, archive, volume.key, progress)
+    record = _volume_record(volume, live.driver, live.options, live.labels, filename, compression, sink, summary)
+    return dataclasses.replace(record, kind=kind)
+
+
+def backup_layer(
+    engine: Engine,
+    key: str,
+    container: ContainerState,
+    paths: Sequence[str],
+    pending: PendingSnapshot,
+    compression: str,
+    progress: Progress,
+) -> VolumeRecord:
+    """Stream the given paths of a container's writable layer into the pending snapshot, as a volume-like part."""
+    from docker_persist.volumeio import container_layer_archive
+
+    filename = f"{key}{EXTENSIONS[compression]}"
+    archive = container_layer_archive(engine, container.id, paths)
+    sink, summary = _archive_into(pending, filename, compression, archive, key, progress)
+    record = _volume_record(Volume(key=key, name=container.name), "local", {}, {}, filename, compression, sink, summary)
+    return dataclasses.replace(record, kind="container-layer")
 
 
 def _volume_record(
@@ -467,6 +502,16 @@ def resolve_restore(store: Store, project: Project, request: RestoreRequest) -> 
     records = _pick_records(manifest, request.volume_keys)
     if request.to and len(records) != 1:
         raise ConfigError("--to restores one volume: choose it with --volume")
+    others = [r.key for r in records if r.kind != "volume"]
+    if others and not request.to:
+        if request.volume_keys:
+            raise ConfigError(
+                f"{others[0]!r} in snapshot {manifest.name!r} is {records[0].kind.replace('-', ' ')} data, "
+                "which has no volume of its own to go back to: restore it with --to NEW_VOLUME"
+            )
+        records = [r for r in records if r.kind == "volume"]  # the rest only with --volume KEY --to VOLUME
+        if not records:
+            raise ConfigError(f"snapshot {manifest.name!r} holds no project volume: use --volume KEY --to VOLUME")
     return manifest, records
 
 
@@ -773,3 +818,90 @@ def forget(store: Store, project: str, policy: KeepPolicy, dry_run: bool) -> lis
                 if not decision.keep:
                     store.delete(project, decision.snapshot.name)
     return decisions
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text).strip("-").lower() or "root"
+
+
+def backup_before_down(
+    engine: Engine,
+    store: Store,
+    project: Project,
+    plan: DownPlan,
+    state: LiveState,
+    say: Say,
+    progress: Progress,
+    journal: Journal,
+) -> Manifest | None:
+    """Take the `<time>-pre-down` snapshot of everything `down` would destroy that on_down says to keep.
+
+    Named volumes, anonymous volumes (kind anonymous-volume) and the changed paths of
+    writable layers (kind container-layer), quiescing each affected service by its
+    consistency setting. Return None when there is nothing to back up.
+    """
+    from docker_persist.planner import is_ephemeral_path
+    from docker_persist.volumeio import layer_paths
+
+    losses = plan.to_back_up
+    if not losses:
+        return None
+    services = sorted({loss.service for loss in losses if loss.service})
+    plans = [p for p in plan_quiesce(project, [v.key for v in project.volumes.values()]) if p.service in services]
+    planned = {p.service for p in plans}
+    for service in project.services:
+        if service.name in services and service.name not in planned:
+            policy = service.policy
+            plans.append(
+                QuiescePlan(service.name, policy.consistency, policy.pre, policy.post)
+                if policy
+                else QuiescePlan(service.name, "none")
+            )
+    containers = {c.name: c for c in state.containers}
+    with store.lock(project.name, timeout=LOCK_TIMEOUT):
+        _refuse_after_interrupted_restore(journal)
+        recover_interrupted(engine, journal)
+        name = unique_automatic_name(store, project.name, "pre-down")
+        compression = project.policy.compression
+        pending = store.begin(project.name, name)
+        try:
+            records: list[VolumeRecord] = []
+            keys: set[str] = set()
+            with quiesced(engine, project.name, plans, say, journal):
+                for loss in losses:
+                    if loss.kind == "named-volume" and loss.key:
+                        volume = project.volumes[loss.key]
+                        records.append(backup_volume(engine, project.name, volume, pending, compression, progress))
+                        continue
+                    base = f"{'anon' if loss.kind == 'anonymous-volume' else 'layer'}-{_slug(loss.service or 'x')}"
+                    key = base + (f"-{_slug(loss.path)}" if loss.path else "")
+                    number = 2
+                    while key in keys or key in project.volumes:
+                        key, number = f"{base}-{number}", number + 1
+                    keys.add(key)
+                    if loss.kind == "anonymous-volume":
+                        volume = Volume(key=key, name=loss.name)
+                        records.append(
+                            backup_volume(
+                                engine, project.name, volume, pending, compression, progress, kind="anonymous-volume"
+                            )
+                        )
+                    else:
+                        container = containers[loss.name]
+                        paths = layer_paths(container.changes or (), is_ephemeral_path)
+                        if paths:
+                            records.append(backup_layer(engine, key, container, paths, pending, compression, progress))
+            manifest = Manifest(
+                name=name,
+                project=project.name,
+                created=_now(),
+                tool_version=__version__,
+                reason="pre-down",
+                volumes=tuple(records),
+                services=tuple(ServiceRecord(p.service, p.consistency, p.pre, p.post) for p in plans),
+            )
+            pending.publish(dump_manifest(manifest))
+        except BaseException:
+            pending.abort()
+            raise
+    return manifest

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import posixpath
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from docker_persist import __version__
@@ -166,3 +167,72 @@ def extract_volume_archive(
     image = ensure_root_image(engine, mode, uid, gid)
     with helper_container(engine, volume, project, image=image, copy_up=True) as helper:
         write_volume(engine, helper, tar_stream)
+
+
+def layer_paths(changes: Iterable[str], ephemeral: Callable[[str], bool]) -> list[str]:
+    """Return the changed paths of a writable layer worth keeping: leaves only (a directory is
+    "changed" whenever something under it is), ephemeral places left out."""
+    kept = sorted({p.rstrip("/") or "/" for p in changes if not ephemeral(p)})
+    return [p for i, p in enumerate(kept) if not (i + 1 < len(kept) and kept[i + 1].startswith(p + "/"))]
+
+
+class _ResponseFile:
+    """A readable file over a streamed engine response, for tarfile's stream mode."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, b"")
+            if not chunk:
+                break
+            self._buffer += chunk
+        if size < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+
+def container_layer_archive(engine: Engine, container: str, paths: Sequence[str]) -> Iterator[bytes]:
+    """Yield one tar, rooted like a volume's, of the given paths from a container's filesystem.
+
+    Each path is read through the archive API (the container need not run) and its
+    entries are renamed from the path's base name to the full path, so that extracting
+    the tar into a volume puts `/srv/data/x` at `srv/data/x`.
+    """
+    from docker_persist.pipeline import from_writer
+
+    def produce(sink: Any) -> None:
+        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as out:
+            root = tarfile.TarInfo(".")
+            root.type, root.mode = tarfile.DIRTYPE, 0o755
+            out.addfile(root)
+            for path in paths:
+                base = posixpath.basename(path)
+                prefix = path.strip("/")
+                response = engine.get_archive(container, path)
+                try:
+                    reader: Any = _ResponseFile(response.iter_chunks())
+                    with tarfile.open(fileobj=reader, mode="r|") as source:
+                        for member in source:
+                            member.name = _rebase(member.name, base, prefix)
+                            if member.islnk():
+                                member.linkname = _rebase(member.linkname, base, prefix)
+                            data = source.extractfile(member) if member.isreg() else None
+                            out.addfile(member, data)
+                finally:
+                    response.close()
+
+    return from_writer(produce)
+
+
+def _rebase(name: str, base: str, prefix: str) -> str:
+    name = name.lstrip("./") if name.startswith("./") else name
+    if name == base:
+        return prefix
+    if name.startswith(base + "/"):
+        return prefix + name[len(base) :]
+    return f"{prefix}/{name}"

@@ -56,6 +56,12 @@ def _up() -> Command:
     return up.COMMAND
 
 
+def _down() -> Command:
+    from docker_persist.commands import down
+
+    return down.COMMAND
+
+
 def _protect() -> Command:
     from docker_persist.commands import protect
 
@@ -95,6 +101,7 @@ COMMANDS: dict[str, Entry] = {
         Entry("verify", "Run a restore drill and compare content digests", _verify),
         Entry("forget", "Remove snapshots by a retention policy", _forget),
         Entry("up", "Create, restore and protect the precious volumes, then run docker compose up", _up),
+        Entry("down", "Back up what docker compose down would destroy, then run it", _down),
         Entry("protect", "Guard volumes so that the engine refuses to remove them", _protect),
         Entry("unprotect", "Remove the guards of volumes", _unprotect),
         Entry("check", "Audit the project and the engine for data that could be lost or exposed", _check),

@@ -213,6 +213,7 @@ def test_dump_is_exact() -> None:
       "file": "data.tar.zst",
       "files": 1,
       "key": "data",
+      "kind": "volume",
       "labels": {},
       "root": {
         "gid": 0,

@@ -62,6 +62,12 @@ def _down() -> Command:
     return down.COMMAND
 
 
+def _compose() -> Command:
+    from docker_persist.commands import compose
+
+    return compose.COMMAND
+
+
 def _protect() -> Command:
     from docker_persist.commands import protect
 
@@ -104,6 +110,7 @@ COMMANDS: dict[str, Entry] = {
         Entry("down", "Back up what docker compose down would destroy, then run it", _down),
         Entry("protect", "Guard volumes so that the engine refuses to remove them", _protect),
         Entry("unprotect", "Remove the guards of volumes", _unprotect),
+        Entry("compose", "The Compose provider entry point, run by Docker Compose", _compose),
         Entry("check", "Audit the project and the engine for data that could be lost or exposed", _check),
         Entry("plan", "Show what up or down would do, and change nothing", _plan),
         Entry("version", "Show the docker-persist, Docker engine and Compose versions", _version),

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from docker_persist.journal import Journal
     from docker_persist.model import Project
     from docker_persist.progress import Progress
+    from docker_persist.project import ComposeOptions
     from docker_persist.state import SnapshotInfo
     from docker_persist.store import Store
 
@@ -59,19 +60,28 @@ def check_format(args: argparse.Namespace, command: str, formats: tuple[str, ...
 class PendingProject:
     """A project whose `docker compose config` runs in the background; `wait()` returns the model."""
 
-    def __init__(self, context: Context, args: argparse.Namespace) -> None:
+    def __init__(
+        self,
+        context: Context,
+        args: argparse.Namespace | None,
+        options: ComposeOptions | None = None,
+        cwd: str | None = None,
+    ) -> None:
         import os
 
         from docker_persist.process import start_compose_config
         from docker_persist.project import ComposeOptions, compose_options_from_args, find_project_files
 
-        options = (context.compose_options or ComposeOptions()).merged(compose_options_from_args(args))
+        if options is None:
+            given = compose_options_from_args(args) if args is not None else ComposeOptions()
+            options = (context.compose_options or ComposeOptions()).merged(given)
         self.options = options
-        cwd = os.getcwd()
+        cwd = cwd or os.getcwd()
         self.files = find_project_files(options, context.env.environ, cwd)
         self.pending = start_compose_config(context.docker_config, options.to_argv(), context.env.environ, cwd)
         first = self.files[0] if self.files and self.files[0] != "-" else None
-        self.working_dir = os.path.abspath(options.project_directory or (os.path.dirname(first) if first else cwd))
+        directory = options.project_directory or (os.path.dirname(first) if first else cwd)
+        self.working_dir = os.path.abspath(os.path.join(cwd, directory))
 
     def wait(self) -> tuple[Project, list[str]]:
         """Return the project and the files Compose read.

@@ -68,6 +68,12 @@ def _compose() -> Command:
     return compose.COMMAND
 
 
+def _init() -> Command:
+    from docker_persist.commands import init
+
+    return init.COMMAND
+
+
 def _protect() -> Command:
     from docker_persist.commands import protect
 
@@ -110,6 +116,7 @@ COMMANDS: dict[str, Entry] = {
         Entry("down", "Back up what docker compose down would destroy, then run it", _down),
         Entry("protect", "Guard volumes so that the engine refuses to remove them", _protect),
         Entry("unprotect", "Remove the guards of volumes", _unprotect),
+        Entry("init", "Write compose.persist.yaml: the provider and a starter x-persist", _init),
         Entry("compose", "The Compose provider entry point, run by Docker Compose", _compose),
         Entry("check", "Audit the project and the engine for data that could be lost or exposed", _check),
         Entry("plan", "Show what up or down would do, and change nothing", _plan),

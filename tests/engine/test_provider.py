@@ -109,3 +109,42 @@ def test_a_failed_backup_makes_compose_keep_the_volume(
     assert notes(docker, volume) == "first-life"
     guards = docker.run("ps", "-aq", "--filter", f"label=io.docker-persist.volume={volume}").stdout.split()
     assert len(guards) == 1, "the guard stays when the backup failed"
+
+
+UNANNOTATED = """
+name: {project}
+services:
+  db:
+    image: docker-persist-test/postgres:busybox
+    network_mode: none
+    init: true
+    command: ["sh", "-c", "echo 15 > /var/lib/postgresql/data/PG_VERSION; exec sleep 3600"]
+    volumes:
+      - db_data:/var/lib/postgresql/data
+volumes:
+  db_data: {}
+"""
+
+
+def test_init_writes_an_override_that_guards_a_plain_down_v(docker: DockerCLI, project: ComposeProject) -> None:
+    project.write(UNANNOTATED)
+    original = project.file.read_text()
+    done = project.persist("init")
+    assert done.returncode == 0, done.stderr
+    override = project.directory / "compose.persist.yaml"
+    assert override.exists() and "docker compose -f compose.yaml -f compose.persist.yaml up -d" in done.stdout
+    assert project.file.read_text() == original, "the user's own file is left untouched"
+    again = project.persist("init")
+    assert again.returncode == 1 and "--force" in again.stderr
+
+    files = ["-f", str(project.file), "-f", str(override)]
+    base = ["compose", "--project-directory", str(project.directory), *files, "-p", project.name]
+    env = {"DOCKER_PERSIST_STORE": str(project.store)}
+    config = docker.run(*base, "config", env=env, check=True).stdout
+    assert "provider:" in config and "x-persist: {}" in config and "consistency: stop" in config
+    docker.run(*base, "up", "-d", env=env, check=True)
+    down = docker.run(*base, "down", "-v", env=env)
+    assert down.returncode == 0, down.stdout + down.stderr
+    snapshots = json.loads(docker.run("persist", "snapshots", "--format", "json", *files, "-p", project.name,
+                                      env=env, check=True).stdout)["snapshots"]  # fmt: skip
+    assert [s["reason"] for s in snapshots] == ["pre-down"]

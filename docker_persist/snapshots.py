@@ -230,6 +230,36 @@ def _refuse_after_interrupted_restore(journal: Journal) -> None:
         )
 
 
+def publish_snapshot(
+    pending: PendingSnapshot,
+    project: str,
+    name: str,
+    reason: str,
+    records: Sequence[VolumeRecord],
+    plans: Sequence[QuiescePlan] = (),
+    created: datetime.datetime | None = None,
+) -> Manifest:
+    """Write the manifest last and make the snapshot visible, atomically; return the manifest.
+
+    On any failure the staged parts are removed: nothing partial is ever visible.
+    """
+    manifest = Manifest(
+        name=name,
+        project=project,
+        created=created or _now(),
+        tool_version=__version__,
+        reason=reason,
+        volumes=tuple(records),
+        services=tuple(ServiceRecord(p.service, p.consistency, p.pre, p.post) for p in plans),
+    )
+    try:
+        pending.publish(dump_manifest(manifest))
+    except BaseException:
+        pending.abort()
+        raise
+    return manifest
+
+
 def unique_automatic_name(store: Store, project: str, reason: str) -> str:
     """Return an automatic name (UTC time and reason) no snapshot of the project has yet."""
     base = automatic_name(_now(), reason)
@@ -268,20 +298,10 @@ def _backup_locked(
     try:
         with quiesced(engine, project.name, plans, say, journal):
             records = [backup_volume(engine, project.name, v, pending, compression, progress) for v in volumes]
-        manifest = Manifest(
-            name=name,
-            project=project.name,
-            created=created,
-            tool_version=__version__,
-            reason=request.reason,
-            volumes=tuple(records),
-            services=tuple(ServiceRecord(p.service, p.consistency, p.pre, p.post) for p in plans),
-        )
-        pending.publish(dump_manifest(manifest))
     except BaseException:
         pending.abort()
         raise
-    return manifest
+    return publish_snapshot(pending, project.name, name, request.reason, records, plans, created)
 
 
 # --- reading snapshots --------------------------------------------------------------------
@@ -665,21 +685,13 @@ def _take_undo_snapshot(
         for target in targets:
             volume = target.volume or Volume(key=target.record.key, name=target.name)
             records.append(backup_volume(engine, project.name, volume, pending, project.policy.compression, progress))
-        if all(r.entries <= 1 for r in records):  # nothing but the roots: nothing to undo
-            pending.abort()
-            return None
-        manifest = Manifest(
-            name=name,
-            project=project.name,
-            created=_now(),
-            tool_version=__version__,
-            reason="pre-restore",
-            volumes=tuple(records),
-        )
-        pending.publish(dump_manifest(manifest))
     except BaseException:
         pending.abort()
         raise
+    if all(r.entries <= 1 for r in records):  # nothing but the roots: nothing to undo
+        pending.abort()
+        return None
+    publish_snapshot(pending, project.name, name, "pre-restore", records)
     return name
 
 
@@ -891,17 +903,7 @@ def backup_before_down(
                         paths = layer_paths(container.changes or (), is_ephemeral_path)
                         if paths:
                             records.append(backup_layer(engine, key, container, paths, pending, compression, progress))
-            manifest = Manifest(
-                name=name,
-                project=project.name,
-                created=_now(),
-                tool_version=__version__,
-                reason="pre-down",
-                volumes=tuple(records),
-                services=tuple(ServiceRecord(p.service, p.consistency, p.pre, p.post) for p in plans),
-            )
-            pending.publish(dump_manifest(manifest))
         except BaseException:
             pending.abort()
             raise
-    return manifest
+        return publish_snapshot(pending, project.name, name, "pre-down", records, plans)

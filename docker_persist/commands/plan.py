@@ -18,6 +18,7 @@ from docker_persist.context import Context
 from docker_persist.errors import ExitStatus, UsageError
 from docker_persist.helpformat import ROOT, DockerArgumentParser
 from docker_persist.planner import DownPlan, UpPlan, plan_down, plan_up
+from docker_persist.progress import format_bytes
 from docker_persist.project import add_project_flags
 
 ACTIONS = {"backup": "back up first", "refuse": "REFUSE (on_down: refuse)", "allow": "allowed, not backed up"}
@@ -35,18 +36,6 @@ def add_arguments(parser: DockerArgumentParser) -> None:
     add_store_flag(parser)
     add_project_flags(parser)
     add_format_flag(parser)
-
-
-def format_size(size: int | None) -> str:
-    """Return a size for people: 1.2 GB, 340 kB, or ? when unknown."""
-    if size is None:
-        return "?"
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"
 
 
 def render_up(plan: UpPlan) -> str:
@@ -70,9 +59,8 @@ def render_down(plan: DownPlan) -> str:
             where = f"{loss.service}:{loss.path}" if loss.service and loss.path else (loss.service or "")
             label = f"{loss.name} ({loss.key})" if loss.key else loss.name
             precious = " precious" if loss.precious else ""
-            lines.append(
-                f"    {loss.kind:<17} {label}  {where}  {format_size(loss.size)}{precious}  -> {ACTIONS[loss.action]}"
-            )
+            size = format_bytes(loss.size) if loss.size is not None else "?"
+            lines.append(f"    {loss.kind:<17} {label}  {where}  {size}{precious}  -> {ACTIONS[loss.action]}")
     steps = []
     if plan.refused:
         steps.append("refuse: exit 1 and change nothing (use --force, or set on_down: backup)")

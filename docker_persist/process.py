@@ -261,3 +261,35 @@ def tar_extract(tar: str, directory: str, chunks: Iterable[bytes], environ: Mapp
         process.stderr.close()
     if process.returncode != 0:
         raise PersistError(f"extracting into {directory} failed (exit {process.returncode}): {errors}")
+
+
+def read_crontab() -> list[str]:
+    """Return the lines of the user's crontab (none if there is no crontab yet)."""
+    import subprocess
+
+    from docker_persist.errors import PersistError
+
+    try:
+        done = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
+    except OSError as error:
+        raise PersistError(f"cannot run crontab: {error}") from error
+    if done.returncode != 0:
+        if "no crontab" in done.stderr.lower():
+            return []
+        raise PersistError(f"crontab -l failed: {done.stderr.strip()}")
+    return done.stdout.splitlines()
+
+
+def write_crontab(lines: Sequence[str]) -> None:
+    """Replace the user's crontab with `lines`."""
+    import subprocess
+
+    from docker_persist.errors import PersistError
+
+    text = "".join(f"{line}\n" for line in lines)
+    try:
+        done = subprocess.run(["crontab", "-"], input=text, capture_output=True, text=True, check=False)
+    except OSError as error:
+        raise PersistError(f"cannot run crontab: {error}") from error
+    if done.returncode != 0:
+        raise PersistError(f"crontab - failed: {done.stderr.strip()}")

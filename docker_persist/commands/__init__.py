@@ -98,6 +98,18 @@ def _plan() -> Command:
     return plan.COMMAND
 
 
+def _schedule() -> Command:
+    from docker_persist.commands import schedule
+
+    return schedule.COMMAND
+
+
+def _metrics() -> Command:
+    from docker_persist.commands import metrics
+
+    return metrics.COMMAND
+
+
 def _version() -> Command:
     from docker_persist.commands import version
 
@@ -120,6 +132,10 @@ COMMANDS: dict[str, Entry] = {
         Entry("compose", "The Compose provider entry point, run by Docker Compose", _compose),
         Entry("check", "Audit the project and the engine for data that could be lost or exposed", _check),
         Entry("plan", "Show what up or down would do, and change nothing", _plan),
+        Entry(
+            "schedule", "Back up on x-persist.schedule in the foreground, or install a unit or crontab line", _schedule
+        ),
+        Entry("metrics", "Show per-volume backup metrics in Prometheus' text format", _metrics),
         Entry("version", "Show the docker-persist, Docker engine and Compose versions", _version),
     )
 }

@@ -1,0 +1,81 @@
+"""Metrics: collected from manifests and the scheduler's counters, rendered in the exposition format."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+
+from docker_persist.manifest import Manifest, Verification, VolumeRecord
+from docker_persist.metrics import collect_metrics, escape_label, render_metrics, write_textfile
+
+UTC = datetime.timezone.utc
+NOW = datetime.datetime(2026, 1, 2, 0, 0, tzinfo=UTC)
+
+
+def record(key: str, size: int, kind: str = "volume") -> VolumeRecord:
+    return VolumeRecord(key=key, source=f"p_{key}", driver="local", driver_opts={}, labels={}, file=f"{key}.tar.zst",
+                        compression="zstd", archive_sha256="0" * 64, archive_bytes=size // 2,
+                        content_digest="sha256:" + "0" * 64, bytes=size, files=1, directories=1, symlinks=0,
+                        entries=2, root=None, kind=kind)  # fmt: skip
+
+
+def manifest(name: str, hours_ago: int, *records: VolumeRecord, verified: tuple[bool, ...] = ()) -> Manifest:
+    created = NOW - datetime.timedelta(hours=hours_ago)
+    verifications = tuple(
+        Verification(at=created + datetime.timedelta(minutes=10 + i), ok=ok, detail="", volumes=("db",))
+        for i, ok in enumerate(verified)
+    )
+    return Manifest(name=name, project="p", created=created, tool_version="0", reason="scheduled",
+                    volumes=records, verifications=verifications)  # fmt: skip
+
+
+def test_latest_snapshot_per_volume() -> None:
+    manifests = [
+        manifest("new", 1, record("db", 2000)),
+        manifest("old", 30, record("db", 1000), record("files", 500), verified=(False, True)),
+        manifest("down", 2, record("layer", 10, kind="container-layer")),
+    ]
+    db, cache, files = collect_metrics("p", ["db", "cache"], manifests, {"db": 2}, {"db": 1.5})
+    assert (db.volume, db.snapshots, db.bytes, db.stored_bytes) == ("db", 2, 2000, 1000)
+    assert db.last_success == NOW - datetime.timedelta(hours=1)
+    assert (db.failures, db.duration) == (2, 1.5)
+    assert db.last_verify == NOW - datetime.timedelta(hours=30) + datetime.timedelta(minutes=11)
+    assert db.last_verify_ok is True
+    assert (cache.volume, cache.snapshots, cache.last_success, cache.duration) == ("cache", 0, None, None)
+    assert (files.volume, files.last_verify) == ("files", None)  # the drill covered db only
+
+
+def test_render_exposition_format() -> None:
+    manifests = [manifest("a", 2, record("db", 2000), verified=(False,))]
+    text = render_metrics(collect_metrics("p", ["db", "cache"], manifests, {}, {}), NOW)
+    lines = text.splitlines()
+    assert text.endswith("\n")
+    assert "# TYPE docker_persist_backup_failures_total counter" in lines
+    assert "# TYPE docker_persist_last_success_timestamp_seconds gauge" in lines
+    stamp = int((NOW - datetime.timedelta(hours=2)).timestamp())
+    assert f'docker_persist_last_success_timestamp_seconds{{project="p",volume="db"}} {stamp}' in lines
+    assert 'docker_persist_latest_snapshot_age_seconds{project="p",volume="db"} 7200' in lines
+    assert 'docker_persist_backup_bytes{project="p",volume="db"} 2000' in lines
+    assert 'docker_persist_last_verify_success{project="p",volume="db"} 0' in lines
+    assert 'docker_persist_backup_failures_total{project="p",volume="cache"} 0' in lines
+    assert 'docker_persist_snapshots{project="p",volume="cache"} 0' in lines
+    # Never backed up, no duration measured: no sample, rather than a made-up one.
+    assert not any(line.startswith("docker_persist_last_success_timestamp_seconds{") and "cache" in line
+                   for line in lines)  # fmt: skip
+    assert not any(line.startswith("docker_persist_last_backup_duration_seconds{") for line in lines)
+    assert all(
+        line.startswith(("# HELP docker_persist_", "# TYPE docker_persist_", "docker_persist_")) for line in lines
+    )
+
+
+def test_label_values_are_escaped() -> None:
+    assert escape_label('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+
+
+def test_textfile_is_replaced_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "docker_persist.prom"
+    path.write_text("old\n")
+    write_textfile(str(path), "new\n")
+    assert path.read_text() == "new\n"
+    assert os.listdir(tmp_path) == ["docker_persist.prom"]  # no temp file left behind

@@ -1,0 +1,176 @@
+"""The scheduler loop with a fake clock and fake actions: no engine, no waiting."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pytest
+
+from docker_persist.cron import parse_cron
+from docker_persist.errors import ConfigError, PersistError
+from docker_persist.model import Project, ProjectPolicy, Volume, VolumePolicy
+from docker_persist.scheduler import (
+    Actions,
+    Clock,
+    ScheduleGroup,
+    Scheduler,
+    ScheduleState,
+    dump_state,
+    load_state,
+    plan_groups,
+    read_state,
+    write_state,
+)
+from docker_persist.store import StoreLockedError
+
+UTC = datetime.timezone.utc
+START = datetime.datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC)
+
+
+class FakeClock:
+    """Time moves only when the scheduler sleeps (or the test says so)."""
+
+    def __init__(self) -> None:
+        self.time = START
+        self.slept: list[float] = []
+
+    def now(self) -> datetime.datetime:
+        return self.time
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.time += datetime.timedelta(seconds=seconds)
+
+
+class FakeStore:
+    """Backups become names in a list; retention keeps the newest `keep`; the lock can be held."""
+
+    def __init__(self, keep: int = 2) -> None:
+        self.snapshots: list[str] = []
+        self.keep = keep
+        self.locked = False
+        self.verified: list[str] = []
+        self.fail_next = False
+
+    def backup(self, keys: tuple[str, ...]) -> str:
+        if self.locked:
+            raise StoreLockedError("project p is locked by another docker-persist process")
+        if self.fail_next:
+            self.fail_next = False
+            raise PersistError("volume 'p_db' does not exist")
+        name = f"snap-{len(self.snapshots) + 1}-{'+'.join(keys)}"
+        self.snapshots.append(name)
+        return name
+
+    def forget(self) -> int:
+        removed = max(0, len(self.snapshots) - self.keep)
+        del self.snapshots[:removed]
+        return removed
+
+    def verify(self, name: str) -> bool:
+        self.verified.append(name)
+        return True
+
+
+def make_scheduler(store: FakeStore, clock: FakeClock, verify_every: int = 0) -> tuple[Scheduler, list[str]]:
+    logged: list[str] = []
+    groups = [ScheduleGroup(parse_cron("* * * * *"), ("db",))]
+    actions = Actions(backup=store.backup, forget=store.forget, verify=store.verify)
+    clock_ = Clock(now=clock.now, sleep=clock.sleep)
+    return Scheduler(groups, actions, clock_, ScheduleState(), logged.append, verify_every=verify_every), logged
+
+
+def test_two_scheduled_backups_then_retention_and_verify() -> None:
+    store, clock = FakeStore(keep=2), FakeClock()
+    scheduler, _ = make_scheduler(store, clock, verify_every=2)
+    scheduler.run_forever(lambda: scheduler.state.backups >= 3)
+    assert store.snapshots == ["snap-2-db", "snap-3-db"]  # three taken, retention kept two
+    assert store.verified == ["snap-2-db"]  # every second backup
+    assert scheduler.state.durations == {"db": 0.0}
+    # It slept until each fire time (a minute apart), not in a busy loop.
+    assert clock.time == datetime.datetime(2026, 1, 1, 0, 3, tzinfo=UTC)
+    assert all(0 < s <= 60 for s in clock.slept)
+
+
+def test_first_start_waits_for_the_next_fire_time() -> None:
+    store, clock = FakeStore(), FakeClock()
+    scheduler, _ = make_scheduler(store, clock)
+    assert scheduler.run_due() == []
+    assert store.snapshots == []
+    assert scheduler.seconds_to_next() == 30
+
+
+def test_missed_runs_after_a_three_day_sleep_are_caught_up_once() -> None:
+    store, clock = FakeStore(keep=100), FakeClock()
+    scheduler, logged = make_scheduler(store, clock)
+    scheduler.groups = [ScheduleGroup(parse_cron("0 3 * * *"), ("db",))]
+    scheduler.state.last_runs["0 3 * * *"] = datetime.datetime(2026, 1, 1, 3, tzinfo=UTC)
+    clock.time = datetime.datetime(2026, 1, 4, 9, tzinfo=UTC)  # the machine slept through three
+    assert len(scheduler.run_due()) == 1
+    assert scheduler.run_due() == []
+    assert store.snapshots == ["snap-1-db"]
+    assert any("3 runs" in line and "catching up once" in line for line in logged)
+    assert scheduler.seconds_to_next() == 60  # at most a minute: a long sleep is cut to notice clock jumps
+
+
+def test_a_held_lock_skips_the_run_and_counts_it() -> None:
+    store, clock = FakeStore(), FakeClock()
+    scheduler, logged = make_scheduler(store, clock)
+    scheduler.run_due()  # first start
+    store.locked = True
+    clock.time += datetime.timedelta(minutes=1)
+    (result,) = scheduler.run_due()
+    assert result.skipped and store.snapshots == []
+    assert scheduler.state.skipped == 1 and scheduler.state.failures == {}
+    assert "another operation holds the project" in logged[-1]
+    store.locked = False
+    clock.time += datetime.timedelta(minutes=1)
+    (result,) = scheduler.run_due()  # not queued: the next fire time runs normally, once
+    assert result.snapshot == "snap-1-db"
+
+
+def test_a_failure_is_counted_and_the_loop_goes_on() -> None:
+    store, clock = FakeStore(), FakeClock()
+    scheduler, logged = make_scheduler(store, clock)
+    store.fail_next = True
+    scheduler.run_forever(lambda: len(store.snapshots) >= 1)
+    assert scheduler.state.failures == {"db": 1}
+    assert any("failed: volume 'p_db' does not exist" in line for line in logged)
+
+
+def test_once_runs_every_group_now() -> None:
+    store, clock = FakeStore(), FakeClock()
+    scheduler, _ = make_scheduler(store, clock)
+    scheduler.groups.append(ScheduleGroup(parse_cron("@daily"), ("files", "cache")))
+    results = scheduler.run_all()
+    assert [r.snapshot for r in results] == ["snap-1-db", "snap-2-files+cache"]
+    assert set(scheduler.state.last_runs) == {"* * * * *", "@daily"}
+
+
+def volume(key: str, schedule: str | None = None, precious: bool = True) -> Volume:
+    return Volume(key=key, name=f"p_{key}", policy=VolumePolicy(schedule=schedule) if precious else None)
+
+
+def test_volumes_are_grouped_by_schedule() -> None:
+    volumes = {"db": volume("db"), "files": volume("files", "0  4 * * *"), "logs": volume("logs"),
+               "tmp": volume("tmp", precious=False)}  # fmt: skip
+    project = Project("p", "/w", (), volumes, ProjectPolicy(schedule="0 3 * * *"))
+    groups = plan_groups(project)
+    assert [(g.schedule.text, g.volume_keys) for g in groups] == [("0 3 * * *", ("db", "logs")),
+                                                                   ("0 4 * * *", ("files",))]  # fmt: skip
+
+
+def test_no_schedule_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"x-persist\.schedule"):
+        plan_groups(Project("p", "/w", (), {"db": volume("db")}))
+
+
+def test_state_round_trips_and_bad_state_starts_afresh(tmp_path: Path) -> None:
+    state = ScheduleState(last_runs={"@daily": START}, backups=3, failures={"db": 1}, durations={"db": 2.5}, skipped=1)
+    assert load_state(dump_state(state)) == state
+    path = tmp_path / "schedule" / "p.json"
+    write_state(str(path), state)
+    assert read_state(str(path)) == state
+    assert read_state(str(tmp_path / "missing.json")) == ScheduleState()
+    assert load_state("{not json") == ScheduleState()

@@ -624,7 +624,9 @@ def _open_local(url: str, environ: Mapping[str, str]) -> Store:
 
 
 def _open_s3(url: str, environ: Mapping[str, str]) -> Store:
-    raise ConfigError(f"the s3 store is not available yet ({url}): use a local path or a file:/// URL for now")
+    from docker_persist.store_s3 import open_s3_store  # imported here: only s3:// commands load the S3 client
+
+    return open_s3_store(url, environ)
 
 
 STORE_BACKENDS: dict[str, Callable[[str, Mapping[str, str]], Store]] = {

@@ -577,7 +577,7 @@ def test_open_store_gives_local_stores(url: str | None, path: str) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("s3://bucket/prefix", "the s3 store is not available yet"),
+        ("s3://bucket/x?colour=blue", "unknown option 'colour'"),
         ("ftp://host/x", "unknown scheme 'ftp'; a store is a local path or one of file://, s3://"),
         ("relative/path", "the path must be absolute"),
         ("./x", "the path must be absolute"),

@@ -1,0 +1,241 @@
+"""The S3 store through the real CLI, against a real S3 server: SeaweedFS's gateway on loopback.
+
+The `seaweed` fixture (conftest.py) runs `weed server -s3` for the session; each test makes its own
+bucket with the minio client. SeaweedFS without -s3.config accepts any credentials, so the
+"clear error, exit 1, nothing partial" path is tested with a missing bucket and an unreachable
+endpoint, with credentials set that must not show up in any output.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from minio import Minio
+
+from tests.engine.conftest import ComposeProject, DockerCLI
+from tests.engine.test_snapshots import DESTROY_SCRIPT, FILL_SCRIPT, ONE_VOLUME, busybox, snapshot_listing
+
+ACCESS_KEY = "AKIDDOCKERPERSISTTEST"
+SECRET_KEY = "s3cr3t-docker-persist-test-value"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+
+
+class S3Project:
+    """A Compose project whose store is a fresh bucket on the SeaweedFS gateway."""
+
+    def __init__(self, project: ComposeProject, endpoint: str) -> None:
+        self.project = project
+        self.endpoint = endpoint
+        self.bucket = project.name  # dptest-xxxxxxxx: a valid bucket name
+        self.client = Minio(
+            urllib.parse.urlsplit(endpoint).netloc,
+            access_key=ACCESS_KEY,
+            secret_key=SECRET_KEY,
+            secure=False,
+            region="us-east-1",
+        )
+        self.client.make_bucket(self.bucket)
+        self.url = self.store_url(self.bucket)
+        self.prefix = f"backups/{project.name}/"
+
+    def store_url(self, bucket: str, endpoint: str | None = None) -> str:
+        return f"s3://{bucket}/backups?endpoint={endpoint or self.endpoint}&region=us-east-1&path_style=true"
+
+    def env(self, url: str | None = None) -> dict[str, str]:
+        return {"DOCKER_PERSIST_STORE": url or self.url, **CREDENTIALS}
+
+    def persist(self, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+        done = self.project.persist(*args, env=self.env(url))
+        for secret in (ACCESS_KEY, SECRET_KEY):
+            assert secret not in done.stdout + done.stderr, (args, done.stdout, done.stderr)
+        return done
+
+    def names(self) -> list[str]:
+        done = self.persist("snapshots", "--format", "json")
+        assert done.returncode == 0, done.stdout + done.stderr
+        return [row["name"] for row in json.loads(done.stdout)["snapshots"]]
+
+    def object_keys(self) -> list[str]:
+        """Every object key under the project's prefix, relative to it."""
+        objects = self.client.list_objects(self.bucket, prefix=self.prefix, recursive=True)
+        return sorted((o.object_name or "")[len(self.prefix) :] for o in objects)
+
+    def uploads(self) -> list[str]:
+        """The keys of the multipart uploads in progress under the project's prefix."""
+        result = self.client._list_multipart_uploads(self.bucket, prefix=self.prefix)
+        return sorted(u.object_name or "" for u in result.uploads)
+
+
+@pytest.fixture
+def s3(project: ComposeProject, seaweed: str) -> Iterator[S3Project]:
+    yield S3Project(project, seaweed)
+
+
+def test_backup_snapshots_restore_verify_and_forget_on_s3(
+    s3: S3Project, project: ComposeProject, docker: DockerCLI
+) -> None:
+    project.write(ONE_VOLUME)
+    project.compose("up", "-d", "--wait")
+    volume = f"{project.name}_data"
+    busybox(docker, volume, FILL_SCRIPT)
+    busybox(docker, volume, "dd if=/dev/urandom of=/d/big.bin bs=1M count=40 2>/dev/null")  # > one 16 MiB part
+    before, mtimes = snapshot_listing(docker, volume)
+
+    for name in ("first", "second"):
+        done = s3.persist("backup", "--name", name)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert s3.names() == ["first", "second"]
+    assert s3.object_keys() == [
+        "first/data.tar.zst",
+        "first/manifest.json",
+        "second/data.tar.zst",
+        "second/manifest.json",
+    ]
+    assert s3.uploads() == []
+    manifest = s3.client.get_object(s3.bucket, f"{s3.prefix}first/manifest.json").read().decode()
+    assert ACCESS_KEY not in manifest and SECRET_KEY not in manifest
+    assert json.loads(manifest)["volumes"][0]["archive_bytes"] > 40 << 20
+
+    busybox(docker, volume, DESTROY_SCRIPT)
+    done = s3.persist("restore", "first", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert snapshot_listing(docker, volume) == (before, mtimes)
+
+    done = s3.persist("verify", "second")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "second: ok" in done.stdout, done.stdout
+    listed = json.loads(s3.persist("snapshots", "--format", "json").stdout)["snapshots"]
+    verified = {row["name"]: bool(row["verified"]) for row in listed}
+    undo = [name for name in verified if name.endswith("-pre-restore")]  # restore's undo snapshot
+    assert len(undo) == 1, verified
+    assert verified == {"first": False, "second": True, undo[0]: False}
+
+    done = s3.persist("restore", "frist", "--yes")
+    assert done.returncode != 0
+    assert "did you mean 'first'?" in done.stderr, done.stderr
+
+    done = s3.persist("forget", "--keep-last", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(s3.names()) == sorted(["second", undo[0]])
+    # The oldest is gone with its parts, and the lock object is released.
+    assert [k for k in s3.object_keys() if not k.startswith(undo[0] + "/")] == [
+        "second/data.tar.zst",
+        "second/manifest.json",
+    ]
+
+
+def plugin_children(parent: int) -> list[int]:
+    """Return the pids of the processes whose parent is `parent` (the docker CLI runs the plugin as a child)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            children.append(int(entry.name))
+    return children
+
+
+def test_a_backup_killed_mid_upload_leaves_no_snapshot_and_the_next_one_succeeds(
+    s3: S3Project, project: ComposeProject, docker: DockerCLI
+) -> None:
+    project.write(ONE_VOLUME)
+    project.compose("up", "-d", "--wait")
+    volume = f"{project.name}_data"
+    busybox(docker, volume, "dd if=/dev/urandom of=/d/random.bin bs=1M count=100 2>/dev/null")
+    command = ["docker", "persist", "backup", "--name", "killed", "-f", str(project.file), "-p", project.name]
+    process = subprocess.Popen(
+        command, env={**docker.env, **s3.env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not s3.uploads():  # a multipart upload is under way: kill the plugin in the middle of it
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no multipart upload started within 120 s"
+            time.sleep(0.05)
+        plugins = plugin_children(process.pid)
+        assert plugins, "the docker CLI has no plugin child"
+        for pid in plugins:
+            os.kill(pid, signal.SIGKILL)
+        process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode != 0
+
+    # Invisible: no snapshot, no manifest, whatever parts and uploads the killed run left.
+    assert s3.names() == []
+    assert not [k for k in s3.object_keys() if k.endswith("manifest.json")], s3.object_keys()
+    assert s3.uploads() or [k for k in s3.object_keys() if k.startswith("killed/")], "the kill came too late to test"
+
+    # The killed run's lock (its process is gone) does not block, and its leftovers are cleaned up.
+    project.compose("up", "-d", "--wait")  # the service may have been stopped for consistency
+    done = s3.persist("backup", "--name", "after")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert s3.names() == ["after"]
+    assert s3.object_keys() == ["after/data.tar.zst", "after/manifest.json"]
+    assert s3.uploads() == []
+    done = s3.persist("verify", "after")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_missing_bucket_or_an_unreachable_endpoint_is_a_clear_error(
+    s3: S3Project, project: ComposeProject, docker: DockerCLI
+) -> None:
+    project.write(ONE_VOLUME)
+    project.compose("up", "-d", "--wait")
+    busybox(docker, f"{project.name}_data", "echo data > /d/file")
+    missing = f"{project.name}-missing"
+
+    done = s3.persist("backup", "--name", "nope", url=s3.store_url(missing))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"the bucket '{missing}' does not exist" in done.stderr, done.stderr
+    assert f"mb s3://{missing}" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not s3.client.bucket_exists(missing)  # nothing partial: not even the bucket
+
+    done = s3.persist("snapshots", url=s3.store_url(missing))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "does not exist" in done.stderr, done.stderr
+
+    done = s3.persist("backup", "--name", "nope", url=s3.store_url(s3.bucket, endpoint="http://127.0.0.1:1"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "cannot reach the S3 endpoint http://127.0.0.1:1" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+    done = s3.persist("backup", "--name", "nope", url=f"s3://{ACCESS_KEY}:{SECRET_KEY}@{s3.bucket}/x")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "must not carry credentials" in done.stderr, done.stderr
+
+    assert s3.object_keys() == [] and s3.uploads() == []
+
+
+def test_a_fresh_lock_of_another_host_is_respected(s3: S3Project, project: ComposeProject, docker: DockerCLI) -> None:
+    project.write(ONE_VOLUME)
+    project.compose("up", "-d", "--wait")
+    busybox(docker, f"{project.name}_data", "echo data > /d/file")
+    holder = b'{"host": "elsewhere", "pid": 4242, "since": "2026-01-01T00:00:00Z", "token": "theirs"}\n'
+    s3.client.put_object(s3.bucket, f"{s3.prefix}.lock", io.BytesIO(holder), len(holder))
+
+    done = s3.persist("backup", "--name", "blocked")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "holds the lock (pid 4242 on elsewhere" in done.stderr, done.stderr
+    assert s3.object_keys() == [".lock"]  # nothing written, and their lock left alone
+
+    s3.client.remove_object(s3.bucket, f"{s3.prefix}.lock")
+    done = s3.persist("backup", "--name", "free")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert s3.object_keys() == ["free/data.tar.zst", "free/manifest.json"]

@@ -1,0 +1,183 @@
+"""The S3 store's pure parts: URL parsing, key layout, credentials and their masking. No network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from docker_persist.errors import ConfigError, ExitStatus
+from docker_persist.store import open_store
+from docker_persist.store_s3 import (
+    AWS_ENDPOINT,
+    Credentials,
+    S3Location,
+    S3Store,
+    mask,
+    parse_s3_url,
+    resolve_credentials,
+)
+
+NO_FILES = {"HOME": "/nonexistent"}
+
+
+def test_a_full_url_parses() -> None:
+    location = parse_s3_url(
+        "s3://my-bucket/backups/host1?endpoint=http://127.0.0.1:8333&region=eu-west-1&path_style=true"
+    )
+    assert location == S3Location("my-bucket", "backups/host1", "http://127.0.0.1:8333", "eu-west-1", True)
+    assert location.url == "s3://my-bucket/backups/host1"
+
+
+@pytest.mark.parametrize(
+    ("url", "bucket", "prefix", "endpoint", "path_style"),
+    [
+        ("s3://bucket", "bucket", "", AWS_ENDPOINT, None),
+        ("s3://bucket/", "bucket", "", AWS_ENDPOINT, None),
+        ("s3://bucket//a//b/", "bucket", "a/b", AWS_ENDPOINT, None),
+        ("S3://bucket/a?path_style=false", "bucket", "a", AWS_ENDPOINT, False),
+        ("s3://b.c-d/x?endpoint=https://minio.example:9000/", "b.c-d", "x", "https://minio.example:9000", None),
+        ("s3://bkt/x?endpoint=http://[::1]:9000", "bkt", "x", "http://[::1]:9000", None),
+    ],
+)
+def test_urls_parse(url: str, bucket: str, prefix: str, endpoint: str, path_style: bool | None) -> None:
+    location = parse_s3_url(url)
+    assert (location.bucket, location.prefix, location.endpoint, location.path_style) == (
+        bucket,
+        prefix,
+        endpoint,
+        path_style,
+    )
+
+
+def test_the_region_comes_from_the_url_then_the_environment() -> None:
+    assert parse_s3_url("s3://bkt/x").region is None
+    assert parse_s3_url("s3://bkt/x", {"AWS_DEFAULT_REGION": "ap-south-1"}).region == "ap-south-1"
+    env = {"AWS_REGION": "eu-central-1", "AWS_DEFAULT_REGION": "ap-south-1"}
+    assert parse_s3_url("s3://bkt/x", env).region == "eu-central-1"
+    assert parse_s3_url("s3://bkt/x?region=us-west-2", env).region == "us-west-2"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("s3://", "no bucket"),
+        ("s3:///prefix", "no bucket"),
+        ("s3://Bucket/x", "is not a bucket name"),
+        ("s3://ab/x", "is not a bucket name"),
+        ("s3://a..b/x", "is not a bucket name"),
+        ("s3://bkt/../x", "prefix segment '..'"),
+        ("s3://bkt/a b", "prefix segment 'a b'"),
+        ("s3://bkt/x?endpoint=127.0.0.1:9000", "endpoint must be http"),
+        ("s3://bkt/x?endpoint=ftp://host", "endpoint must be http"),
+        ("s3://bkt/x?endpoint=http://host/path", "no path or query"),
+        ("s3://bkt/x?endpoint=http://host:port", "port is not a number"),
+        ("s3://bkt/x?endpoint=http://u:p@host", "must not carry credentials"),
+        ("s3://bkt/x?path_style=maybe", "path_style must be true or false"),
+        ("s3://bkt/x?colour=blue", "unknown option 'colour'"),
+        ("s3://bkt/x?region=a&region=b", "given 2 times"),
+        ("s3://bkt/x#frag", "no '#' part"),
+    ],
+)
+def test_bad_urls_are_config_errors(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as raised:
+        open_store(url, NO_FILES)
+    assert raised.value.exit_status == ExitStatus.USAGE
+
+
+def test_a_url_with_credentials_is_refused_without_echoing_them() -> None:
+    with pytest.raises(ConfigError, match="must not carry credentials") as raised:
+        open_store("s3://AKIDEXAMPLE:wJalrXUtnFEMI@bkt/x", NO_FILES)
+    assert "AKIDEXAMPLE" not in str(raised.value) and "wJalrXUtnFEMI" not in str(raised.value)
+
+
+def test_open_store_gives_an_s3_store_with_a_default_region_for_custom_endpoints() -> None:
+    store = open_store("s3://bkt/pre?endpoint=http://127.0.0.1:8333", NO_FILES)
+    assert isinstance(store, S3Store)
+    assert store.url == "s3://bkt/pre"
+    assert store.location.region == "us-east-1"
+    aws = open_store("s3://bkt/pre", NO_FILES)
+    assert isinstance(aws, S3Store)
+    assert aws.location.region is None  # AWS: the client asks the bucket's location
+
+
+def test_the_key_layout() -> None:
+    store = open_store("s3://bkt/a/b?endpoint=http://127.0.0.1:8333", NO_FILES)
+    assert isinstance(store, S3Store)
+    assert store.location.key("proj", "snap", "data.tar.zst") == "a/b/proj/snap/data.tar.zst"
+    assert store._snapshot_key("proj", "snap", "manifest.json") == "a/b/proj/snap/manifest.json"
+    assert store.location.key("proj", ".lock") == "a/b/proj/.lock"
+    bare = parse_s3_url("s3://bkt")
+    assert bare.key("proj", "snap", "manifest.json") == "proj/snap/manifest.json"
+    for bad in (("../x", "snap"), ("proj", "../snap"), ("proj", "a/b")):
+        with pytest.raises(ConfigError):
+            store._snapshot_key(*bad, "manifest.json")
+
+
+def test_credentials_come_from_the_environment_first(tmp_path: Path) -> None:
+    env = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "SECRET", "AWS_SESSION_TOKEN": "TOKEN"}
+    credentials = resolve_credentials({**env, "HOME": str(tmp_path)})
+    assert credentials == Credentials("AKID", "SECRET", "TOKEN", "environment")
+    assert "SECRET" not in repr(credentials) and "AKID" not in repr(credentials)
+    assert resolve_credentials(NO_FILES) is None
+
+
+def test_credentials_come_from_the_shared_files_by_profile(tmp_path: Path) -> None:
+    aws = tmp_path / ".aws"
+    aws.mkdir()
+    (aws / "credentials").write_text(
+        "[default]\naws_access_key_id = DEFAULTKEY\naws_secret_access_key = DEFAULTSECRET\n"
+        "[work]\naws_access_key_id = WORKKEY\naws_secret_access_key = WORKSECRET\naws_session_token = WORKTOKEN\n"
+    )
+    (aws / "config").write_text(
+        "[default]\nregion = eu-west-3\n"
+        "[profile cfg]\naws_access_key_id = CFGKEY\naws_secret_access_key = CFGSECRET\nregion = sa-east-1\n"
+    )
+    home = {"HOME": str(tmp_path)}
+    assert resolve_credentials(home) == Credentials("DEFAULTKEY", "DEFAULTSECRET", None, "profile 'default'")
+    work = resolve_credentials({**home, "AWS_PROFILE": "work"})
+    assert work == Credentials("WORKKEY", "WORKSECRET", "WORKTOKEN", "profile 'work'")
+    assert resolve_credentials({**home, "AWS_PROFILE": "cfg"}) == Credentials(
+        "CFGKEY", "CFGSECRET", None, "profile 'cfg'"
+    )
+    with pytest.raises(ConfigError, match="AWS_PROFILE=nobody names no profile"):
+        resolve_credentials({**home, "AWS_PROFILE": "nobody"})
+    store = open_store("s3://bkt/x", {**home, "AWS_PROFILE": "cfg"})
+    assert isinstance(store, S3Store)
+    assert store.location.region == "sa-east-1"
+    moved = tmp_path / "elsewhere"
+    (aws / "credentials").rename(moved)
+    assert resolve_credentials({"HOME": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": str(moved)}) == Credentials(
+        "DEFAULTKEY", "DEFAULTSECRET", None, "profile 'default'"
+    )
+
+
+def test_credentials_are_masked_in_error_text() -> None:
+    assert (
+        mask("key AKID, secret SECRET/x, token TOK", ["AKID", "SECRET/x", "TOK", ""])
+        == "key ***, secret ***, token ***"
+    )
+    store = S3Store(parse_s3_url("s3://bkt/x?endpoint=http://127.0.0.1:1"), Credentials("AKID123", "SECRETVALUE"))
+
+    class FakeS3Error:
+        code = "SignatureDoesNotMatch"
+        message = "The request signature for AKID123 computed with SECRETVALUE does not match"
+
+    error = store._s3_error(FakeS3Error(), "listing project 'p'", None)
+    assert "access denied by http://127.0.0.1:1 (SignatureDoesNotMatch)" in str(error)
+    assert "AWS_ACCESS_KEY_ID" in str(error)
+    FakeS3Error.code = "SomethingElse"
+    error = store._s3_error(FakeS3Error(), "listing project 'p'", None)
+    assert "AKID123" not in str(error) and "SECRETVALUE" not in str(error) and "***" in str(error)
+
+
+def test_a_missing_bucket_error_says_how_to_create_it() -> None:
+    store = S3Store(parse_s3_url("s3://bkt/x?endpoint=http://127.0.0.1:1"), None)
+
+    class FakeS3Error:
+        code = "NoSuchBucket"
+        message = "The specified bucket does not exist"
+
+    text = str(store._s3_error(FakeS3Error(), "locking project 'p'", None))
+    assert "the bucket 'bkt' does not exist at http://127.0.0.1:1" in text
+    assert "aws s3 mb s3://bkt" in text

@@ -907,3 +907,38 @@ def backup_before_down(
             pending.abort()
             raise
         return publish_snapshot(pending, project.name, name, "pre-down", records, plans)
+
+
+def copy_snapshot(source: Store, target: Store, project: str, name: str, progress: Progress) -> Manifest:
+    """Copy a published snapshot, byte for byte, to another store (e.g. local to S3, for an off-site copy).
+
+    Each part's size and sha256 are checked against the manifest while it streams; the
+    manifest is published last, so the copy appears only once complete. Raise
+    SnapshotExistsError if the target already has the name, IntegrityError for a
+    corrupt source part.
+    """
+    manifest = read_manifest(source, project, name)
+    with target.lock(project, timeout=LOCK_TIMEOUT):
+        if name in target.list_snapshots(project):
+            from docker_persist.store import SnapshotExistsError
+
+            raise SnapshotExistsError(f"{target.url} already has snapshot {name!r} of project {project!r}")
+        pending = target.begin(project, name)
+        try:
+            for record in manifest.volumes:
+                digest, size = hashlib.sha256(), 0
+                with source.open_part(project, name, record.file) as reader, pending.open_part(record.file) as writer:
+                    while data := reader.read(1 << 20):
+                        digest.update(data)
+                        size += len(data)
+                        writer.write(data)
+                        progress(record.key, len(data))
+                if size != record.archive_bytes or digest.hexdigest() != record.archive_sha256:
+                    raise IntegrityError(
+                        f"snapshot {name!r}: {record.file} in {source.url} does not match its manifest: not copied"
+                    )
+            pending.publish(dump_manifest(manifest))
+        except BaseException:
+            pending.abort()
+            raise
+    return manifest

@@ -86,6 +86,12 @@ def _unprotect() -> Command:
     return protect.UNPROTECT
 
 
+def _copy() -> Command:
+    from docker_persist.commands import copy
+
+    return copy.COMMAND
+
+
 def _check() -> Command:
     from docker_persist.commands import check
 
@@ -124,6 +130,7 @@ COMMANDS: dict[str, Entry] = {
         Entry("restore", "Restore volumes from a snapshot by name", _restore),
         Entry("verify", "Run a restore drill and compare content digests", _verify),
         Entry("forget", "Remove snapshots by a retention policy", _forget),
+        Entry("copy", "Copy snapshots to another store (e.g. off-site, to S3)", _copy),
         Entry("up", "Create, restore and protect the precious volumes, then run docker compose up", _up),
         Entry("down", "Back up what docker compose down would destroy, then run it", _down),
         Entry("protect", "Guard volumes so that the engine refuses to remove them", _protect),

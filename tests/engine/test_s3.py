@@ -239,3 +239,34 @@ def test_a_fresh_lock_of_another_host_is_respected(s3: S3Project, project: Compo
     done = s3.persist("backup", "--name", "free")
     assert done.returncode == 0, done.stdout + done.stderr
     assert s3.object_keys() == ["free/data.tar.zst", "free/manifest.json"]
+
+
+def test_copy_between_the_local_store_and_s3(s3: S3Project, project: ComposeProject, docker: DockerCLI) -> None:
+    project.write(ONE_VOLUME)
+    project.compose("up", "-d", "--wait")
+    volume = f"{project.name}_data"
+    busybox(docker, volume, FILL_SCRIPT)
+    before = snapshot_listing(docker, volume)
+    local = str(project.directory.parent / "local-store")
+    done = s3.persist("backup", "--name", "here", url=local)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    # Local to S3: an off-site copy, byte for byte (same sha256 in the same manifest).
+    done = s3.persist("copy", "here", "--to", s3.url, url=local)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert s3.names() == ["here"]
+    local_manifest = Path(local, project.name, "here", "manifest.json").read_bytes()
+    assert s3.client.get_object(s3.bucket, f"{s3.prefix}here/manifest.json").read() == local_manifest
+    again = s3.persist("copy", "here", "--to", s3.url, url=local)
+    assert again.returncode == 1 and "already has snapshot 'here'" in again.stderr
+    nothing = s3.persist("copy", "--all", "--to", s3.url, url=local)
+    assert nothing.returncode == 0 and "already has every snapshot" in nothing.stdout
+
+    # S3 back to a fresh local store, then restore from that copy.
+    elsewhere = str(project.directory.parent / "elsewhere")
+    done = s3.persist("copy", "--all", "--to", elsewhere)
+    assert done.returncode == 0, done.stdout + done.stderr
+    busybox(docker, volume, DESTROY_SCRIPT)
+    done = s3.persist("restore", "here", "--yes", url=elsewhere)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert snapshot_listing(docker, volume) == before

@@ -3,7 +3,8 @@
 # Debian/Ubuntu), the plugin build, the install into ~/.docker/cli-plugins, and a demo.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-"$root/tests/bed/testbed"
+# The demo needs the BusyBox test image, not the PostgreSQL one (a minute of debootstrap).
+DOCKER_PERSIST_BED_POSTGRES=${DOCKER_PERSIST_BED_POSTGRES:-0} "$root/tests/bed/testbed"
 "$root/build/build.sh"
 "$root/plugin/install.sh" "$@"
 "$root/plugin/demo.sh"

@@ -37,6 +37,22 @@ def _put(items: queue.Queue[object], item: object, stop: threading.Event) -> boo
     return False
 
 
+def _consume(items: queue.Queue[object], stop: threading.Event, thread: threading.Thread) -> Iterator[bytes]:
+    """Yield what a producer thread queues; re-raise its error; stop and join it however this ends."""
+    try:
+        while True:
+            item = items.get()
+            if isinstance(item, _Done):
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            assert isinstance(item, bytes)
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 def in_background(source: Iterable[bytes], coalesce: int = COALESCE) -> Iterator[bytes]:
     """Yield `source`'s bytes, produced in a background thread and joined into pieces of ~`coalesce` bytes."""
     items: queue.Queue[object] = queue.Queue(maxsize=DEPTH)
@@ -66,18 +82,7 @@ def in_background(source: Iterable[bytes], coalesce: int = COALESCE) -> Iterator
 
     thread = threading.Thread(target=produce, name="docker-persist-reader", daemon=True)
     thread.start()
-    try:
-        while True:
-            item = items.get()
-            if isinstance(item, _Done):
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            assert isinstance(item, bytes)
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+    yield from _consume(items, stop, thread)
 
 
 class BackgroundWriter:
@@ -152,15 +157,4 @@ def from_writer(producer: Callable[[Any], None]) -> Iterator[bytes]:
 
     thread = threading.Thread(target=produce, name="docker-persist-producer", daemon=True)
     thread.start()
-    try:
-        while True:
-            item = items.get()
-            if isinstance(item, _Done):
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            assert isinstance(item, bytes)
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+    yield from _consume(items, stop, thread)

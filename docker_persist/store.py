@@ -251,7 +251,7 @@ class LocalStore:
         Raise SnapshotNotFoundError if there is no such snapshot, StoreError if the part is missing.
         """
         snapshot = self._published_dir(project, name)
-        path = snapshot / _check_part_name(filename)
+        path = snapshot / check_part_name(filename)
         with self._translate(f"opening {filename} of snapshot {name!r} of project {project!r}", path):
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -273,7 +273,7 @@ class LocalStore:
             raise RuntimeError(f"LocalStore.begin needs the lock: call it inside `with store.lock({project!r})`")
         self._remove_leftovers(directory)
         if (directory / name).exists():
-            raise _exists(project, name)
+            raise snapshot_exists(project, name)
         staging = directory / f"{STAGING_PREFIX}{name}-{os.getpid()}-{secrets.token_hex(4)}"
         self._make_dirs(staging)
         self._live_staging.add(staging.name)
@@ -494,7 +494,7 @@ class _LocalPending:
         Raise StoreError if the name is not a plain file name or the part cannot be created.
         """
         self._check_open()
-        path = self._staging / _check_part_name(filename)
+        path = self._staging / check_part_name(filename)
         if filename in self._parts:
             raise ValueError(f"the part {filename!r} of snapshot {self._name!r} was opened already")
         doing = f"writing {filename} of snapshot {self._name!r} of project {self._project!r}"
@@ -521,12 +521,12 @@ class _LocalPending:
             with store._translate(doing, self._staging):
                 _fsync_dir(self._staging)
                 if target.exists():
-                    raise _exists(self._project, self._name)
+                    raise snapshot_exists(self._project, self._name)
                 try:
                     os.rename(self._staging, target)
                 except OSError as error:
                     if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                        raise _exists(self._project, self._name) from error
+                        raise snapshot_exists(self._project, self._name) from error
                     raise
             published = True
         finally:
@@ -556,13 +556,13 @@ class _LocalPending:
             raise ValueError(f"snapshot {self._name!r} was {self._state} already")
 
 
-def _check_part_name(filename: str) -> str:
+def check_part_name(filename: str) -> str:
     if not is_part_name(filename):
         raise StoreError(f"invalid file name {filename!r} for a part of a snapshot: expected a plain file name")
     return filename
 
 
-def _exists(project: str, name: str) -> SnapshotExistsError:
+def snapshot_exists(project: str, name: str) -> SnapshotExistsError:
     return SnapshotExistsError(
         f"a snapshot named {name!r} already exists in project {project!r}: choose another name, "
         "or remove the old one with `docker persist forget`"

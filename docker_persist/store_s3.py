@@ -58,14 +58,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from docker_persist.errors import ConfigError
-from docker_persist.manifest import MANIFEST_FILE, check_snapshot_name, format_datetime, is_part_name, is_snapshot_name
+from docker_persist.manifest import MANIFEST_FILE, check_snapshot_name, format_datetime, is_snapshot_name
 from docker_persist.store import (
     PROJECT_NAME,
-    SnapshotExistsError,
     StoreError,
     StoreLockedError,
+    check_part_name,
     check_project_name,
     not_found,
+    snapshot_exists,
 )
 
 if TYPE_CHECKING:
@@ -372,9 +373,9 @@ class S3Store:
 
         Raise SnapshotNotFoundError if there is no such snapshot, StoreError if the part is missing.
         """
-        if not self._exists(self._snapshot_key(project, name, MANIFEST_FILE)):
+        if not self._object_exists(self._snapshot_key(project, name, MANIFEST_FILE)):
             raise not_found(project, name, self.list_snapshots(project))
-        key = self._snapshot_key(project, name, _check_part_name(filename))
+        key = self._snapshot_key(project, name, check_part_name(filename))
         doing = f"reading {filename} of snapshot {name!r} of project {project!r}"
         with self._translate(doing, missing=key):
             response = self.client.get_object(self.location.bucket, key)
@@ -386,8 +387,8 @@ class S3Store:
         Raise SnapshotExistsError if the name is taken.
         """
         prefix = self._snapshot_key(project, name, "")
-        if self._exists(prefix + MANIFEST_FILE):
-            raise _exists(project, name)
+        if self._object_exists(prefix + MANIFEST_FILE):
+            raise snapshot_exists(project, name)
         self._remove_leftovers(project)
         self._live.add(prefix)
         return _S3Pending(self, project, name, prefix)
@@ -398,7 +399,7 @@ class S3Store:
         Raise SnapshotNotFoundError if there is no such snapshot.
         """
         key = self._snapshot_key(project, name, MANIFEST_FILE)
-        if not self._exists(key):
+        if not self._object_exists(key):
             raise not_found(project, name, self.list_snapshots(project))
         self._put(key, manifest, f"replacing the manifest of snapshot {name!r} of project {project!r}")
 
@@ -409,7 +410,7 @@ class S3Store:
         are removed by the next `begin`.
         """
         prefix = self._snapshot_key(project, name, "")
-        if not self._exists(prefix + MANIFEST_FILE):
+        if not self._object_exists(prefix + MANIFEST_FILE):
             raise not_found(project, name, self.list_snapshots(project))
         doing = f"deleting snapshot {name!r} of project {project!r}"
         with self._translate(doing):
@@ -429,7 +430,7 @@ class S3Store:
             objects = self.client.list_objects(self.location.bucket, prefix=prefix, recursive=True)
             return [(o.object_name or "")[len(prefix) :] for o in objects]
 
-    def _exists(self, key: str) -> bool:
+    def _object_exists(self, key: str) -> bool:
         from minio.error import S3Error
 
         try:
@@ -828,7 +829,7 @@ class _S3Pending:
         Raise StoreError if the name is not a plain file name.
         """
         self._check_open()
-        key = self._prefix + _check_part_name(filename)
+        key = self._prefix + check_part_name(filename)
         if filename in self._parts:
             raise ValueError(f"the part {filename!r} of snapshot {self._name!r} was opened already")
         writer = _PartWriter(
@@ -850,8 +851,8 @@ class _S3Pending:
                 writer.close()
                 if not writer.completed:
                     raise StoreError(f"{doing} failed: the part {writer.key} was discarded")
-            if self._store._exists(self._prefix + MANIFEST_FILE):
-                raise _exists(self._project, self._name)
+            if self._store._object_exists(self._prefix + MANIFEST_FILE):
+                raise snapshot_exists(self._project, self._name)
             self._store._put(self._prefix + MANIFEST_FILE, manifest, doing)
             published = True
         finally:
@@ -876,16 +877,3 @@ class _S3Pending:
     def _check_open(self) -> None:
         if self._state != "open":
             raise ValueError(f"snapshot {self._name!r} was {self._state} already")
-
-
-def _check_part_name(filename: str) -> str:
-    if not is_part_name(filename):
-        raise StoreError(f"invalid file name {filename!r} for a part of a snapshot: expected a plain file name")
-    return filename
-
-
-def _exists(project: str, name: str) -> SnapshotExistsError:
-    return SnapshotExistsError(
-        f"a snapshot named {name!r} already exists in project {project!r}: choose another name, "
-        "or remove the old one with `docker persist forget`"
-    )

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from docker_persist.model import Project
     from docker_persist.progress import Progress
     from docker_persist.project import ComposeOptions
-    from docker_persist.state import SnapshotInfo
+    from docker_persist.state import LiveState, SnapshotInfo
     from docker_persist.store import Store
 
 FORMATS = ("pretty", "json")
@@ -172,3 +172,15 @@ def project_journal(context: Context, project: Project) -> Journal:
     from docker_persist.journal import Journal
 
     return Journal.for_project(context.env.environ, context.endpoint.host, project.name)
+
+
+def read_live_state(
+    context: Context, args: argparse.Namespace, project: Project, layer_threshold: int, with_sizes: bool = False
+) -> LiveState:
+    """Return the project's live state, with its snapshots' freshness read from the store."""
+    from docker_persist.livestate import gather_live_state
+
+    snapshots = read_snapshot_infos(context, args, project)
+    return gather_live_state(
+        project, context.engine, context.endpoint, layer_threshold, with_sizes=with_sizes, snapshots=snapshots
+    )

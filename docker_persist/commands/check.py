@@ -10,7 +10,7 @@ from docker_persist.commands.base import (
     add_format_flag,
     add_store_flag,
     check_format,
-    read_snapshot_infos,
+    read_live_state,
 )
 from docker_persist.context import Context
 from docker_persist.errors import ExitStatus, UsageError
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
     import yaml  # noqa: F401 - imported now, while Compose runs
 
     from docker_persist.findings import severity_rank
-    from docker_persist.livestate import gather_live_state, static_state
+    from docker_persist.livestate import static_state
     from docker_persist.model import parse_size
     from docker_persist.report import render_json, render_pretty, render_sarif
     from docker_persist.rules import RULES, CheckOptions, run_rules
@@ -59,11 +59,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
     if not args.static:
         context.engine.api_version  # noqa: B018 - negotiate while Compose runs
     project, files = pending.wait()
-    if args.static:
-        state = static_state()
-    else:
-        snapshots = read_snapshot_infos(context, args, project)
-        state = gather_live_state(project, context.engine, context.endpoint, threshold, snapshots=snapshots)
+    state = static_state() if args.static else read_live_state(context, args, project, threshold)
     findings = run_rules(project, state, CheckOptions(layer_threshold=threshold, engine_read=not args.static))
 
     out = context.env.stdout

@@ -52,19 +52,11 @@ def run(args: argparse.Namespace, context: Context) -> int:
 
 
 def _up(context: Context, args: argparse.Namespace, project: Project, messages: Messages) -> None:
-    from docker_persist.commands.base import read_snapshot_infos
+    from docker_persist.commands.base import read_live_state
     from docker_persist.lifecycle import carry_out_up
-    from docker_persist.livestate import gather_live_state
     from docker_persist.planner import plan_up
 
-    state = gather_live_state(
-        project,
-        context.engine,
-        context.endpoint,
-        LAYER_THRESHOLD,
-        with_sizes=True,
-        snapshots=read_snapshot_infos(context, args, project),
-    )
+    state = read_live_state(context, args, project, LAYER_THRESHOLD, with_sizes=True)
     plan = plan_up(project, state)
     carry_out_up(
         context.engine,
@@ -81,22 +73,14 @@ def _up(context: Context, args: argparse.Namespace, project: Project, messages: 
 def _down(
     context: Context, args: argparse.Namespace, project: Project, messages: Messages, invocation: Invocation | None
 ) -> None:
-    from docker_persist.commands.base import read_snapshot_infos
+    from docker_persist.commands.base import read_live_state
     from docker_persist.guards import remove_guards
-    from docker_persist.livestate import gather_live_state
     from docker_persist.planner import plan_down
     from docker_persist.provider import removes_volumes
     from docker_persist.snapshots import backup_before_down
 
     destructive = removes_volumes(invocation)
-    state = gather_live_state(
-        project,
-        context.engine,
-        context.endpoint,
-        LAYER_THRESHOLD,
-        with_sizes=True,
-        snapshots=read_snapshot_infos(context, args, project),
-    )
+    state = read_live_state(context, args, project, LAYER_THRESHOLD, with_sizes=True)
     plan = plan_down(project, state, remove_volumes=destructive, layer_threshold=LAYER_THRESHOLD)
     if plan.refused:
         names = ", ".join(loss.key or loss.name for loss in plan.refused)

@@ -11,7 +11,7 @@ from docker_persist.commands.base import (
     make_progress,
     open_project_store,
     project_journal,
-    read_snapshot_infos,
+    read_live_state,
 )
 from docker_persist.context import Context
 from docker_persist.errors import UnsafeOperationError
@@ -36,7 +36,6 @@ def add_arguments(parser: DockerArgumentParser) -> None:
 def run(args: argparse.Namespace, context: Context) -> int:
     from docker_persist.commands.plan import render_down
     from docker_persist.guards import create_guard, remove_guards
-    from docker_persist.livestate import gather_live_state
     from docker_persist.model import parse_size
     from docker_persist.planner import plan_down
     from docker_persist.process import run_docker_compose
@@ -46,9 +45,8 @@ def run(args: argparse.Namespace, context: Context) -> int:
     threshold = parse_size(args.layer_threshold)
     pending = PendingProject(context, args)
     project, _ = pending.wait()
-    snapshots = read_snapshot_infos(context, args, project)
     engine = context.engine
-    state = gather_live_state(project, engine, context.endpoint, threshold, with_sizes=True, snapshots=snapshots)
+    state = read_live_state(context, args, project, threshold, with_sizes=True)
     plan = plan_down(project, state, remove_volumes=args.volumes, layer_threshold=threshold)
     if args.dry_run:
         context.env.stdout.write(render_down(plan))

@@ -12,7 +12,7 @@ from docker_persist.commands.base import (
     add_store_flag,
     check_format,
     load_project,
-    read_snapshot_infos,
+    read_live_state,
 )
 from docker_persist.context import Context
 from docker_persist.errors import ExitStatus, UsageError
@@ -76,7 +76,6 @@ def render_down(plan: DownPlan) -> str:
 
 
 def run(args: argparse.Namespace, context: Context) -> int:
-    from docker_persist.livestate import gather_live_state
     from docker_persist.model import parse_size
 
     output = check_format(args, "plan")
@@ -86,10 +85,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
         raise UsageError("-v/--volumes only applies to `plan down`", f"{ROOT} plan")
     threshold = parse_size(args.layer_threshold)
     project, _ = load_project(context, args)
-    snapshots = read_snapshot_infos(context, args, project)
-    state = gather_live_state(
-        project, context.engine, context.endpoint, threshold, with_sizes=True, snapshots=snapshots
-    )
+    state = read_live_state(context, args, project, threshold, with_sizes=True)
     plan: UpPlan | DownPlan
     if args.operation == "up":
         plan = plan_up(project, state)

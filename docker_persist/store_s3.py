@@ -24,10 +24,11 @@ The layout under `s3://BUCKET/PREFIX/`:
 
 There is no staging prefix: S3 has no rename, and a server-side copy of every part would cost
 as much as the upload. Parts are written in place, each by a multipart upload from a bounded
-buffer (PART_BYTES), and `publish` writes manifest.json only after every part upload has
-completed. A snapshot prefix without manifest.json is a leftover (a killed backup, or a `delete`
-killed after it removed the manifest): never listed, and removed, with the project's
-in-progress multipart uploads, by the next `begin`, which runs under the project lock.
+buffer (part_size; UPLOADS_IN_FLIGHT parts upload at once), and `publish` writes manifest.json
+only after every part upload has completed. A snapshot prefix without manifest.json is a
+leftover (a killed backup, or a `delete` killed after it removed the manifest): never listed,
+and removed, with the project's in-progress multipart uploads, by the next `begin`, which runs
+under the project lock.
 `delete` removes manifest.json first, so the snapshot disappears at once, then its parts.
 
 The lock: S3 has no flock. `lock()` writes `<project>/.lock` and reads it back to check that it
@@ -40,6 +41,7 @@ only best-effort protected: S3 offers no compare-and-swap that every S3-compatib
 
 from __future__ import annotations
 
+import concurrent.futures
 import configparser
 import contextlib
 import dataclasses
@@ -75,7 +77,10 @@ if TYPE_CHECKING:
     from urllib3 import BaseHTTPResponse
 
 PART_BYTES = 16 << 20
-"""The multipart upload part size: the most a part writer buffers (S3's minimum is 5 MiB)."""
+"""The first multipart upload parts' size (S3's minimum is 5 MiB); see part_size."""
+PARTS_PER_SIZE = 1000
+UPLOADS_IN_FLIGHT = 2
+"""Parts uploaded at once, beside the one filling: a part's upload overlaps compressing the next."""
 LOCK_FILE = ".lock"
 LOCK_STALE_SECONDS = 15 * 60
 LOCK_REFRESH_SECONDS = 60.0
@@ -729,11 +734,22 @@ class _PartReader(io.RawIOBase):
         super().close()
 
 
-class _PartWriter(io.BufferedIOBase):
-    """A part being uploaded: a multipart upload fed from a buffer of at most PART_BYTES.
+def part_size(number: int) -> int:
+    """Return the size of multipart upload part `number` (from 1): PART_BYTES, doubled every PARTS_PER_SIZE parts.
 
-    A part smaller than PART_BYTES is one PUT on close. Closing after an exception in a `with`
-    block, or `discard`, aborts the upload instead of completing it.
+    S3 allows at most 10,000 parts of at least 5 MiB each (but the last). Growing the size keeps
+    small archives at small buffers and still lets an upload reach terabytes.
+    """
+    return PART_BYTES << min((number - 1) // PARTS_PER_SIZE, 9)
+
+
+class _PartWriter(io.BufferedIOBase):
+    """A part being uploaded: a multipart upload fed from a bounded buffer.
+
+    Full parts upload in background threads, UPLOADS_IN_FLIGHT at a time, while the next part
+    fills: the most held is the filling part plus those in flight. A part smaller than one
+    multipart part is a single PUT on close. Closing after an exception in a `with` block, or
+    `discard`, aborts the upload instead of completing it.
     """
 
     def __init__(self, store: S3Store, key: str, doing: str) -> None:
@@ -743,7 +759,8 @@ class _PartWriter(io.BufferedIOBase):
         self._doing = doing
         self._buffer = bytearray()
         self.upload_id: str | None = None
-        self._parts: list[Any] = []
+        self._uploads: list[concurrent.futures.Future[Any]] = []
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.completed = False
 
     def writable(self) -> bool:
@@ -754,24 +771,41 @@ class _PartWriter(io.BufferedIOBase):
             raise ValueError("write to a closed part")
         view = memoryview(data).cast("B")
         self._buffer += view
-        while len(self._buffer) >= PART_BYTES:
-            chunk = bytes(self._buffer[:PART_BYTES])
-            del self._buffer[:PART_BYTES]
-            self._upload(chunk)
+        while len(self._buffer) >= (size := part_size(len(self._uploads) + 1)):
+            chunk = bytes(memoryview(self._buffer)[:size])
+            del self._buffer[:size]
+            self._submit(chunk)
         return len(view)
 
-    def _upload(self, chunk: bytes) -> None:
-        from minio.datatypes import Part
-
+    def _submit(self, chunk: bytes) -> None:
+        """Start uploading `chunk` as the next part, once fewer than UPLOADS_IN_FLIGHT are in flight."""
         client, bucket = self._store.client, self._store.location.bucket
-        with self._store._translate(self._doing):
-            if self.upload_id is None:
+        if self.upload_id is None:
+            with self._store._translate(self._doing):
                 self.upload_id = client._create_multipart_upload(
                     bucket, self.key, {"Content-Type": "application/octet-stream"}
                 )
-            number = len(self._parts) + 1
-            etag = client._upload_part(bucket, self.key, chunk, None, self.upload_id, number)
-        self._parts.append(Part(number, etag))
+            self._pool = concurrent.futures.ThreadPoolExecutor(UPLOADS_IN_FLIGHT, "docker-persist-s3-upload")
+        assert self._pool is not None
+        while sum(not upload.done() for upload in self._uploads) >= UPLOADS_IN_FLIGHT:
+            concurrent.futures.wait(self._uploads, return_when=concurrent.futures.FIRST_COMPLETED)
+        for upload in self._uploads:
+            if upload.done():
+                upload.result()  # a failed part fails the write now
+        self._uploads.append(self._pool.submit(self._upload, len(self._uploads) + 1, chunk, self.upload_id))
+
+    def _upload(self, number: int, chunk: bytes, upload_id: str) -> Any:
+        from minio.datatypes import Part
+
+        with self._store._translate(self._doing):
+            client, bucket = self._store.client, self._store.location.bucket
+            etag = client._upload_part(bucket, self.key, chunk, None, upload_id, number)
+        return Part(number, etag)
+
+    def _finish_uploads(self) -> list[Any]:
+        """Wait for every part upload; return the parts. Raise the first failure."""
+        concurrent.futures.wait(self._uploads)
+        return [upload.result() for upload in self._uploads]
 
     def __exit__(self, kind: object, value: object, traceback: object) -> None:
         if kind is not None:
@@ -788,10 +822,12 @@ class _PartWriter(io.BufferedIOBase):
                 self._store._put(self.key, bytes(self._buffer), self._doing)
             else:
                 if self._buffer:
-                    self._upload(bytes(self._buffer))
+                    self._submit(bytes(self._buffer))
+                    self._buffer = bytearray()
+                parts = self._finish_uploads()
                 with self._store._translate(self._doing):
                     self._store.client._complete_multipart_upload(
-                        self._store.location.bucket, self.key, self.upload_id, self._parts
+                        self._store.location.bucket, self.key, self.upload_id, parts
                     )
             self.completed = True
         except BaseException:
@@ -799,17 +835,25 @@ class _PartWriter(io.BufferedIOBase):
             raise
         finally:
             self._buffer = bytearray()
+            self._shutdown()
             super().close()
 
     def discard(self) -> None:
         """Abort the upload, if one is in progress, and close without completing."""
         self._buffer = bytearray()
+        self._shutdown()
         if self.upload_id is not None and not self.completed:
             with contextlib.suppress(StoreError), self._store._translate(self._doing):
                 self._store.client._abort_multipart_upload(self._store.location.bucket, self.key, self.upload_id)
             self.upload_id = None
         if not self.closed:
             super().close()
+
+    def _shutdown(self) -> None:
+        """Stop the upload threads: parts not started are dropped, those in flight are waited for."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 class _S3Pending:

@@ -7,6 +7,10 @@ credentials (an -s3.config identity), so a wrong key is refused as a real S3 ser
 from __future__ import annotations
 
 import contextlib
+import datetime
+import hashlib
+import hmac
+import http.client
 import json
 import os
 import shutil
@@ -14,6 +18,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,7 +98,8 @@ def s3_answers(port: int) -> bool:
 def seaweed(data: Path, timeout: float = 60.0) -> Iterator[str]:
     """Run a SeaweedFS server with its S3 gateway on 127.0.0.1, its data in `data`; yield the endpoint URL.
 
-    Only ACCESS_KEY/SECRET_KEY are accepted. Raise SeaweedError if weed is missing or does not come up.
+    Only ACCESS_KEY/SECRET_KEY are accepted.
+    Raise SeaweedError if weed is missing or does not come up.
     """
     weed = weed_binary()
     if weed is None:
@@ -125,3 +131,32 @@ def seaweed(data: Path, timeout: float = 60.0) -> Iterator[str]:
             yield endpoint
         finally:
             stop_process(process)
+
+
+def make_bucket(endpoint: str, bucket: str, region: str = "us-east-1") -> None:
+    """Create `bucket` with a signed (AWS Signature V4) PUT, as `aws s3 mb` would, with the test credentials."""
+    host = urllib.parse.urlsplit(endpoint).netloc
+    now = datetime.datetime.now(datetime.timezone.utc)
+    stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    empty = hashlib.sha256(b"").hexdigest()
+    headers = {"host": host, "x-amz-content-sha256": empty, "x-amz-date": stamp}
+    signed = ";".join(headers)
+    canonical = "\n".join(["PUT", f"/{bucket}", "", *(f"{k}:{v}" for k, v in headers.items()), "", signed, empty])
+    scope = f"{day}/{region}/s3/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    key = ("AWS4" + SECRET_KEY).encode()
+    for part in (day, region, "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    headers["authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{scope}, SignedHeaders={signed}, Signature={signature}"
+    )
+    connection = http.client.HTTPConnection(host, timeout=30)
+    try:
+        connection.request("PUT", f"/{bucket}", body=b"", headers=headers)
+        response = connection.getresponse()
+        body = response.read().decode(errors="replace")
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise SeaweedError(f"creating bucket {bucket!r} on {endpoint} failed: HTTP {response.status}: {body[:500]}")

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import io
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from docker_persist.errors import ConfigError, ExitStatus
-from docker_persist.store import open_store
+from docker_persist.store import StoreError, open_store
 from docker_persist.store_s3 import (
     AWS_ENDPOINT,
+    PART_BYTES,
+    PARTS_PER_SIZE,
+    UPLOADS_IN_FLIGHT,
     Credentials,
     S3Location,
     S3Store,
+    _PartWriter,
     mask,
     parse_s3_url,
+    part_size,
     resolve_credentials,
 )
 
@@ -181,3 +190,101 @@ def test_a_missing_bucket_error_says_how_to_create_it() -> None:
     text = str(store._s3_error(FakeS3Error(), "locking project 'p'", None))
     assert "the bucket 'bkt' does not exist at http://127.0.0.1:1" in text
     assert "aws s3 mb s3://bkt" in text
+
+
+# --- the part writer, against an in-memory stand-in for the minio client ----------------------
+
+
+class FakeMultipart:
+    """Records multipart calls; `fail_part` makes that part number's upload raise; tracks concurrency."""
+
+    def __init__(self, fail_part: int | None = None, delay: float = 0.0) -> None:
+        self.fail_part = fail_part
+        self.delay = delay
+        self.parts: dict[int, bytes] = {}
+        self.objects: dict[str, bytes] = {}
+        self.completed: list[tuple[str, list[int]]] = []
+        self.aborted: list[str] = []
+        self.running = 0
+        self.most_running = 0
+        self._lock = threading.Lock()
+
+    def _create_multipart_upload(self, bucket: str, key: str, headers: object) -> str:
+        return "upload-1"
+
+    def _upload_part(self, bucket: str, key: str, data: bytes, headers: object, upload_id: str, number: int) -> str:
+        with self._lock:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        try:
+            time.sleep(self.delay)
+            if number == self.fail_part:
+                raise OSError(f"connection reset while uploading part {number}")
+            self.parts[number] = data
+            return f"etag-{number}"
+        finally:
+            with self._lock:
+                self.running -= 1
+
+    def _complete_multipart_upload(self, bucket: str, key: str, upload_id: str, parts: list[Any]) -> None:
+        self.completed.append((key, [part.part_number for part in parts]))
+        self.objects[key] = b"".join(self.parts[part.part_number] for part in parts)
+
+    def _abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        self.aborted.append(key)
+
+    def put_object(self, bucket: str, key: str, data: io.BytesIO, length: int) -> None:
+        self.objects[key] = data.read()
+
+
+def fake_store(client: FakeMultipart) -> S3Store:
+    store = S3Store(parse_s3_url("s3://bucket/prefix?endpoint=http://127.0.0.1:1", {}), None)
+    store._client_cache = client  # type: ignore[assignment]
+    return store
+
+
+def test_part_sizes_grow_so_that_10000_parts_reach_terabytes() -> None:
+    assert part_size(1) == PART_BYTES and part_size(PARTS_PER_SIZE) == PART_BYTES
+    assert part_size(PARTS_PER_SIZE + 1) == 2 * PART_BYTES
+    assert all(part_size(n) >= 5 << 20 for n in range(1, 10001))
+    assert sum(part_size(n) for n in range(1, 10001)) > 5 << 40  # S3's object size limit is 5 TiB
+
+
+def test_a_small_part_is_one_put() -> None:
+    client = FakeMultipart()
+    with _PartWriter(fake_store(client), "k", "writing k") as writer:
+        writer.write(b"small")
+    assert client.objects == {"k": b"small"} and client.completed == [] and writer.completed
+
+
+def test_parts_upload_in_parallel_in_order_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("docker_persist.store_s3.PART_BYTES", 1000)
+    client = FakeMultipart(delay=0.02)
+    data = bytes(range(256)) * 40  # 10,240 bytes: ten full parts and a short last one
+    with _PartWriter(fake_store(client), "k", "writing k") as writer:
+        for offset in range(0, len(data), 333):
+            writer.write(data[offset : offset + 333])
+    assert client.completed == [("k", list(range(1, 12)))]
+    assert client.objects["k"] == data
+    assert client.most_running == UPLOADS_IN_FLIGHT
+    assert client.aborted == []
+
+
+def test_a_failed_part_fails_the_writer_and_aborts_the_upload(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("docker_persist.store_s3.PART_BYTES", 1000)
+    client = FakeMultipart(fail_part=2)
+    writer = _PartWriter(fake_store(client), "k", "writing k")
+    with pytest.raises(StoreError, match="writing k failed: connection reset while uploading part 2"), writer:
+        for _ in range(20):
+            writer.write(bytes(500))
+    assert client.aborted == ["k"] and client.completed == [] and "k" not in client.objects
+    assert not writer.completed and writer.closed
+
+
+def test_a_failure_while_writing_discards_the_upload(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("docker_persist.store_s3.PART_BYTES", 1000)
+    client = FakeMultipart()
+    with pytest.raises(RuntimeError), _PartWriter(fake_store(client), "k", "writing k") as writer:
+        writer.write(bytes(2500))
+        raise RuntimeError("the source failed")
+    assert client.aborted == ["k"] and client.completed == []

@@ -11,7 +11,9 @@ The JSON form (format 1), written with an indent of 2 and a trailing newline:
   options, labels), keys are sorted;
 - datetimes are UTC, `"2026-11-26T15:30:00Z"`, with microseconds (`...:00.250000Z`) only when
   they are not zero;
-- a volume root's `mode` is an octal string such as `"0755"`, as `ls -l` users read it.
+- a volume root's `mode` is an octal string such as `"0755"`, as `ls -l` users read it;
+- a volume record has `encryption` (`"age"`) only when its part is encrypted, and then the
+  manifest is format 2 (see ENCRYPTED_FORMAT).
 
 `load_manifest` is strict about what it knows (every field must be present with the right type,
 except the lists that default to empty) and ignores keys it does not know, so that an older
@@ -30,7 +32,13 @@ from typing import Any, NoReturn
 from docker_persist.errors import ConfigError, PersistError
 
 FORMAT = 1
-"""The manifest format this version writes and reads."""
+"""The manifest format of a snapshot without encryption."""
+ENCRYPTED_FORMAT = 2
+"""Format 2 adds a volume record's `encryption` ("age"). It is written only when a part is
+encrypted, so that an older docker-persist refuses those snapshots with "upgrade" rather than
+reading ciphertext as a corrupt archive, and still reads every other snapshot."""
+FORMATS = (FORMAT, ENCRYPTED_FORMAT)
+ENCRYPTIONS = ("age",)
 MAX_VERIFICATIONS = 20
 """How many verification results a manifest keeps (the newest)."""
 COMPRESSIONS = ("zstd", "gzip", "none")
@@ -128,6 +136,7 @@ class VolumeRecord:
     # volume | anonymous-volume | container-layer (the changed paths of a container's
     # writable layer, saved by `down`); the last two restore only with --to.
     kind: str = "volume"
+    encryption: str | None = None  # "age": the part is the compressed archive, encrypted (file ends in .age)
 
 
 RECORD_KINDS = ("volume", "anonymous-volume", "container-layer")
@@ -244,6 +253,8 @@ def _dump_volume(volume: VolumeRecord) -> dict[str, Any]:
         "absolute_symlinks": list(volume.absolute_symlinks),
         "kind": volume.kind,
     }
+    if volume.encryption is not None:
+        record["encryption"] = volume.encryption
     return _sorted(record)
 
 
@@ -289,13 +300,14 @@ def load_manifest(data: bytes, where: str) -> Manifest:
         ) from error
     top = _Fields(document, "", where)
     version = top.integer("format")
-    if version > FORMAT:
+    readable = " and ".join(str(f) for f in FORMATS)
+    if version > max(FORMATS):
         raise ManifestError(
             f"{where}: the manifest has format {version}, written by a newer docker-persist, and this version "
-            f"reads format {FORMAT}: upgrade docker-persist to use this snapshot"
+            f"reads formats {readable}: upgrade docker-persist to use this snapshot"
         )
-    if version != FORMAT:
-        top.fail("format", f"{version} is not a manifest format (this version reads format {FORMAT})")
+    if version not in FORMATS:
+        top.fail("format", f"{version} is not a manifest format (this version reads formats {readable})")
     name = top.text("name")
     if not is_snapshot_name(name):
         top.fail("name", f"{name!r} is not a valid snapshot name")
@@ -304,6 +316,8 @@ def load_manifest(data: bytes, where: str) -> Manifest:
     duplicate = next((key for key in keys if keys.count(key) > 1), None)
     if duplicate is not None:
         top.fail("volumes", f"the volume key {duplicate!r} appears twice")
+    if version < ENCRYPTED_FORMAT and any(v.encryption for v in volumes):
+        top.fail("format", f"{version} cannot hold encrypted parts (format {ENCRYPTED_FORMAT} can)")
     return Manifest(
         name=name,
         project=top.text("project"),
@@ -334,6 +348,9 @@ def _load_volume(fields: _Fields) -> VolumeRecord:
     kind = fields.text("kind") if "kind" in fields.value else "volume"
     if kind not in RECORD_KINDS:
         fields.fail("kind", f"expected one of {', '.join(RECORD_KINDS)}, got {kind!r}")
+    encryption = fields.text("encryption") if "encryption" in fields.value else None
+    if encryption is not None and encryption not in ENCRYPTIONS:
+        fields.fail("encryption", f"expected one of {', '.join(ENCRYPTIONS)}, got {encryption!r}")
     return VolumeRecord(
         key=fields.text("key"),
         source=fields.text("source"),
@@ -353,6 +370,7 @@ def _load_volume(fields: _Fields) -> VolumeRecord:
         root=None if root is None else RootEntry(mode=root.mode("mode"), uid=root.count("uid"), gid=root.count("gid")),
         absolute_symlinks=fields.texts("absolute_symlinks", optional=True),
         kind=kind,
+        encryption=encryption,
     )
 
 

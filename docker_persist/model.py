@@ -9,6 +9,7 @@ YAML into the model. Validation of `x-persist` against the schema happens before
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -55,6 +56,14 @@ class KeepPolicy:
 
 
 @dataclasses.dataclass(frozen=True)
+class EncryptPolicy:
+    """`x-persist.encrypt`: the age recipients that snapshot archives are encrypted to."""
+
+    recipients: tuple[str, ...] = ()  # age1... or ssh-ed25519/ssh-rsa public keys
+    recipients_file: str | None = None  # one recipient a line, as `age -R` reads; relative to the project
+
+
+@dataclasses.dataclass(frozen=True)
 class ProjectPolicy:
     """Project-wide `x-persist` (top level)."""
 
@@ -66,6 +75,7 @@ class ProjectPolicy:
     max_age: int | None = None  # seconds; a newer snapshot is required, else `check` warns
     verify_max_age: int | None = None  # seconds; a newer passing verify is required
     ignore: tuple[str, ...] = ()
+    encrypt: EncryptPolicy | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,7 +198,18 @@ def build_keep_policy(raw: Mapping[str, Any]) -> KeepPolicy:
     )
 
 
-def build_project_policy(raw: Any) -> ProjectPolicy:
+def build_encrypt_policy(raw: Any, working_dir: str) -> EncryptPolicy | None:
+    """Return the EncryptPolicy for an `encrypt:` mapping; a relative recipients_file is under working_dir."""
+    if not isinstance(raw, Mapping):
+        return None
+    path = raw.get("recipients_file")
+    return EncryptPolicy(
+        recipients=_strings(raw.get("recipients")),
+        recipients_file=None if path is None else os.path.join(working_dir, os.path.expanduser(str(path))),
+    )
+
+
+def build_project_policy(raw: Any, working_dir: str = ".") -> ProjectPolicy:
     """Return the ProjectPolicy for a top-level `x-persist` value (absent: defaults)."""
     if not isinstance(raw, Mapping):
         return ProjectPolicy()
@@ -201,6 +222,7 @@ def build_project_policy(raw: Any) -> ProjectPolicy:
         max_age=_duration(raw.get("max_age")),
         verify_max_age=_duration(raw.get("verify_max_age")),
         ignore=_strings(raw.get("ignore")),
+        encrypt=build_encrypt_policy(raw.get("encrypt"), working_dir),
     )
 
 
@@ -312,7 +334,7 @@ def build_project(document: Mapping[str, Any], working_dir: str) -> Project:
         working_dir=working_dir,
         services=services,
         volumes=volumes,
-        policy=build_project_policy(document.get("x-persist")),
+        policy=build_project_policy(document.get("x-persist"), working_dir),
     )
 
 

@@ -65,6 +65,7 @@ _NOUNS: dict[str, tuple[str, str]] = {
     ),
     "container_path": ("an absolute path such as /data", "absolute paths such as /data"),
     "command": ("a command", "commands"),
+    "age_recipient": ("an age recipient such as age1... or an SSH public key", "age recipients"),
 }
 
 

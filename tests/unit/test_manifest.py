@@ -11,6 +11,8 @@ import pytest
 
 from docker_persist.errors import ConfigError, ExitStatus
 from docker_persist.manifest import (
+    ENCRYPTED_FORMAT,
+    FORMAT,
     MAX_VERIFICATIONS,
     Manifest,
     ManifestError,
@@ -359,9 +361,35 @@ def test_a_manifest_must_be_an_object(doc: Any) -> None:
 
 def test_a_newer_format_asks_for_an_upgrade() -> None:
     doc = document()
-    doc["format"] = 2
-    doc["volumes"] = "changed in format 2"
-    assert_refused(doc, "format 2", "newer docker-persist", "upgrade docker-persist")
+    doc["format"] = 3
+    doc["volumes"] = "changed in format 3"
+    assert_refused(doc, "format 3", "newer docker-persist", "upgrade docker-persist")
+
+
+ENCRYPTED = manifest(volumes=(volume(file="db_data.tar.zst.age", encryption="age"),), format=ENCRYPTED_FORMAT)
+
+
+def test_an_encrypted_part_round_trips_in_format_2() -> None:
+    assert load_manifest(dump_manifest(ENCRYPTED), WHERE) == ENCRYPTED
+    doc = document(ENCRYPTED)
+    assert doc["format"] == 2 and doc["volumes"][0]["encryption"] == "age"
+
+
+def test_a_plain_snapshot_stays_format_1_without_an_encryption_key() -> None:
+    doc = document()
+    assert doc["format"] == FORMAT == 1 and "encryption" not in doc["volumes"][0]
+
+
+def test_format_1_cannot_hold_an_encrypted_part() -> None:
+    doc = document(ENCRYPTED)
+    doc["format"] = 1
+    assert_refused(doc, "format: 1 cannot hold encrypted parts")
+
+
+def test_an_unknown_encryption_is_refused() -> None:
+    doc = document(ENCRYPTED)
+    doc["volumes"][0]["encryption"] = "gpg"
+    assert_refused(doc, "volumes[0].encryption: expected one of age, got 'gpg'")
 
 
 @pytest.mark.parametrize(

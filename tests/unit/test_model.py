@@ -8,6 +8,7 @@ import pytest
 
 from docker_persist.errors import ConfigError
 from docker_persist.model import (
+    EncryptPolicy,
     KeepPolicy,
     Mount,
     ProjectPolicy,
@@ -46,7 +47,13 @@ DOCUMENT: dict[str, Any] = {
         "cache": {"name": "shop_cache", "x-persist": False},
         "ext": {"name": "shared", "external": True, "x-persist": True},
     },
-    "x-persist": {"compression": "gzip", "keep": {"last": 7, "daily": 7}, "on_down": "refuse", "ignore": ["DP009"]},
+    "x-persist": {
+        "compression": "gzip",
+        "keep": {"last": 7, "daily": 7},
+        "on_down": "refuse",
+        "ignore": ["DP009"],
+        "encrypt": {"recipients": ["age1example"], "recipients_file": "keys/backup.txt"},
+    },
 }
 
 
@@ -54,7 +61,11 @@ def test_build_project() -> None:
     project = build_project(DOCUMENT, "/srv/shop")
     assert project.name == "shop"
     assert project.policy == ProjectPolicy(
-        compression="gzip", keep=KeepPolicy(last=7, daily=7), on_down="refuse", ignore=("DP009",)
+        compression="gzip",
+        keep=KeepPolicy(last=7, daily=7),
+        on_down="refuse",
+        ignore=("DP009",),
+        encrypt=EncryptPolicy(recipients=("age1example",), recipients_file="/srv/shop/keys/backup.txt"),
     )
     db = project.service("db")
     assert db is not None

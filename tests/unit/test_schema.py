@@ -138,6 +138,13 @@ def test_a_full_project_x_persist_is_accepted() -> None:
         "max_age": "26h",
         "verify_max_age": "8d",
         "ignore": ["DP001", "DP012"],
+        "encrypt": {
+            "recipients": [
+                "age1uhjsq7n5ma7wnk2c3rlrhzt3u3560n5mknz70vl676kgzvn5tsgsvzsp9k",
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIANgWXOEp62wnN1GlceZ8fkYF1UDHMe22nLly8vPQYyj backup@host",
+            ],
+            "recipients_file": "./backup-recipients.txt",
+        },
     }
     assert issues_at_top(value) == []
     assert issues_at_top({}) == []
@@ -170,6 +177,28 @@ def test_a_full_project_x_persist_is_accepted() -> None:
         ({"ignore": "DP001"}, "x-persist.ignore: expected a list of rule IDs such as DP001, got 'DP001'"),
         ({"ignore": ["dp001"]}, "x-persist.ignore[0]: expected a rule ID such as DP001, got 'dp001'"),
         ({"ignore": ["DP001", "DP001"]}, "x-persist.ignore[1]: 'DP001' is already listed at [0]"),
+        (
+            {"encrypt": {}},
+            "x-persist.encrypt: expected at least one of recipients or recipients_file, got an empty mapping",
+        ),
+        (
+            {"encrypt": {"recipient": ["age1x"]}},
+            "x-persist.encrypt: unknown key 'recipient'; did you mean 'recipients'?",
+        ),
+        (
+            {"encrypt": {"recipients": ["AGE-SECRET-KEY-1QQQQ"]}},
+            "x-persist.encrypt.recipients[0]: expected an age recipient such as age1... or an SSH public key, "
+            "got 'AGE-SECRET-KEY-1QQQQ'",
+        ),
+        (
+            {"encrypt": {"recipients": "age1uhjsq7n5ma7wnk2c3rlrhzt3u3560n5mknz70vl676kgzvn5tsgsvzsp9k"}},
+            "x-persist.encrypt.recipients: expected a list of age recipients, "
+            "got 'age1uhjsq7n5ma7wnk2c3rlrhzt3u3560n5mknz70vl676kgzvn5tsgsv...'",
+        ),
+        (
+            {"encrypt": {"recipients_file": ""}},
+            "x-persist.encrypt.recipients_file: expected a non-empty string, got ''",
+        ),
         (None, "x-persist: expected a mapping, got null"),
         ([], "x-persist: expected a mapping, got an empty list"),
     ],

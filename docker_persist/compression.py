@@ -7,12 +7,12 @@ snapshot stays restorable by hand.
 from __future__ import annotations
 
 import gzip
-import io
 import zlib
 from collections.abc import Iterable, Iterator
-from typing import Any, BinaryIO, Protocol, cast
+from typing import BinaryIO, Protocol, cast
 
 from docker_persist.errors import ConfigError, PersistError
+from docker_persist.pipeline import ChunkReader
 
 EXTENSIONS = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
 CHUNK = 1 << 20
@@ -98,28 +98,6 @@ def make_compressor(kind: str, sink: Sink) -> Compressor:
     return _Plain(sink)
 
 
-class _ChunkReader(io.RawIOBase):
-    """A readable file over an iterator of byte strings."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._current = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._current:
-            try:
-                self._current = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-        size = min(len(buffer), len(self._current))
-        buffer[:size] = self._current[:size]
-        self._current = self._current[size:]
-        return size
-
-
 def iter_decompressed(kind: str, chunks: Iterable[bytes], size: int = CHUNK) -> Iterator[bytes]:
     """Yield the tar bytes of a compressed stream given in pieces, at most `size` bytes at a time.
 
@@ -135,7 +113,7 @@ def iter_decompressed(kind: str, chunks: Iterable[bytes], size: int = CHUNK) -> 
         if kind == "zstd":
             import zstandard
 
-            source = cast(BinaryIO, _ChunkReader(chunks))
+            source = cast(BinaryIO, ChunkReader(chunks))
             reader = zstandard.ZstdDecompressor().stream_reader(source, read_size=size)
             while data := reader.read(size):
                 yield data

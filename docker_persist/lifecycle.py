@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from docker_persist.engine import COMPOSE_PROJECT, COMPOSE_VOLUME, Engine
 from docker_persist.errors import PersistError
 from docker_persist.guards import create_guard
+from docker_persist.manifest import Manifest, VolumeRecord
 from docker_persist.model import Project, Volume
 from docker_persist.planner import UpPlan, latest_snapshot_with
-from docker_persist.snapshots import LOCK_TIMEOUT, Progress, extract_into_volume, list_manifests
+from docker_persist.snapshots import LOCK_TIMEOUT, Progress, extract_into_volume, list_manifests, load_keys
 from docker_persist.state import SnapshotInfo
 from docker_persist.store import Store
 
@@ -21,13 +23,23 @@ def compose_volume_labels(project: Project, volume: Volume) -> dict[str, str]:
     return {**volume.labels, COMPOSE_PROJECT: project.name, COMPOSE_VOLUME: volume.key}
 
 
-def carry_out_up(engine: Engine, store: Store, project: Project, plan: UpPlan, say: Say, progress: Progress) -> None:
+def carry_out_up(
+    engine: Engine,
+    store: Store,
+    project: Project,
+    plan: UpPlan,
+    say: Say,
+    progress: Progress,
+    identity: str | None = None,
+) -> None:
     """Create, restore and protect as the plan says. It never touches a volume that holds data.
 
-    Raise PersistError naming the step that failed.
+    `identity` is the age identity file for encrypted snapshots. Which snapshot each restore
+    reads, and its key, are settled before anything is created. Raise PersistError naming
+    the step that failed, IdentityError (nothing done) for a missing or wrong key.
     """
     with store.lock(project.name, timeout=LOCK_TIMEOUT):
-        manifests = None
+        sources = _restore_sources(store, project, plan, identity)
         for step in plan.steps:
             volume = project.volumes[step.key]
             if step.action == "create":
@@ -37,23 +49,14 @@ def carry_out_up(engine: Engine, store: Store, project: Project, plan: UpPlan, s
                 )
             elif step.action == "restore":
                 assert volume.policy is not None
-                if manifests is None:
-                    manifests = list_manifests(store, project.name)
-                wanted = volume.policy.restore
-                if wanted == "latest":
-                    infos = tuple(SnapshotInfo(m.name, m.created, tuple(v.key for v in m.volumes)) for m in manifests)
-                    newest = latest_snapshot_with(infos, volume.key)
-                    manifest = next((m for m in manifests if newest and m.name == newest.name), None)
-                else:
-                    manifest = next((m for m in manifests if m.name == wanted), None)
-                if manifest is None:
-                    say(f"{volume.key}: no snapshot to restore ({wanted}); it starts empty")
+                source = sources.get(volume.key)
+                if source is None:
+                    say(f"{volume.key}: no snapshot to restore ({volume.policy.restore}); it starts empty")
                     continue
-                record = manifest.volume(volume.key)
-                assert record is not None
+                manifest, record, keys = source
                 say(f"restoring {volume.key} from {manifest.name}")
                 try:
-                    extract_into_volume(engine, store, project.name, manifest, record, volume.name, progress)
+                    extract_into_volume(engine, store, project.name, manifest, record, volume.name, progress, keys)
                 except PersistError as error:
                     raise PersistError(
                         f"restoring {volume.key} from snapshot {manifest.name!r} into the empty volume "
@@ -63,3 +66,27 @@ def carry_out_up(engine: Engine, store: Store, project: Project, plan: UpPlan, s
             elif step.action == "protect":
                 say(f"protecting {volume.name}")
                 create_guard(engine, volume.name, project.name)
+
+
+def _restore_sources(
+    store: Store, project: Project, plan: UpPlan, identity: str | None
+) -> dict[str, tuple[Manifest, VolumeRecord, tuple[Any, ...]]]:
+    """Return, per volume key the plan restores, the snapshot, its record and the keys to read it."""
+    sources: dict[str, tuple[Manifest, VolumeRecord, tuple[Any, ...]]] = {}
+    restores = [step.key for step in plan.steps if step.action == "restore"]
+    if not restores:
+        return sources
+    manifests = list_manifests(store, project.name)
+    infos = tuple(SnapshotInfo(m.name, m.created, tuple(v.key for v in m.volumes)) for m in manifests)
+    for key in restores:
+        policy = project.volumes[key].policy
+        assert policy is not None
+        if policy.restore == "latest":
+            newest = latest_snapshot_with(infos, key)
+            manifest = next((m for m in manifests if newest and m.name == newest.name), None)
+        else:
+            manifest = next((m for m in manifests if m.name == policy.restore), None)
+        record = manifest.volume(key) if manifest is not None else None
+        if manifest is not None and record is not None:
+            sources[key] = (manifest, record, load_keys(store, project.name, manifest, [record], identity))
+    return sources

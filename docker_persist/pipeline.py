@@ -9,6 +9,7 @@ stays flat; an error in a stage reaches the other side; stopping early stops bot
 from __future__ import annotations
 
 import hashlib
+import io
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -158,3 +159,25 @@ def from_writer(producer: Callable[[Any], None]) -> Iterator[bytes]:
     thread = threading.Thread(target=produce, name="docker-persist-producer", daemon=True)
     thread.start()
     yield from _consume(items, stop, thread)
+
+
+class ChunkReader(io.RawIOBase):
+    """A readable file over an iterator of byte strings, for code that pulls with read or readinto."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._current = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._current:
+            try:
+                self._current = memoryview(next(self._chunks))
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._current))
+        buffer[:size] = self._current[:size]
+        self._current = self._current[size:]
+        return size

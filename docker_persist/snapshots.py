@@ -1,8 +1,8 @@
 """Snapshot actions: backup, restore, verify, forget, list. Each is a function the thin CLI calls.
 
 Data flows engine -> helper container -> archive stream -> (content digest, compressor
--> sha256 -> store) on backup, and store -> sha256 -> decompressor -> (safety and
-digest) -> archive PUT on restore. Everything streams; memory stays flat.
+[-> age] -> sha256 -> store) on backup, and store -> sha256 [-> age] -> decompressor ->
+(safety and digest) -> archive PUT on restore. Everything streams; memory stays flat.
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ from typing import Any
 from docker_persist import __version__
 from docker_persist.archive import ArchiveSummary, MalformedArchiveError, TarDigester, UnsafeArchiveError
 from docker_persist.compression import EXTENSIONS, CorruptArchiveError, iter_decompressed, make_compressor
+from docker_persist.encryption import DecryptionError, IdentityError
 from docker_persist.engine import COMPOSE_PROJECT, COMPOSE_VOLUME, LABEL_ROLE, Engine
 from docker_persist.errors import ConfigError, PersistError, SnapshotNotFoundError
 from docker_persist.journal import Journal
 from docker_persist.manifest import (
+    ENCRYPTED_FORMAT,
+    FORMAT,
     Manifest,
     RootEntry,
     ServiceRecord,
@@ -47,6 +50,38 @@ LOCK_TIMEOUT = 5.0
 
 class IntegrityError(PersistError):
     """A snapshot's archive does not match its manifest: corrupt or tampered."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PartFormat:
+    """How a snapshot part is written: compressed, then encrypted with age when there are recipients."""
+
+    compression: str
+    recipients: tuple[Any, ...] = ()
+
+    @property
+    def encryption(self) -> str | None:
+        from docker_persist.encryption import ENCRYPTION
+
+        return ENCRYPTION if self.recipients else None
+
+    def filename(self, key: str) -> str:
+        from docker_persist.encryption import SUFFIX
+
+        return f"{key}{EXTENSIONS[self.compression]}{SUFFIX if self.recipients else ''}"
+
+
+def part_format(project: Project, compression: str | None = None) -> PartFormat:
+    """Return how the project's snapshot parts are written (`compression` overrides x-persist's).
+
+    Raise ConfigError if x-persist.encrypt names a bad recipient or an unreadable file.
+    """
+    recipients: tuple[Any, ...] = ()
+    if project.policy.encrypt is not None:
+        from docker_persist.encryption import load_recipients
+
+        recipients = tuple(load_recipients(project.policy.encrypt))
+    return PartFormat(compression or project.policy.compression, recipients)
 
 
 def _now() -> datetime.datetime:
@@ -90,24 +125,32 @@ def _volumes_for_service(project: Project, services: Sequence[str]) -> list[str]
 
 
 def _archive_into(
-    pending: PendingSnapshot, filename: str, compression: str, archive: Iterable[bytes], label: str, progress: Progress
+    pending: PendingSnapshot, filename: str, fmt: PartFormat, archive: Iterable[bytes], label: str, progress: Progress
 ) -> tuple[BackgroundWriter, ArchiveSummary]:
-    """Digest, compress and store one tar stream as a part of the pending snapshot.
+    """Digest, compress (and encrypt) and store one tar stream as a part of the pending snapshot.
 
     Three stages on two cores: a thread reads the source; the main thread digests it
-    and feeds zstd; a thread hashes and writes the compressed bytes.
+    and feeds zstd; a thread hashes and writes the compressed bytes. With encryption, a
+    fourth thread runs age between zstd and the writer.
     """
+    from docker_persist.encryption import EncryptingSink
+
     digester = TarDigester(check_safety=False)
     with pending.open_part(filename) as part:
         sink = BackgroundWriter(part)
+        encrypting = EncryptingSink(sink, fmt.recipients) if fmt.recipients else None
         try:
-            compressor = make_compressor(compression, sink)
+            compressor = make_compressor(fmt.compression, encrypting or sink)
             for chunk in in_background(archive):
                 digester.feed(chunk)
                 compressor.write(chunk)
                 progress(label, len(chunk))
             compressor.finish()
+            if encrypting is not None:
+                encrypting.finish()
         finally:
+            if encrypting is not None:
+                encrypting.close()
             sink.close()
     return sink, digester.finish()
 
@@ -117,7 +160,7 @@ def backup_volume(
     project: str,
     volume: Volume,
     pending: PendingSnapshot,
-    compression: str,
+    fmt: PartFormat,
     progress: Progress,
     kind: str = "volume",
 ) -> VolumeRecord:
@@ -125,10 +168,10 @@ def backup_volume(
     live = engine.inspect_volume(volume.name)
     if live is None:
         raise PersistError(f"volume {volume.name!r} ({volume.key}) does not exist: nothing to back up")
-    filename = f"{volume.key}{EXTENSIONS[compression]}"
+    filename = fmt.filename(volume.key)
     with volume_archive(engine, volume.name, project) as archive:
-        sink, summary = _archive_into(pending, filename, compression, archive, volume.key, progress)
-    record = _volume_record(volume, live.driver, live.options, live.labels, filename, compression, sink, summary)
+        sink, summary = _archive_into(pending, filename, fmt, archive, volume.key, progress)
+    record = _volume_record(volume, live.driver, live.options, live.labels, filename, fmt, sink, summary)
     return dataclasses.replace(record, kind=kind)
 
 
@@ -138,16 +181,16 @@ def backup_layer(
     container: ContainerState,
     paths: Sequence[str],
     pending: PendingSnapshot,
-    compression: str,
+    fmt: PartFormat,
     progress: Progress,
 ) -> VolumeRecord:
     """Stream the given paths of a container's writable layer into the pending snapshot, as a volume-like part."""
     from docker_persist.volumeio import container_layer_archive
 
-    filename = f"{key}{EXTENSIONS[compression]}"
+    filename = fmt.filename(key)
     archive = container_layer_archive(engine, container.id, paths)
-    sink, summary = _archive_into(pending, filename, compression, archive, key, progress)
-    record = _volume_record(Volume(key=key, name=container.name), "local", {}, {}, filename, compression, sink, summary)
+    sink, summary = _archive_into(pending, filename, fmt, archive, key, progress)
+    record = _volume_record(Volume(key=key, name=container.name), "local", {}, {}, filename, fmt, sink, summary)
     return dataclasses.replace(record, kind="container-layer")
 
 
@@ -157,7 +200,7 @@ def _volume_record(
     options: Mapping[str, str],
     labels: Mapping[str, str],
     filename: str,
-    compression: str,
+    fmt: PartFormat,
     sink: BackgroundWriter,
     summary: ArchiveSummary,
 ) -> VolumeRecord:
@@ -169,7 +212,7 @@ def _volume_record(
         driver_opts=dict(options),
         labels=dict(labels),
         file=filename,
-        compression=compression,
+        compression=fmt.compression,
         archive_sha256=sink.sha256.hexdigest(),
         archive_bytes=sink.size,
         content_digest=summary.digest,
@@ -180,6 +223,7 @@ def _volume_record(
         entries=summary.entries,
         root=RootEntry(root.mode, root.uid, root.gid) if root is not None else None,
         absolute_symlinks=summary.absolute_symlinks,
+        encryption=fmt.encryption,
     )
 
 
@@ -213,11 +257,11 @@ def backup(
     keys = list(request.volume_keys) + _volumes_for_service(project, request.services)
     volumes = select_volumes(project, keys)
     name = check_snapshot_name(request.name) if request.name else None
-    compression = request.compression or project.policy.compression
+    fmt = part_format(project, request.compression)
     with store.lock(project.name, timeout=LOCK_TIMEOUT):
         _refuse_after_interrupted_restore(journal)
         recover_interrupted(engine, journal)
-        return _backup_locked(engine, store, project, volumes, name, request, compression, say, progress, journal)
+        return _backup_locked(engine, store, project, volumes, name, request, fmt, say, progress, journal)
 
 
 def _refuse_after_interrupted_restore(journal: Journal) -> None:
@@ -251,6 +295,7 @@ def publish_snapshot(
         reason=reason,
         volumes=tuple(records),
         services=tuple(ServiceRecord(p.service, p.consistency, p.pre, p.post) for p in plans),
+        format=ENCRYPTED_FORMAT if any(r.encryption for r in records) else FORMAT,
     )
     try:
         pending.publish(dump_manifest(manifest))
@@ -277,7 +322,7 @@ def _backup_locked(
     volumes: list[Volume],
     name: str | None,
     request: BackupRequest,
-    compression: str,
+    fmt: PartFormat,
     say: Say,
     progress: Progress,
     journal: Journal | None = None,
@@ -297,7 +342,7 @@ def _backup_locked(
     pending = store.begin(project.name, name)
     try:
         with quiesced(engine, project.name, plans, say, journal):
-            records = [backup_volume(engine, project.name, v, pending, compression, progress) for v in volumes]
+            records = [backup_volume(engine, project.name, v, pending, fmt, progress) for v in volumes]
     except BaseException:
         pending.abort()
         raise
@@ -323,15 +368,57 @@ def list_manifests(store: Store, project: str) -> list[Manifest]:
     return sorted(manifests, key=lambda m: (m.created, m.name))
 
 
+def load_keys(
+    store: Store, project: str, manifest: Manifest, records: Sequence[VolumeRecord], identity: str | None
+) -> tuple[Any, ...]:
+    """Return the identities that open the encrypted parts among `records` (none if none is encrypted).
+
+    `identity` is the identity file (--identity, else $DOCKER_PERSIST_IDENTITY). Each encrypted
+    part's age header is tried, so a missing or wrong key fails here, before anything is touched.
+    Raise IdentityError (a ConfigError), or IntegrityError for a damaged header.
+    """
+    from docker_persist.encryption import HEAD_BYTES, check_identities, load_identities
+
+    encrypted = [r for r in records if r.encryption]
+    if not encrypted:
+        return ()
+    if identity is None:
+        from docker_persist.encryption import IDENTITY_ENV
+
+        raise IdentityError(
+            f"snapshot {manifest.name!r} is encrypted: give the identity (the age private key) with "
+            f"--identity FILE or ${IDENTITY_ENV}"
+        )
+    identities = tuple(load_identities(identity))
+    for record in encrypted:
+        with store.open_part(project, manifest.name, record.file) as part:
+            head = part.read(HEAD_BYTES)
+        try:
+            check_identities(head, identities, f"snapshot {manifest.name!r}: {record.file}")
+        except DecryptionError as error:
+            raise IntegrityError(str(error)) from error
+    return identities
+
+
 def iter_archive(
-    store: Store, project: str, manifest: Manifest, record: VolumeRecord, digester: TarDigester | None = None
+    store: Store,
+    project: str,
+    manifest: Manifest,
+    record: VolumeRecord,
+    digester: TarDigester | None = None,
+    identities: Sequence[Any] = (),
 ) -> Iterator[bytes]:
     """Yield the tar bytes of one volume of a snapshot; check the stored file's size and sha256 at its end.
 
-    Reading, hashing, decompressing and (if given) feeding the digester run in a
-    background thread, beside the caller's work. Raise IntegrityError if the file
-    differs from the manifest (once its last byte is read) or cannot be decompressed.
+    Reading, hashing, decrypting (with `identities`, see load_keys), decompressing and (if
+    given) feeding the digester run in background threads, beside the caller's work. Raise
+    IntegrityError if the file differs from the manifest (once its last byte is read) or
+    cannot be decrypted or decompressed.
     """
+    from docker_persist.encryption import iter_decrypted
+
+    if record.encryption and not identities:
+        raise IdentityError(f"snapshot {manifest.name!r}: {record.file} is encrypted, and no identity was given")
 
     def produce() -> Iterator[bytes]:
         sha256 = hashlib.sha256()
@@ -345,13 +432,19 @@ def iter_archive(
                     size += len(data)
                     yield data
 
+        where = f"snapshot {manifest.name!r}: {record.file}"
+        stored = compressed()
+        if record.encryption:
+            stored = iter_decrypted(stored, identities, where)
         try:
-            for data in iter_decompressed(record.compression, compressed()):
+            for data in iter_decompressed(record.compression, stored):
                 if digester is not None:
                     digester.feed(data)
                 yield data
+        except DecryptionError as error:
+            raise IntegrityError(str(error)) from error
         except CorruptArchiveError as error:
-            raise IntegrityError(f"snapshot {manifest.name!r}: {record.file}: {error}") from error
+            raise IntegrityError(f"{where}: {error}") from error
         if size != record.archive_bytes or sha256.hexdigest() != record.archive_sha256:
             raise IntegrityError(
                 f"snapshot {manifest.name!r}: {record.file} does not match its manifest "
@@ -363,7 +456,12 @@ def iter_archive(
 
 
 def check_archive(
-    store: Store, project: str, manifest: Manifest, record: VolumeRecord, progress: Progress
+    store: Store,
+    project: str,
+    manifest: Manifest,
+    record: VolumeRecord,
+    progress: Progress,
+    identities: Sequence[Any] = (),
 ) -> ArchiveSummary:
     """Read a volume's archive end to end and change nothing.
 
@@ -374,10 +472,10 @@ def check_archive(
     """
     digester = TarDigester(check_safety=True, allowed_absolute_symlinks=record.absolute_symlinks, hash_data=False)
     try:
-        for chunk in iter_archive(store, project, manifest, record, digester):
+        for chunk in iter_archive(store, project, manifest, record, digester, identities):
             progress(record.key, len(chunk))
         summary = digester.finish()
-    except (IntegrityError, SnapshotNotFoundError):
+    except (IntegrityError, SnapshotNotFoundError, IdentityError):
         raise
     except PersistError as error:  # unsafe or malformed entries, store errors
         raise IntegrityError(f"snapshot {manifest.name!r}: {record.file}: {error}") from error
@@ -400,6 +498,7 @@ def extract_into_volume(
     record: VolumeRecord,
     target: str,
     progress: Progress,
+    identities: Sequence[Any] = (),
 ) -> ArchiveSummary:
     """Extract a volume's archive into the empty volume `target`, setting its root; return what was written.
 
@@ -409,7 +508,7 @@ def extract_into_volume(
     digester = TarDigester(check_safety=True, allowed_absolute_symlinks=record.absolute_symlinks)
 
     def stream() -> Iterator[bytes]:
-        for chunk in iter_archive(store, project, manifest, record, digester):
+        for chunk in iter_archive(store, project, manifest, record, digester, identities):
             progress(record.key, len(chunk))
             yield chunk
 
@@ -445,6 +544,7 @@ class RestoreRequest:
     volume_keys: tuple[str, ...] = ()
     to: str | None = None
     from_project: str | None = None
+    identity: str | None = None  # the age identity file, for an encrypted snapshot
 
 
 @dataclasses.dataclass(frozen=True)
@@ -555,6 +655,8 @@ def restore(
     """
     manifest, records = resolve_restore(store, project, request)
     source = request.from_project or project.name
+    fmt = part_format(project)  # for the undo snapshot: a bad x-persist.encrypt fails now
+    keys = load_keys(store, source, manifest, records, request.identity)
     with store.lock(project.name, timeout=LOCK_TIMEOUT):
         recover_interrupted(engine, journal)
         targets = _targets(engine, project, records, request.to)
@@ -564,16 +666,26 @@ def restore(
         for target in targets:
             if target.exists:
                 say(f"checking {target.record.file}")
-                check_archive(store, source, manifest, target.record, progress)
-        return _restore_locked(engine, store, project, manifest, source, targets, compose, say, progress, journal)
+                check_archive(store, source, manifest, target.record, progress, keys)
+        reading = _Reading(source, manifest, keys, fmt)
+        return _restore_locked(engine, store, project, reading, targets, compose, say, progress, journal)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Reading:
+    """Where a restore reads from, with what keys, and how its undo snapshot is written."""
+
+    source: str  # the project the snapshot belongs to
+    manifest: Manifest
+    keys: tuple[Any, ...]
+    undo_format: PartFormat
 
 
 def _restore_locked(
     engine: Engine,
     store: Store,
     project: Project,
-    manifest: Manifest,
-    source: str,
+    reading: _Reading,
     targets: list[_Target],
     compose: ComposeRunner,
     say: Say,
@@ -584,6 +696,7 @@ def _restore_locked(
     # it touched, this one finishes it: the undo snapshot it took already holds what was
     # there before (the volumes now hold half a restore, not worth a snapshot), and the
     # services it stopped are still to be started again. Otherwise its record stays.
+    manifest = reading.manifest
     previous = journal.read().get("restore") or {}
     finishing = bool(previous) and set(previous.get("volumes") or []) <= {t.name for t in targets}
     interrupted = previous if finishing else {}
@@ -615,13 +728,14 @@ def _restore_locked(
         undo = interrupted.get("undo")
         say(f"finishing the interrupted restore of {previous.get('snapshot')!r} (undo snapshot: {undo or 'none'})")
     else:
-        undo = _take_undo_snapshot(engine, store, project, [t for t in targets if t.exists], say, progress)
+        existing = [t for t in targets if t.exists]
+        undo = _take_undo_snapshot(engine, store, project, existing, reading.undo_format, say, progress)
         if entry:
             journal.update(restore={**entry, "undo": undo})
     done: list[tuple[str, str]] = []
     try:
         for target in targets:
-            _replace_volume(engine, store, project.name, source, manifest, target, say, progress)
+            _replace_volume(engine, store, project.name, reading, target, say, progress)
             done.append((target.record.key, target.name))
     except BaseException as error:
         failed = targets[len(done)] if len(done) < len(targets) else None
@@ -647,8 +761,7 @@ def _replace_volume(
     engine: Engine,
     store: Store,
     project: str,
-    source: str,
-    manifest: Manifest,
+    reading: _Reading,
     target: _Target,
     say: Say,
     progress: Progress,
@@ -667,13 +780,19 @@ def _replace_volume(
     labels = dict(record.labels) if target.volume is not None else {}
     engine.create_volume(target.name, record.driver, record.driver_opts, labels)
     say(f"restoring {record.key} into {target.name}")
-    extract_into_volume(engine, store, source, manifest, record, target.name, progress)
+    extract_into_volume(engine, store, reading.source, reading.manifest, record, target.name, progress, reading.keys)
     if target.guarded:
         create_guard(engine, target.name, project)
 
 
 def _take_undo_snapshot(
-    engine: Engine, store: Store, project: Project, targets: list[_Target], say: Say, progress: Progress
+    engine: Engine,
+    store: Store,
+    project: Project,
+    targets: list[_Target],
+    fmt: PartFormat,
+    say: Say,
+    progress: Progress,
 ) -> str | None:
     if not targets:
         return None
@@ -684,7 +803,7 @@ def _take_undo_snapshot(
         records = []
         for target in targets:
             volume = target.volume or Volume(key=target.record.key, name=target.name)
-            records.append(backup_volume(engine, project.name, volume, pending, project.policy.compression, progress))
+            records.append(backup_volume(engine, project.name, volume, pending, fmt, progress))
     except BaseException:
         pending.abort()
         raise
@@ -740,6 +859,7 @@ def _drill(
     record: VolumeRecord,
     command: VerifyCommand | None,
     progress: Progress,
+    identities: Sequence[Any] = (),
 ) -> str:
     """Restore one volume into a scratch volume and check it; return what passed. Raise on failure."""
     import secrets
@@ -752,7 +872,7 @@ def _drill(
     scratch = f"docker-persist-verify-{secrets.token_hex(6)}"
     engine.create_volume(scratch, labels={LABEL_ROLE: "scratch", LABEL_PROJECT: project})
     try:
-        extract_into_volume(engine, store, project, manifest, record, scratch, progress)
+        extract_into_volume(engine, store, project, manifest, record, scratch, progress, identities)
         restored = volume_read_digest(engine, project, scratch)
         if restored.digest != record.content_digest:
             raise IntegrityError(f"{record.key}: the volume read back after the drill differs from the snapshot")
@@ -785,24 +905,43 @@ def _drill(
 
 
 def verify(
-    engine: Engine, store: Store, project: Project, names: Sequence[str], say: Say, progress: Progress
+    engine: Engine,
+    store: Store,
+    project: Project,
+    names: Sequence[str],
+    say: Say,
+    progress: Progress,
+    identity: str | None = None,
 ) -> list[tuple[Manifest, Verification]]:
     """Run a restore drill for each snapshot named; record each result in its manifest and return them.
 
-    A failed drill is a result, not an exception: the caller decides the exit code.
+    A failed drill is a result, not an exception: the caller decides the exit code. A
+    missing or wrong identity for an encrypted snapshot is not a result: it raises
+    IdentityError before any drill, and nothing is recorded.
     """
     commands = verify_commands(project)
     results = []
     with store.lock(project.name, timeout=LOCK_TIMEOUT):
-        for name in names:
-            manifest = read_manifest(store, project.name, name)
+        manifests = [read_manifest(store, project.name, name) for name in names]
+        keys: list[tuple[Any, ...] | IntegrityError] = []
+        for manifest in manifests:
+            try:
+                keys.append(load_keys(store, project.name, manifest, manifest.volumes, identity))
+            except IntegrityError as error:  # a damaged age header: a failed drill, recorded below
+                keys.append(error)
+        for manifest, loaded in zip(manifests, keys, strict=True):
+            name = manifest.name
             details, ok = [], True
-            for record in manifest.volumes:
+            identities: tuple[Any, ...] = ()
+            if isinstance(loaded, IntegrityError):
+                details, ok = [str(loaded)], False
+            else:
+                identities = loaded
+            for record in manifest.volumes if ok else ():
                 say(f"{name}: drilling {record.key}")
+                command = commands.get(record.key)
                 try:
-                    details.append(
-                        _drill(engine, store, project.name, manifest, record, commands.get(record.key), progress)
-                    )
+                    details.append(_drill(engine, store, project.name, manifest, record, command, progress, identities))
                 except PersistError as error:
                     ok = False
                     details.append(str(error))
@@ -870,11 +1009,11 @@ def backup_before_down(
                 else QuiescePlan(service.name, "none")
             )
     containers = {c.name: c for c in state.containers}
+    fmt = part_format(project)
     with store.lock(project.name, timeout=LOCK_TIMEOUT):
         _refuse_after_interrupted_restore(journal)
         recover_interrupted(engine, journal)
         name = unique_automatic_name(store, project.name, "pre-down")
-        compression = project.policy.compression
         pending = store.begin(project.name, name)
         try:
             records: list[VolumeRecord] = []
@@ -883,7 +1022,7 @@ def backup_before_down(
                 for loss in losses:
                     if loss.kind == "named-volume" and loss.key:
                         volume = project.volumes[loss.key]
-                        records.append(backup_volume(engine, project.name, volume, pending, compression, progress))
+                        records.append(backup_volume(engine, project.name, volume, pending, fmt, progress))
                         continue
                     base = f"{'anon' if loss.kind == 'anonymous-volume' else 'layer'}-{_slug(loss.service or 'x')}"
                     key = base + (f"-{_slug(loss.path)}" if loss.path else "")
@@ -894,15 +1033,13 @@ def backup_before_down(
                     if loss.kind == "anonymous-volume":
                         volume = Volume(key=key, name=loss.name)
                         records.append(
-                            backup_volume(
-                                engine, project.name, volume, pending, compression, progress, kind="anonymous-volume"
-                            )
+                            backup_volume(engine, project.name, volume, pending, fmt, progress, kind="anonymous-volume")
                         )
                     else:
                         container = containers[loss.name]
                         paths = layer_paths(container.changes or (), is_ephemeral_path)
                         if paths:
-                            records.append(backup_layer(engine, key, container, paths, pending, compression, progress))
+                            records.append(backup_layer(engine, key, container, paths, pending, fmt, progress))
         except BaseException:
             pending.abort()
             raise

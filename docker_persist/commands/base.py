@@ -111,6 +111,23 @@ def add_store_flag(parser: DockerArgumentParser) -> None:
     )
 
 
+def add_identity_flag(parser: DockerArgumentParser) -> None:
+    """Add `--identity FILE`, the age private key that opens encrypted snapshots."""
+    parser.add_argument(
+        "-i",
+        "--identity",
+        metavar="string",
+        help="age identity file (private key) for encrypted snapshots (default: $DOCKER_PERSIST_IDENTITY)",
+    )
+
+
+def identity_path(context: Context, args: argparse.Namespace) -> str | None:
+    """Return the identity file: --identity, then $DOCKER_PERSIST_IDENTITY, else None."""
+    from docker_persist.encryption import identity_file
+
+    return identity_file(getattr(args, "identity", None), context.env.environ)
+
+
 def open_project_store(context: Context, args: argparse.Namespace, project: Project) -> Store:
     """Return the snapshot store: --store, then DOCKER_PERSIST_STORE, then x-persist.store, then the default."""
     from docker_persist.store import open_store

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
 
 
 def _up(context: Context, args: argparse.Namespace, project: Project, messages: Messages) -> None:
-    from docker_persist.commands.base import read_live_state
+    from docker_persist.commands.base import identity_path, read_live_state
     from docker_persist.lifecycle import carry_out_up
     from docker_persist.planner import plan_up
 
@@ -65,6 +65,7 @@ def _up(context: Context, args: argparse.Namespace, project: Project, messages: 
         plan,
         messages.info,
         lambda label, size: None,
+        identity_path(context, args),  # $DOCKER_PERSIST_IDENTITY: Compose passes no flag of ours
     )
     guarded = [s.volume for s in plan.steps if s.action == "protect"]
     messages.info(f"volumes ready{': protected ' + ', '.join(guarded) if guarded else ''}")

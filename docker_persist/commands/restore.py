@@ -9,9 +9,11 @@ from docker_persist.commands.base import (
     Command,
     PendingProject,
     add_format_flag,
+    add_identity_flag,
     add_store_flag,
     check_format,
     compose_runner,
+    identity_path,
     make_progress,
     open_project_store,
     project_journal,
@@ -30,6 +32,7 @@ def add_arguments(parser: DockerArgumentParser) -> None:
     parser.add_argument("--to", metavar="string", help="Restore into this volume instead (one --volume)")
     parser.add_argument("--from-project", metavar="string", help="Restore a snapshot of another project")
     parser.add_argument("-y", "--yes", action="store_true", help="Do not ask for confirmation")
+    add_identity_flag(parser)
     add_store_flag(parser)
     add_project_flags(parser)
     add_format_flag(parser)
@@ -45,7 +48,7 @@ def confirm(context: Context, question: str) -> bool:
 
 
 def run(args: argparse.Namespace, context: Context) -> int:
-    from docker_persist.snapshots import RestoreRequest, resolve_restore, restore
+    from docker_persist.snapshots import RestoreRequest, load_keys, resolve_restore, restore
 
     output = check_format(args, "restore")
     if not args.name:
@@ -53,8 +56,10 @@ def run(args: argparse.Namespace, context: Context) -> int:
     pending = PendingProject(context, args)
     project, _ = pending.wait()
     store = open_project_store(context, args, project)
-    request = RestoreRequest(args.name, tuple(args.volume), args.to, args.from_project)
-    resolve_restore(store, project, request)  # a bad name or --volume fails before anyone is asked
+    request = RestoreRequest(args.name, tuple(args.volume), args.to, args.from_project, identity_path(context, args))
+    # A bad name, --volume or key fails before anyone is asked.
+    manifest, records = resolve_restore(store, project, request)
+    load_keys(store, args.from_project or project.name, manifest, records, request.identity)
     what = f"volume(s) {', '.join(args.volume)}" if args.volume else "every volume in it"
     if not args.yes and not confirm(
         context, f"Restore {what} from snapshot {args.name!r}, replacing what is there (an undo snapshot is taken)?"

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 from docker_persist.commands.base import (
     Command,
     PendingProject,
+    add_identity_flag,
     add_store_flag,
+    identity_path,
     make_progress,
     open_project_store,
     project_journal,
@@ -48,6 +50,7 @@ def add_arguments(parser: DockerArgumentParser) -> None:
     parser.add_argument("--system", action="store_true", help="With --install systemd: a system unit (as root)")
     parser.add_argument("--user", action="store_true", help="With --install systemd: a user unit (the default)")
     parser.add_argument("--apply", action="store_true", help="With --install cron: install the line with crontab")
+    add_identity_flag(parser)
     add_store_flag(parser)
     add_project_flags(parser)
 
@@ -141,7 +144,8 @@ def make_actions(args: argparse.Namespace, context: Context, project: Project) -
 
     def run_verify(name: str) -> bool:
         try:
-            results = verify(context.engine, store, project, [name], progress.say, progress)
+            identity = identity_path(context, args)
+            results = verify(context.engine, store, project, [name], progress.say, progress, identity)
         finally:
             progress.done()
         return all(v.ok for _, v in results)
@@ -288,6 +292,9 @@ def install_systemd(
     argv = [docker_path(context), "persist", "schedule", *project_argv(args, context, project, files)]
     if args.verify_every:
         argv += ["--verify-every", str(args.verify_every)]
+        identity = identity_path(context, args)
+        if identity:  # the drills of encrypted snapshots need it
+            argv += ["--identity", os.path.abspath(os.path.expanduser(identity))]
     if args.metrics_port is not None:
         argv += ["--metrics-port", str(args.metrics_port), "--metrics-address", args.metrics_address]
     if args.system:

@@ -7,7 +7,9 @@ import argparse
 from docker_persist.commands.base import (
     Command,
     PendingProject,
+    add_identity_flag,
     add_store_flag,
+    identity_path,
     make_progress,
     open_project_store,
     read_live_state,
@@ -20,6 +22,7 @@ from docker_persist.project import add_project_flags
 
 def add_arguments(parser: DockerArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="Print the plan; change nothing, run nothing")
+    add_identity_flag(parser)
     add_store_flag(parser)
     add_project_flags(parser)
 
@@ -39,7 +42,9 @@ def run(args: argparse.Namespace, context: Context) -> int:
         return ExitStatus.OK
     progress = make_progress(context)
     try:
-        carry_out_up(context.engine, open_project_store(context, args, project), project, plan, progress.say, progress)
+        store = open_project_store(context, args, project)
+        identity = identity_path(context, args)
+        carry_out_up(context.engine, store, project, plan, progress.say, progress, identity)
     finally:
         progress.done()
     for step in plan.steps:

@@ -9,8 +9,10 @@ from docker_persist.commands.base import (
     Command,
     PendingProject,
     add_format_flag,
+    add_identity_flag,
     add_store_flag,
     check_format,
+    identity_path,
     make_progress,
     open_project_store,
 )
@@ -23,6 +25,7 @@ from docker_persist.project import add_project_flags
 def add_arguments(parser: DockerArgumentParser) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME", help=argparse.SUPPRESS)
     parser.add_argument("--all", action="store_true", help="Verify every snapshot (default: the latest)")
+    add_identity_flag(parser)
     add_store_flag(parser)
     add_project_flags(parser)
     add_format_flag(parser)
@@ -46,7 +49,8 @@ def run(args: argparse.Namespace, context: Context) -> int:
         names = [list_manifests(store, project.name)[-1].name]
     progress = make_progress(context)
     try:
-        results = verify(context.engine, store, project, names, progress.say, progress)
+        identity = identity_path(context, args)
+        results = verify(context.engine, store, project, names, progress.say, progress, identity)
     finally:
         progress.done()
     if output == "json":

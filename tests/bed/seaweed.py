@@ -114,7 +114,8 @@ def seaweed(data: Path, timeout: float = 60.0) -> Iterator[str]:
         weed, "server", "-s3", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.config={config}",
         f"-s3.port={s3}", f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
         f"-master.port.grpc={master_grpc}", f"-volume.port.grpc={volume_grpc}",
-        f"-filer.port.grpc={filer_grpc}", f"-s3.port.grpc={s3_grpc}", "-s3.port.iceberg=0",
+        f"-filer.port.grpc={filer_grpc}", f"-s3.port.grpc={s3_grpc}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        "-master.telemetry=false",
         "-s3.autoCreateBucket=false", "-master.volumeSizeLimitMB=256", "-volume.max=0",
     ]  # fmt: skip
     log_path = data / "weed.log"

@@ -305,3 +305,37 @@ def test_copy_between_the_local_store_and_s3(s3: S3Project, project: ComposeProj
     done = s3.persist("restore", "here", "--yes", url=elsewhere)
     assert done.returncode == 0, done.stdout + done.stderr
     assert snapshot_listing(docker, volume) == before
+
+
+def test_an_encrypted_snapshot_goes_off_site_as_ciphertext_and_restores_from_s3_with_the_key(
+    s3: S3Project, project: ComposeProject, docker: DockerCLI
+) -> None:
+    from tests.engine.test_encryption import ENCRYPTED, MARKER, keygen
+
+    identity = project.directory / "backup-key.txt"
+    (project.directory / "backup-recipients.txt").write_text(keygen(identity))
+    project.write(ENCRYPTED)
+    project.compose("up", "-d", "--wait")
+    volume = f"{project.name}_data"
+    busybox(docker, volume, FILL_SCRIPT + f"\necho {MARKER} > /d/marker.txt")
+    before = snapshot_listing(docker, volume)
+    local = str(project.directory.parent / "local-store")
+    done = s3.persist("backup", "--name", "sealed", url=local)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    # copy needs no key, and what lands in the bucket is the same ciphertext.
+    done = s3.persist("copy", "sealed", "--to", s3.url, url=local)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert s3.object_keys() == ["sealed/data.tar.zst.age", "sealed/manifest.json"]
+    stored = s3.client.get_object(s3.bucket, f"{s3.prefix}sealed/data.tar.zst.age").read()
+    assert stored == Path(local, project.name, "sealed", "data.tar.zst.age").read_bytes()
+    assert stored.startswith(b"age-encryption.org/v1\n") and MARKER.encode() not in stored
+
+    busybox(docker, volume, DESTROY_SCRIPT)
+    done = s3.persist("restore", "sealed", "--yes")
+    assert done.returncode == 2 and "is encrypted: give the identity" in done.stderr, done.stderr
+    done = s3.persist("restore", "sealed", "--yes", "--identity", str(identity))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert snapshot_listing(docker, volume) == before
+    done = s3.persist("verify", "sealed", "--identity", str(identity))
+    assert done.returncode == 0 and "sealed: ok" in done.stdout, done.stdout + done.stderr

@@ -205,7 +205,9 @@ def build_encrypt_policy(raw: Any, working_dir: str) -> EncryptPolicy | None:
     path = raw.get("recipients_file")
     return EncryptPolicy(
         recipients=_strings(raw.get("recipients")),
-        recipients_file=None if path is None else os.path.join(working_dir, os.path.expanduser(str(path))),
+        recipients_file=None
+        if path is None
+        else os.path.normpath(os.path.join(working_dir, os.path.expanduser(str(path)))),
     )
 
 

@@ -30,6 +30,7 @@ class CheckOptions:
     default_max_age: int = 7 * 86400  # seconds, when x-persist sets neither max_age nor schedule
     default_verify_max_age: int = 30 * 86400  # seconds, when x-persist sets no verify_max_age
     engine_read: bool = True  # False for `check --static`: an empty LiveState says nothing about what is missing
+    encrypt_problem: str | None = None  # why x-persist.encrypt's recipients cannot be loaded (the command reads them)
 
 
 DEFAULT_OPTIONS = CheckOptions()
@@ -885,6 +886,22 @@ def find_unquiesced_databases(project: Project, state: LiveState, options: Check
     return findings
 
 
+def find_unusable_encryption(project: Project, state: LiveState, options: CheckOptions) -> list[Finding]:
+    """DP017: x-persist.encrypt whose recipients cannot be loaded: every backup of the project would fail."""
+    if project.policy.encrypt is None or options.encrypt_problem is None:
+        return []
+    return [
+        Finding(
+            "DP017",
+            "error",
+            f"x-persist.encrypt cannot be used ({options.encrypt_problem}): every backup of project "
+            f"'{project.name}', scheduled and before `down` included, fails until it is fixed",
+            "list age public keys in x-persist.encrypt.recipients or a readable recipients_file, one a line "
+            "(`age-keygen -y KEY_FILE` prints the public key of a key)",
+        )
+    ]
+
+
 RULES: dict[str, Rule] = {
     rule.id: rule
     for rule in (
@@ -904,6 +921,7 @@ RULES: dict[str, Rule] = {
         Rule("DP014", "error", "External volume missing", find_missing_external_volumes),
         Rule("DP015", "warning", "Protected volume without a guard", find_unguarded_volumes),
         Rule("DP016", "warning", "Database copied live", find_unquiesced_databases),
+        Rule("DP017", "error", "Snapshots cannot be encrypted as x-persist asks", find_unusable_encryption),
     )
 }
 

@@ -13,8 +13,9 @@ from docker_persist.commands.base import (
     read_live_state,
 )
 from docker_persist.context import Context
-from docker_persist.errors import ExitStatus, UsageError
+from docker_persist.errors import ConfigError, ExitStatus, UsageError
 from docker_persist.helpformat import ROOT, DockerArgumentParser
+from docker_persist.model import Project
 from docker_persist.project import add_project_flags
 
 FORMATS = ("pretty", "json", "sarif")
@@ -60,7 +61,10 @@ def run(args: argparse.Namespace, context: Context) -> int:
         context.engine.api_version  # noqa: B018 - negotiate while Compose runs
     project, files = pending.wait()
     state = static_state() if args.static else read_live_state(context, args, project, threshold)
-    findings = run_rules(project, state, CheckOptions(layer_threshold=threshold, engine_read=not args.static))
+    options = CheckOptions(
+        layer_threshold=threshold, engine_read=not args.static, encrypt_problem=encrypt_problem(project)
+    )
+    findings = run_rules(project, state, options)
 
     out = context.env.stdout
     if output == "json":
@@ -72,6 +76,19 @@ def run(args: argparse.Namespace, context: Context) -> int:
         out.write(render_pretty(project.name, findings, colour=context.env.stdout_isatty))
     failing = [f for f in findings if severity_rank(f.severity) >= severity_rank(args.severity)]
     return ExitStatus.FAILED if failing else ExitStatus.OK
+
+
+def encrypt_problem(project: Project) -> str | None:
+    """Return why x-persist.encrypt's recipients cannot be loaded, or None (also when there is no encrypt)."""
+    if project.policy.encrypt is None:
+        return None
+    from docker_persist.encryption import load_recipients
+
+    try:
+        load_recipients(project.policy.encrypt)
+    except ConfigError as error:
+        return str(error)
+    return None
 
 
 COMMAND = Command(

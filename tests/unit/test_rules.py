@@ -221,7 +221,7 @@ def test_every_finding_is_one_line_and_names_its_service() -> None:
 
 
 def test_registry_ids_are_stable() -> None:
-    assert list(RULES) == [f"DP{n:03d}" for n in range(1, 17)]
+    assert list(RULES) == [f"DP{n:03d}" for n in range(1, 18)]
     for rule_id, rule in RULES.items():
         assert rule.id == rule_id and rule.severity in SEVERITIES and rule.title
 
@@ -964,6 +964,22 @@ def test_dp016_silent(service: dict[str, Any], volume: dict[str, Any]) -> None:
     target = "/var/www/html" if service["image"].startswith("nextcloud") else "/var/lib/postgresql/data"
     proj = project({"db": {**service, "volumes": [vol("db_data", target)]}}, volumes={"db_data": volume})
     assert check("DP016", proj) == []
+
+
+# --- DP017 ----------------------------------------------------------------------------
+
+
+def test_dp017_unusable_encryption_is_an_error_naming_the_problem() -> None:
+    proj = project({}, x_persist={"encrypt": {"recipients_file": "keys.txt"}})
+    problem = "cannot read x-persist.encrypt.recipients_file /srv/shop/keys.txt: No such file or directory"
+    [finding] = check("DP017", proj, options=CheckOptions(encrypt_problem=problem))
+    assert finding.severity == "error" and problem in finding.message and "project 'shop'" in finding.message
+    assert "age-keygen -y" in finding.fix
+
+
+def test_dp017_silent_without_encrypt_or_without_a_problem() -> None:
+    assert check("DP017", project({}, x_persist={"encrypt": {"recipients_file": "k"}})) == []
+    assert check("DP017", project({}), options=CheckOptions(encrypt_problem="stale")) == []
 
 
 # --- run_rules: ignore, disposable, order -------------------------------------------

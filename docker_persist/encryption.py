@@ -246,6 +246,7 @@ def iter_decrypted(chunks: Iterable[bytes], identities: Sequence[Any], where: st
         try:
             pyrage.decrypt_io(reader, writer, list(identities))
         except (pyrage.DecryptError, OSError) as error:
+            _close(chunks)  # e.g. the store's open part, now rather than at garbage collection
             failure = reader.error or writer.error
             if failure is not None:
                 raise failure from None
@@ -257,6 +258,12 @@ def iter_decrypted(chunks: Iterable[bytes], identities: Sequence[Any], where: st
         writer.flush()
 
     return from_writer(produce)
+
+
+def _close(chunks: Iterable[bytes]) -> None:
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
 
 
 class _QueueReader(io.RawIOBase):

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
                     "volumes": [v.key for v in m.volumes],
                     "bytes": sum(v.bytes for v in m.volumes),
                     "stored_bytes": m.total_bytes,
+                    "encrypted": any(v.encryption for v in m.volumes),
                     "verified": None if last is None else {"at": format_time(last.at), "ok": last.ok},
                 }
             )

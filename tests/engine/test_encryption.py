@@ -112,7 +112,8 @@ def test_encrypted_snapshots_restore_with_the_key_and_by_hand_with_age(
 
     # Listing needs no key.
     listed = project.persist("snapshots", "--format", "json")
-    assert listed.returncode == 0 and [r["name"] for r in json.loads(listed.stdout)["snapshots"]] == ["locked"]
+    assert listed.returncode == 0, listed.stderr
+    assert [(r["name"], r["encrypted"]) for r in json.loads(listed.stdout)["snapshots"]] == [("locked", True)]
 
     # No key, or a stranger's: refused before anything is touched, and nothing recorded.
     busybox(docker, volume, DESTROY_SCRIPT)

@@ -175,3 +175,24 @@ def test_up_restores_an_encrypted_snapshot_only_with_the_key(
     done = project.persist("up", "-d", "--identity", str(identity))
     assert done.returncode == 0, done.stdout + done.stderr
     assert busybox(docker, volume, "cat /d/marker.txt", read_only=True) == MARKER + "\n"
+
+
+def test_the_snapshot_before_down_is_encrypted_too(
+    project: ComposeProject, docker: DockerCLI, keys: tuple[Path, Path]
+) -> None:
+    identity, _ = keys
+    project.write(ENCRYPTED)
+    project.compose("up", "-d", "--wait")
+    volume = f"{project.name}_data"
+    busybox(docker, volume, f"echo {MARKER} > /d/marker.txt")
+
+    done = project.persist("down", "-v", "-t", "0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert docker.run("volume", "inspect", volume).returncode != 0
+    [snapshot] = [p for p in (project.store / project.name).iterdir() if p.name.endswith("-pre-down")]
+    part = (snapshot / "data.tar.zst.age").read_bytes()
+    assert part.startswith(b"age-encryption.org/v1\n") and MARKER.encode() not in part
+
+    done = project.persist("restore", snapshot.name, "--yes", "--identity", str(identity))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert busybox(docker, volume, "cat /d/marker.txt", read_only=True) == MARKER + "\n"

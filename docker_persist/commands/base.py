@@ -111,10 +111,10 @@ def add_store_flag(parser: DockerArgumentParser) -> None:
     )
 
 
-def add_identity_flag(parser: DockerArgumentParser) -> None:
-    """Add `--identity FILE`, the age private key that opens encrypted snapshots."""
+def add_identity_flag(parser: DockerArgumentParser, short: bool = True) -> None:
+    """Add `-i/--identity FILE`, the age private key that opens encrypted snapshots (no -i: `short=False`)."""
     parser.add_argument(
-        "-i",
+        *(["-i"] if short else []),
         "--identity",
         metavar="string",
         help="age identity file (private key) for encrypted snapshots (default: $DOCKER_PERSIST_IDENTITY)",

@@ -22,7 +22,7 @@ from docker_persist.project import add_project_flags
 
 def add_arguments(parser: DockerArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="Print the plan; change nothing, run nothing")
-    add_identity_flag(parser)
+    add_identity_flag(parser, short=False)  # no -i: the rest of the line is Compose's
     add_store_flag(parser)
     add_project_flags(parser)
 

@@ -139,9 +139,8 @@ def load_identities(path: str) -> list[Any]:
     return identities
 
 
-def require_identities(flag: str | None, environ: Mapping[str, str], what: str) -> list[Any]:
-    """Return the identities from --identity or the environment. Raise IdentityError if there are none."""
-    path = identity_file(flag, environ)
+def require_identities(path: str | None, what: str) -> list[Any]:
+    """Return the identities in the identity file `path` (see identity_file). Raise IdentityError if it is None."""
     if path is None:
         raise IdentityError(
             f"{what} is encrypted: give the identity (the age private key) with --identity FILE or ${IDENTITY_ENV}"

@@ -377,19 +377,12 @@ def load_keys(
     part's age header is tried, so a missing or wrong key fails here, before anything is touched.
     Raise IdentityError (a ConfigError), or IntegrityError for a damaged header.
     """
-    from docker_persist.encryption import HEAD_BYTES, check_identities, load_identities
+    from docker_persist.encryption import HEAD_BYTES, check_identities, require_identities
 
     encrypted = [r for r in records if r.encryption]
     if not encrypted:
         return ()
-    if identity is None:
-        from docker_persist.encryption import IDENTITY_ENV
-
-        raise IdentityError(
-            f"snapshot {manifest.name!r} is encrypted: give the identity (the age private key) with "
-            f"--identity FILE or ${IDENTITY_ENV}"
-        )
-    identities = tuple(load_identities(identity))
+    identities = tuple(require_identities(identity, f"snapshot {manifest.name!r}"))
     for record in encrypted:
         with store.open_part(project, manifest.name, record.file) as part:
             head = part.read(HEAD_BYTES)

@@ -174,9 +174,9 @@ def test_the_identity_file_comes_from_the_flag_then_the_environment(tmp_path: Pa
     assert identity_file(None, {"DOCKER_PERSIST_IDENTITY": "env.txt"}) == "env.txt"
     assert identity_file(None, {"DOCKER_PERSIST_IDENTITY": ""}) is None
     with pytest.raises(IdentityError, match=r"snapshot 's1' is encrypted: give the identity .* --identity FILE"):
-        require_identities(None, {}, "snapshot 's1'")
+        require_identities(identity_file(None, {}), "snapshot 's1'")
     path = age_keygen_file(tmp_path / "key.txt", IDENTITY)
-    assert len(require_identities(None, {"DOCKER_PERSIST_IDENTITY": str(path)}, "s")) == 1
+    assert len(require_identities(identity_file(None, {"DOCKER_PERSIST_IDENTITY": str(path)}), "s")) == 1
 
 
 # --- streams ------------------------------------------------------------------------------------

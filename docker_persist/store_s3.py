@@ -455,13 +455,18 @@ class S3Store:
 
     def _get(self, key: str, doing: str) -> bytes | None:
         """Return the object's bytes, or None if there is no such object."""
+        got = self._get_with_headers(key, doing)
+        return None if got is None else got[0]
+
+    def _get_with_headers(self, key: str, doing: str) -> tuple[bytes, Mapping[str, str]] | None:
+        """Return the object's bytes and the response headers, or None if there is no such object."""
         from minio.error import S3Error
 
         try:
             with self._translate(doing):
                 response = self.client.get_object(self.location.bucket, key)
                 try:
-                    return bytes(response.read())
+                    return bytes(response.read()), response.headers
                 finally:
                     response.close()
                     response.release_conn()
@@ -552,21 +557,10 @@ class S3Store:
 
     def _read_lock(self, key: str, doing: str) -> dict[str, Any] | None:
         """Return the lock object's holder, with its age in seconds by the server's clock ("age"), or None."""
-        from minio.error import S3Error
-
-        try:
-            with self._translate(doing):
-                response = self.client.get_object(self.location.bucket, key)
-                try:
-                    data = response.read()
-                    headers = response.headers
-                finally:
-                    response.close()
-                    response.release_conn()
-        except StoreError as error:
-            if isinstance(error.__cause__, S3Error) and error.__cause__.code in ("NoSuchKey", "NoSuchObject"):
-                return None
-            raise
+        got = self._get_with_headers(key, doing)
+        if got is None:
+            return None
+        data, headers = got
         try:
             holder = json.loads(data)
             if not isinstance(holder, dict):

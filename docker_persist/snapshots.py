@@ -602,11 +602,20 @@ def _targets(engine: Engine, project: Project, records: list[VolumeRecord], to: 
     return targets
 
 
-def resolve_restore(store: Store, project: Project, request: RestoreRequest) -> tuple[Manifest, list[VolumeRecord]]:
-    """Return the snapshot and the volume records a restore request names; touch nothing.
+@dataclasses.dataclass(frozen=True)
+class ResolvedRestore:
+    """What a restore request names: the snapshot, its volume records, and the keys that open them."""
+
+    manifest: Manifest
+    records: list[VolumeRecord]
+    keys: tuple[Any, ...]  # see load_keys; empty unless a record is encrypted
+
+
+def resolve_restore(store: Store, project: Project, request: RestoreRequest) -> ResolvedRestore:
+    """Return the snapshot, volume records and keys a restore request names; touch nothing.
 
     Raise ConfigError for a bad name, --volume or --to, SnapshotNotFoundError with the
-    closest names for an unknown snapshot.
+    closest names for an unknown snapshot, IdentityError for a missing or wrong key.
     """
     source = request.from_project or project.name
     manifest = read_manifest(store, source, request.name)
@@ -625,7 +634,7 @@ def resolve_restore(store: Store, project: Project, request: RestoreRequest) -> 
         records = [r for r in records if r.kind == "volume"]  # the rest only with --volume KEY --to VOLUME
         if not records:
             raise ConfigError(f"snapshot {manifest.name!r} holds no project volume: use --volume KEY --to VOLUME")
-    return manifest, records
+    return ResolvedRestore(manifest, records, load_keys(store, source, manifest, records, request.identity))
 
 
 def restore(
@@ -637,8 +646,9 @@ def restore(
     say: Say,
     progress: Progress,
     journal: Journal,
+    resolved: ResolvedRestore | None = None,
 ) -> RestoreResult:
-    """Restore volumes from a snapshot by name.
+    """Restore volumes from a snapshot by name (`resolved`: what resolve_restore gave for `request`).
 
     Order: check the archives (nothing touched if they are corrupt or unsafe), stop the
     services that use the volumes, take an undo snapshot of what is there, re-create each
@@ -646,10 +656,10 @@ def restore(
     again what was running. Raise IntegrityError, ConfigError or a PersistError that says
     what state things are in and how to resume.
     """
-    manifest, records = resolve_restore(store, project, request)
+    resolved = resolved or resolve_restore(store, project, request)
+    manifest, records, keys = resolved.manifest, resolved.records, resolved.keys
     source = request.from_project or project.name
     fmt = part_format(project)  # for the undo snapshot: a bad x-persist.encrypt fails now
-    keys = load_keys(store, source, manifest, records, request.identity)
     with store.lock(project.name, timeout=LOCK_TIMEOUT):
         recover_interrupted(engine, journal)
         targets = _targets(engine, project, records, request.to)

@@ -48,7 +48,7 @@ def confirm(context: Context, question: str) -> bool:
 
 
 def run(args: argparse.Namespace, context: Context) -> int:
-    from docker_persist.snapshots import RestoreRequest, load_keys, resolve_restore, restore
+    from docker_persist.snapshots import RestoreRequest, resolve_restore, restore
 
     output = check_format(args, "restore")
     if not args.name:
@@ -57,9 +57,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
     project, _ = pending.wait()
     store = open_project_store(context, args, project)
     request = RestoreRequest(args.name, tuple(args.volume), args.to, args.from_project, identity_path(context, args))
-    # A bad name, --volume or key fails before anyone is asked.
-    manifest, records = resolve_restore(store, project, request)
-    load_keys(store, args.from_project or project.name, manifest, records, request.identity)
+    resolved = resolve_restore(store, project, request)  # a bad name, --volume or key fails before anyone is asked
     what = f"volume(s) {', '.join(args.volume)}" if args.volume else "every volume in it"
     if not args.yes and not confirm(
         context, f"Restore {what} from snapshot {args.name!r}, replacing what is there (an undo snapshot is taken)?"
@@ -69,7 +67,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
     try:
         runner = compose_runner(context, pending)
         journal = project_journal(context, project)
-        result = restore(context.engine, store, project, request, runner, progress.say, progress, journal)
+        result = restore(context.engine, store, project, request, runner, progress.say, progress, journal, resolved)
     finally:
         progress.done()
     if output == "json":

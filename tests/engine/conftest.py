@@ -191,3 +191,33 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield endpoint
     except SeaweedError as error:
         pytest.fail(str(error), pytrace=False)
+
+
+# --- age keys, from the real age-keygen (Debian's age, which tests/bed/testbed installs) -------------
+
+
+def age_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        message = f"no `{name}` on PATH; run tests/bed/testbed first (it installs Debian's age)"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+def keygen(path: Path) -> str:
+    """Write an age identity file with the real age-keygen; return its public key."""
+    subprocess.run([age_tool("age-keygen"), "-o", str(path)], check=True, capture_output=True)
+    return subprocess.run([age_tool("age-keygen"), "-y", str(path)], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def keys(project: ComposeProject) -> tuple[Path, Path]:
+    """The project's identity file and a stranger's; the project encrypts to its own public key."""
+    identity = project.directory / "backup-key.txt"
+    public = keygen(identity)
+    (project.directory / "backup-recipients.txt").write_text(f"# the backup key\n{public}")
+    stranger = project.directory / "stranger-key.txt"
+    keygen(stranger)
+    return identity, stranger

@@ -10,11 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
-
-import pytest
 
 from tests.engine.conftest import ComposeProject, DockerCLI
 from tests.engine.test_snapshots import (
@@ -36,22 +33,6 @@ x-persist:
     recipients_file: ./backup-recipients.txt
 """
 )
-
-
-def age_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        message = f"no `{name}` on PATH; run tests/bed/testbed first (it installs Debian's age)"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return path
-
-
-def keygen(path: Path) -> str:
-    """Write an age identity file with the real age-keygen; return its public key."""
-    subprocess.run([age_tool("age-keygen"), "-o", str(path)], check=True, capture_output=True)
-    return subprocess.run([age_tool("age-keygen"), "-y", str(path)], check=True, capture_output=True, text=True).stdout
 
 
 def host_listing(root: Path) -> dict[str, tuple[str, int, int, str]]:
@@ -76,17 +57,6 @@ def volume_rows(docker: DockerCLI, volume: str) -> dict[str, tuple[str, int, int
         _, _, _, mode, uid, gid, _, _, target, digest, path = line.split("|", 10)
         rows[path] = (mode, int(uid), int(gid), f"-> {target}" if target else digest)
     return rows
-
-
-@pytest.fixture
-def keys(project: ComposeProject) -> tuple[Path, Path]:
-    """The project's identity file and a stranger's; the project encrypts to its own public key."""
-    identity = project.directory / "backup-key.txt"
-    public = keygen(identity)
-    (project.directory / "backup-recipients.txt").write_text(f"# the backup key\n{public}")
-    stranger = project.directory / "stranger-key.txt"
-    keygen(stranger)
-    return identity, stranger
 
 
 def test_encrypted_snapshots_restore_with_the_key_and_by_hand_with_age(

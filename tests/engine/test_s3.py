@@ -308,12 +308,11 @@ def test_copy_between_the_local_store_and_s3(s3: S3Project, project: ComposeProj
 
 
 def test_an_encrypted_snapshot_goes_off_site_as_ciphertext_and_restores_from_s3_with_the_key(
-    s3: S3Project, project: ComposeProject, docker: DockerCLI
+    s3: S3Project, project: ComposeProject, docker: DockerCLI, keys: tuple[Path, Path]
 ) -> None:
-    from tests.engine.test_encryption import ENCRYPTED, MARKER, keygen
+    from tests.engine.test_encryption import ENCRYPTED, MARKER
 
-    identity = project.directory / "backup-key.txt"
-    (project.directory / "backup-recipients.txt").write_text(keygen(identity))
+    identity, _ = keys
     project.write(ENCRYPTED)
     project.compose("up", "-d", "--wait")
     volume = f"{project.name}_data"

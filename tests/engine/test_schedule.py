@@ -13,25 +13,17 @@ from pathlib import Path
 
 from tests.bed.seaweed import free_ports, stop_process
 from tests.engine.conftest import ComposeProject
+from tests.engine.test_snapshots import ONE_VOLUME
 
-SCHEDULED = """
-name: {project}
+SCHEDULED = (
+    ONE_VOLUME
+    + """
 x-persist:
   schedule: "* * * * *"
   keep:
     last: 2
-services:
-  app:
-    image: docker-persist-test/busybox
-    network_mode: none
-    init: true
-    command: ["sleep", "3600"]
-    volumes:
-      - data:/data
-volumes:
-  data:
-    x-persist: {}
 """
+)
 
 
 def sample(text: str, metric: str, project: str, volume: str = "data") -> float | None:

@@ -47,5 +47,9 @@ class UnsafeOperationError(PersistError):
     """An operation was refused because it would lose data."""
 
 
+class BusyError(PersistError):
+    """Another docker-persist operation holds what this one needs (a project or store lock)."""
+
+
 class SnapshotNotFoundError(PersistError):
     """No snapshot has the requested name."""

@@ -28,7 +28,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args[:1] == ["docker-cli-plugin-metadata"]:
         sys.stdout.write(METADATA_JSON)
         return 0
-    from docker_persist.cli import main
+    from docker_persist.cli.main import main
 
     return main(args)
 

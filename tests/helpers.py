@@ -6,8 +6,8 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-from docker_persist.cli import main
-from docker_persist.environment import Environment
+from docker_persist.cli.environment import Environment
+from docker_persist.cli.main import main
 
 
 class Result(NamedTuple):

@@ -13,7 +13,6 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from docker_persist.dockerconfig import Endpoint
 from docker_persist.engine.transport import (
     USER_AGENT,
     Body,
@@ -26,9 +25,10 @@ from docker_persist.engine.transport import (
     unreachable,
 )
 from docker_persist.errors import EngineError
+from docker_persist.host.dockerconfig import Endpoint
 
 if TYPE_CHECKING:
-    from docker_persist.state import ContainerState, GuardState, VolumeState
+    from docker_persist.core.state import ContainerState, GuardState, VolumeState
 
 __all__ = ["Engine", "EngineConflictError", "EngineError", "EngineNotFoundError", "EngineVersion", "unreachable"]
 
@@ -191,7 +191,7 @@ class Engine:
         The changed paths are read only for containers whose writable layer holds more
         than `changes_above` bytes: the diff walks the whole layer.
         """
-        from docker_persist.state import ContainerMount, ContainerState
+        from docker_persist.core.state import ContainerMount, ContainerState
 
         raw = self.call_json(
             "GET",
@@ -240,7 +240,7 @@ class Engine:
 
     def list_volumes(self, names: Iterable[str] | None = None, with_sizes: bool = False) -> dict[str, VolumeState]:
         """Return the engine's volumes by name (only `names`, if given), sizes read from /system/df if asked."""
-        from docker_persist.state import VolumeState
+        from docker_persist.core.state import VolumeState
 
         wanted = set(names) if names is not None else None
         raw = self.call_json("GET", "/volumes").get("Volumes") or []
@@ -277,7 +277,7 @@ class Engine:
 
     def list_guards(self, project: str | None = None) -> list[GuardState]:
         """Return the guard containers (of `project`, if given)."""
-        from docker_persist.state import GuardState
+        from docker_persist.core.state import GuardState
 
         filters = [f"{LABEL_ROLE}=guard"] + ([f"{LABEL_PROJECT}={project}"] if project else [])
         raw = self.call_json("GET", "/containers/json", {"all": True, "filters": {"label": filters}})
@@ -294,7 +294,7 @@ class Engine:
 
     def inspect_volume(self, name: str) -> VolumeState | None:
         """Return the volume called `name`, or None if there is none."""
-        from docker_persist.state import VolumeState
+        from docker_persist.core.state import VolumeState
 
         try:
             raw = self.call_json("GET", f"/volumes/{name}")

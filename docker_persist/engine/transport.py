@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
 
 from docker_persist import __version__
-from docker_persist.dockerconfig import Endpoint
 from docker_persist.errors import EngineError
+from docker_persist.host.dockerconfig import Endpoint
 
 if TYPE_CHECKING:
     import docker

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from docker_persist.archive import TarDigester
+from docker_persist.core.archive import TarDigester
 from tests.engine.conftest import ComposeProject, DockerCLI
 
 BIG_MB = 300  # random, so that compression cannot shrink the timing windows

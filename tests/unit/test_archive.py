@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
-from docker_persist.archive import (
+from docker_persist.core.archive import (
     ArchiveSummary,
     MalformedArchiveError,
     RootEntry,

@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from docker_persist.cron import due_runs, missed_runs, parse_cron
+from docker_persist.core.cron import due_runs, missed_runs, parse_cron
 from docker_persist.errors import ConfigError
 
 UTC = datetime.timezone.utc

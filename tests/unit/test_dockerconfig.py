@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from docker_persist.dockerconfig import (
+from docker_persist.cli.globalflags import split_global_flags
+from docker_persist.errors import ConfigError
+from docker_persist.host.dockerconfig import (
     DEFAULT_UNIX_HOST,
     Endpoint,
+    GlobalOptions,
     TLSMaterial,
     context_dir_key,
     find_cli_plugin,
@@ -20,8 +23,6 @@ from docker_persist.dockerconfig import (
     normalize_host,
     resolve_endpoint,
 )
-from docker_persist.errors import ConfigError
-from docker_persist.globalflags import GlobalOptions, split_global_flags
 
 FIXTURE = Path(__file__).parent / "fixtures" / "dockerconfig"
 

@@ -12,7 +12,10 @@ from pathlib import Path
 import pyrage
 import pytest
 
-from docker_persist.encryption import (
+from docker_persist.config.model import EncryptPolicy
+from docker_persist.errors import ConfigError, ExitStatus, PersistError
+from docker_persist.store import StoreError
+from docker_persist.streams.encryption import (
     DecryptionError,
     EncryptingSink,
     IdentityError,
@@ -24,9 +27,6 @@ from docker_persist.encryption import (
     parse_recipient,
     require_identities,
 )
-from docker_persist.errors import ConfigError, ExitStatus, PersistError
-from docker_persist.model import EncryptPolicy
-from docker_persist.store import StoreError
 
 IDENTITY = pyrage.x25519.Identity.generate()
 RECIPIENT = str(IDENTITY.to_public())

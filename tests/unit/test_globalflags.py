@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from docker_persist.cli.globalflags import split_global_flags
 from docker_persist.errors import UsageError
-from docker_persist.globalflags import GlobalOptions, split_global_flags
+from docker_persist.host.dockerconfig import GlobalOptions
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from docker_persist.journal import Journal
+from docker_persist.host.journal import Journal
 
 
 def test_journal_round_trip_and_removal(tmp_path: Path) -> None:

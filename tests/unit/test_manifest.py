@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from docker_persist.errors import ConfigError, ExitStatus
-from docker_persist.manifest import (
+from docker_persist.core.manifest import (
     ENCRYPTED_FORMAT,
     FORMAT,
     MAX_VERIFICATIONS,
@@ -26,6 +25,7 @@ from docker_persist.manifest import (
     is_part_name,
     load_manifest,
 )
+from docker_persist.errors import ConfigError, ExitStatus
 
 UTC = datetime.timezone.utc
 CREATED = datetime.datetime(2026, 11, 26, 15, 30, tzinfo=UTC)

@@ -6,8 +6,9 @@ import datetime
 import os
 from pathlib import Path
 
-from docker_persist.manifest import Manifest, Verification, VolumeRecord
-from docker_persist.metrics import collect_metrics, escape_label, render_metrics, write_textfile
+from docker_persist.core.manifest import Manifest, Verification, VolumeRecord
+from docker_persist.core.metrics import collect_metrics, escape_label, render_metrics
+from docker_persist.host.files import write_atomically
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 1, 2, 0, 0, tzinfo=UTC)
@@ -76,6 +77,7 @@ def test_label_values_are_escaped() -> None:
 def test_textfile_is_replaced_atomically(tmp_path: Path) -> None:
     path = tmp_path / "docker_persist.prom"
     path.write_text("old\n")
-    write_textfile(str(path), "new\n")
+    write_atomically(str(path), b"new\n", mode=0o644)
     assert path.read_text() == "new\n"
+    assert path.stat().st_mode & 0o777 == 0o644
     assert os.listdir(tmp_path) == ["docker_persist.prom"]  # no temp file left behind

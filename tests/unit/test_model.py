@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from docker_persist.errors import ConfigError
-from docker_persist.model import (
+from docker_persist.config.model import (
     EncryptPolicy,
     KeepPolicy,
     Mount,
@@ -18,6 +17,7 @@ from docker_persist.model import (
     parse_duration,
     parse_size,
 )
+from docker_persist.errors import ConfigError
 
 DOCUMENT: dict[str, Any] = {
     "name": "shop",

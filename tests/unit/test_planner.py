@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from docker_persist.model import build_project
-from docker_persist.planner import Loss, UpStep, is_ephemeral_path, plan_down, plan_up
-from docker_persist.state import ContainerMount, ContainerState, GuardState, LiveState, SnapshotInfo, VolumeState
+from docker_persist.config.model import build_project
+from docker_persist.core.planner import Loss, UpStep, is_ephemeral_path, plan_down, plan_up
+from docker_persist.core.state import ContainerMount, ContainerState, GuardState, LiveState, SnapshotInfo, VolumeState
 
 NOW = datetime.datetime(2026, 11, 26, 15, 0, tzinfo=datetime.timezone.utc)
 ANON = "a" * 64

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from docker_persist.process import child_environ
+from docker_persist.host.process import child_environ
 
 
 def test_plugin_variables_are_not_inherited() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from docker_persist.findings import Finding
-from docker_persist.report import render_json, render_pretty, render_sarif, summarize
+from docker_persist.cli.report import render_json, render_pretty, render_sarif, summarize
+from docker_persist.core.findings import Finding
 
 FINDINGS = [
     Finding("DP001", "error", "service 'db' (postgres): /var/lib/postgresql/data is on an anonymous volume",

@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 
-from docker_persist.errors import ConfigError
-from docker_persist.model import KeepPolicy
-from docker_persist.retention import (
+from docker_persist.config.model import KeepPolicy
+from docker_persist.core.retention import (
     EARLIEST,
     EMPTY_POLICY_MESSAGE,
     CalendarDuration,
@@ -29,6 +28,7 @@ from docker_persist.retention import (
     parse_within,
     sort_snapshots,
 )
+from docker_persist.errors import ConfigError
 
 GOLDEN = Path(__file__).parent / "golden" / "retention"
 UTC = datetime.timezone.utc

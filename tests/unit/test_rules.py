@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from docker_persist.findings import SEVERITIES, Finding
-from docker_persist.images import KNOWN_IMAGES, image_repository, lookup_image
-from docker_persist.model import Project, build_project
-from docker_persist.rules import DEFAULT_OPTIONS, RULES, CheckOptions, run_rules
-from docker_persist.state import (
+from docker_persist.config.images import KNOWN_IMAGES, image_repository, lookup_image
+from docker_persist.config.model import Project, build_project
+from docker_persist.core.findings import SEVERITIES, Finding
+from docker_persist.core.rules import DEFAULT_OPTIONS, RULES, CheckOptions, run_rules
+from docker_persist.core.state import (
     ContainerMount,
     ContainerState,
     GuardState,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from docker_persist.cron import parse_cron
-from docker_persist.errors import ConfigError, PersistError
-from docker_persist.model import Project, ProjectPolicy, Volume, VolumePolicy
-from docker_persist.scheduler import (
+from docker_persist.actions.schedule import read_state, write_state
+from docker_persist.config.model import Project, ProjectPolicy, Volume, VolumePolicy
+from docker_persist.core.cron import parse_cron
+from docker_persist.core.scheduler import (
     Actions,
     Clock,
     ScheduleGroup,
@@ -19,9 +19,8 @@ from docker_persist.scheduler import (
     dump_state,
     load_state,
     plan_groups,
-    read_state,
-    write_state,
 )
+from docker_persist.errors import ConfigError, PersistError
 from docker_persist.store import StoreLockedError
 
 UTC = datetime.timezone.utc

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from docker_persist import model, schema
+from docker_persist.config import model, schema
+from docker_persist.config.schema import SchemaIssue, SchemaLoadError, format_issues, load_schema, validate_document
 from docker_persist.errors import ConfigError
-from docker_persist.schema import SchemaIssue, SchemaLoadError, format_issues, load_schema, validate_document
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTENSIONS = ROOT / "compose-extensions"
@@ -61,7 +61,7 @@ def test_every_example_validates(path: Path) -> None:
 
 
 def test_the_packaged_schema_is_a_relative_symlink_to_the_reference() -> None:
-    packaged = ROOT / "docker_persist" / "x-persist.schema.json"
+    packaged = ROOT / "docker_persist" / "config" / "x-persist.schema.json"
     assert os.path.islink(packaged)
     assert not os.path.isabs(os.readlink(packaged))
     assert packaged.read_bytes() == (EXTENSIONS / "x-persist.schema.json").read_bytes()

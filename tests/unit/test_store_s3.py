@@ -12,7 +12,7 @@ import pytest
 
 from docker_persist.errors import ConfigError, ExitStatus
 from docker_persist.store import StoreError, open_store
-from docker_persist.store_s3 import (
+from docker_persist.store.s3 import (
     AWS_ENDPOINT,
     PART_BYTES,
     PARTS_PER_SIZE,
@@ -258,7 +258,7 @@ def test_a_small_part_is_one_put() -> None:
 
 
 def test_parts_upload_in_parallel_in_order_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("docker_persist.store_s3.PART_BYTES", 1000)
+    monkeypatch.setattr("docker_persist.store.s3.PART_BYTES", 1000)
     client = FakeMultipart(delay=0.02)
     data = bytes(range(256)) * 40  # 10,240 bytes: ten full parts and a short last one
     with _PartWriter(fake_store(client), "k", "writing k") as writer:
@@ -271,7 +271,7 @@ def test_parts_upload_in_parallel_in_order_and_bounded(monkeypatch: pytest.Monke
 
 
 def test_a_failed_part_fails_the_writer_and_aborts_the_upload(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("docker_persist.store_s3.PART_BYTES", 1000)
+    monkeypatch.setattr("docker_persist.store.s3.PART_BYTES", 1000)
     client = FakeMultipart(fail_part=2)
     writer = _PartWriter(fake_store(client), "k", "writing k")
     with pytest.raises(StoreError, match="writing k failed: connection reset while uploading part 2"), writer:
@@ -282,7 +282,7 @@ def test_a_failed_part_fails_the_writer_and_aborts_the_upload(monkeypatch: pytes
 
 
 def test_a_failure_while_writing_discards_the_upload(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("docker_persist.store_s3.PART_BYTES", 1000)
+    monkeypatch.setattr("docker_persist.store.s3.PART_BYTES", 1000)
     client = FakeMultipart()
     with pytest.raises(RuntimeError), _PartWriter(fake_store(client), "k", "writing k") as writer:
         writer.write(bytes(2500))

@@ -1,0 +1,165 @@
+"""Quiesce services while their volumes are read: hooks, then stop or pause, and always undo.
+
+`pre` hooks run first (in the running container), then the service is stopped or
+paused per its `consistency`; afterwards it is started or unpaused again, and `post`
+hooks run. The undo happens in `finally`, so an error, Ctrl-C or SIGTERM (which `main`
+turns into KeyboardInterrupt) still brings every service back. A service that does not
+come back is an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator, Sequence
+
+from docker_persist.config.model import Project, ServicePolicy
+from docker_persist.engine import COMPOSE_PROJECT, COMPOSE_SERVICE, Engine, EngineNotFoundError
+from docker_persist.errors import PersistError
+from docker_persist.host.journal import Journal
+
+log = logging.getLogger(__name__)
+
+
+class HookFailedError(PersistError):
+    """A `pre` or `post` hook exited non-zero."""
+
+
+class RestartFailedError(PersistError):
+    """A service stopped or paused for a snapshot did not come back."""
+
+
+@dataclasses.dataclass(frozen=True)
+class QuiescePlan:
+    """What quiescing does to one service."""
+
+    service: str
+    consistency: str
+    pre: tuple[str, ...] = ()
+    post: tuple[str, ...] = ()
+
+
+def plan_quiesce(project: Project, volume_keys: Sequence[str]) -> list[QuiescePlan]:
+    """Return, in file order, how to quiesce each service that mounts one of the volumes."""
+    plans = []
+    for service in project.services:
+        if not any(m.type == "volume" and m.source in volume_keys for m in service.mounts):
+            continue
+        policy = service.policy or ServicePolicy()
+        plans.append(QuiescePlan(service.name, policy.consistency, policy.pre, policy.post))
+    return plans
+
+
+def unescape_compose(command: str) -> str:
+    """Return a command as the user wrote it: `docker compose config` prints `$$` for `$`."""
+    return command.replace("$$", "$")
+
+
+def _running_containers(engine: Engine, project: str, service: str) -> list[str]:
+    labels = [f"{COMPOSE_PROJECT}={project}", f"{COMPOSE_SERVICE}={service}"]
+    return [c["Id"] for c in engine.list_containers(labels, all_states=False) if c.get("State") == "running"]
+
+
+def _run_hooks(
+    engine: Engine, containers: list[str], service: str, stage: str, hooks: Sequence[str], say: Callable[[str], None]
+) -> None:
+    for hook in hooks:
+        if not containers:
+            raise HookFailedError(f"{stage} hook of service {service!r} cannot run: the service is not running")
+        command = unescape_compose(hook)
+        say(f"{service}: {stage} hook: {command}")
+        code, output = engine.exec_in_container(containers[0], command)
+        if code != 0:
+            tail = output.strip().splitlines()[-5:]
+            detail = ("\n  " + "\n  ".join(tail)) if tail else ""
+            raise HookFailedError(f"{stage} hook of service {service!r} exited {code}: {command}{detail}")
+
+
+def recover_interrupted(engine: Engine, journal: Journal) -> None:
+    """Bring back what a killed run left stopped or paused (it is in the journal). Call it holding the lock."""
+    record = journal.read()
+    for field, action in (("stopped", engine.start_container), ("paused", engine.unpause_container)):
+        for container in record.get(field) or []:
+            try:
+                # A warning, not progress: the user should learn that a run was killed.
+                log.warning("an interrupted run left container %s %s: bringing it back", container[:12], field)
+                action(container)
+            except EngineNotFoundError:
+                pass  # removed since: nothing to bring back
+            journal.remove_from(field, container)
+
+
+@contextlib.contextmanager
+def quiesced(
+    engine: Engine,
+    project: str,
+    plans: Sequence[QuiescePlan],
+    say: Callable[[str], None],
+    journal: Journal | None = None,
+) -> Iterator[None]:
+    """Hold the services quiet for the body; bring each back afterwards, whatever happened.
+
+    Each container is written to the journal before it is stopped or paused, so that a
+    run killed with -9 is undone by the next one. Raise HookFailedError if a hook fails
+    (the post hooks and restarts still run), and RestartFailedError if a service does
+    not come back.
+    """
+    undo: list[tuple[str, str, list[str]]] = []  # (service, action, containers)
+    running: dict[str, list[str]] = {p.service: _running_containers(engine, project, p.service) for p in plans}
+    try:
+        for plan in plans:
+            _run_hooks(engine, running[plan.service], plan.service, "pre", plan.pre, say)
+        for plan in plans:
+            containers = running[plan.service]
+            if plan.consistency == "stop" and containers:
+                say(f"{plan.service}: stopping {len(containers)} container(s)")
+                undo.append((plan.service, "start", containers))
+                for container in containers:
+                    if journal is not None:
+                        journal.add_to("stopped", container)
+                    engine.stop_container(container)
+            elif plan.consistency == "pause" and containers:
+                say(f"{plan.service}: pausing {len(containers)} container(s)")
+                undo.append((plan.service, "unpause", containers))
+                for container in containers:
+                    if journal is not None:
+                        journal.add_to("paused", container)
+                    engine.pause_container(container)
+        yield
+    finally:
+        failures = _undo(engine, undo, say, journal)
+        hook_error: HookFailedError | None = None
+        for plan in plans:
+            try:
+                _run_hooks(engine, running[plan.service], plan.service, "post", plan.post, say)
+            except HookFailedError as error:
+                hook_error = hook_error or error
+            except PersistError as error:
+                failures.append(f"post hook of {plan.service!r}: {error}")
+        if failures:
+            raise RestartFailedError("; ".join(failures))
+        if hook_error is not None:
+            raise hook_error
+
+
+def _undo(
+    engine: Engine, undo: list[tuple[str, str, list[str]]], say: Callable[[str], None], journal: Journal | None
+) -> list[str]:
+    failures = []
+    for service, action, containers in reversed(undo):
+        for container in containers:
+            try:
+                if action == "start":
+                    engine.start_container(container)
+                else:
+                    engine.unpause_container(container)
+                if journal is not None:
+                    journal.remove_from("stopped" if action == "start" else "paused", container)
+                state = engine.inspect_container(container).get("State") or {}
+                if not state.get("Running") or state.get("Paused"):
+                    failures.append(f"service {service!r} did not come back ({state.get('Status', 'unknown')})")
+            except PersistError as error:
+                failures.append(f"service {service!r} did not come back: {error}")
+        say(f"{service}: {'started' if action == 'start' else 'unpaused'} again")
+    return failures

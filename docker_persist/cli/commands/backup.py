@@ -1,0 +1,91 @@
+"""`docker persist backup`: take a named snapshot of the project's volumes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from docker_persist.cli.commands.base import (
+    Command,
+    PendingProject,
+    add_format_flag,
+    add_store_flag,
+    check_format,
+    make_progress,
+    open_project_store,
+    project_journal,
+)
+from docker_persist.cli.context import Context
+from docker_persist.cli.helpformat import DockerArgumentParser
+from docker_persist.cli.projectflags import add_project_flags
+from docker_persist.errors import ExitStatus
+
+
+def add_arguments(parser: DockerArgumentParser) -> None:
+    parser.add_argument("volumes", nargs="*", metavar="VOLUME", help=argparse.SUPPRESS)
+    parser.add_argument("--name", metavar="string", help="Snapshot name (default: <UTC time>-manual)")
+    parser.add_argument(
+        "--service", action="append", default=[], metavar="stringArray", help="Back up the volumes this service mounts"
+    )
+    parser.add_argument("--compression", metavar="string", help='"zstd", "gzip" or "none" (default: x-persist, zstd)')
+    parser.add_argument("--no-quiesce", action="store_true", help="Do not run hooks or stop/pause services")
+    add_store_flag(parser)
+    add_project_flags(parser)
+    add_format_flag(parser)
+
+
+def run(args: argparse.Namespace, context: Context) -> int:
+    from docker_persist.actions.snapshots import BackupRequest, backup, forget
+    from docker_persist.cli.progress import format_bytes
+    from docker_persist.streams.compression import check_compression
+
+    output = check_format(args, "backup")
+    if args.compression:
+        check_compression(args.compression)
+    project, _ = PendingProject(context, args).wait()
+    store = open_project_store(context, args, project)
+    progress = make_progress(context)
+    request = BackupRequest(
+        volume_keys=tuple(args.volumes),
+        services=tuple(args.service),
+        name=args.name,
+        compression=args.compression,
+        quiesce=not args.no_quiesce,
+    )
+    started = time.monotonic()
+    try:
+        manifest = backup(
+            context.engine, store, project, request, progress.say, progress, project_journal(context, project)
+        )
+    finally:
+        progress.done()
+    elapsed = time.monotonic() - started
+    forgotten: list[str] = []
+    if project.policy.keep is not None and not project.policy.keep.is_empty():
+        decisions = forget(store, project.name, project.policy.keep, dry_run=False)
+        forgotten = [d.snapshot.name for d in decisions if not d.keep]
+    if output == "json":
+        document = {
+            "name": manifest.name,
+            "project": manifest.project,
+            "store": store.url,
+            "volumes": [{"key": v.key, "source": v.source, "bytes": v.bytes, "archive_bytes": v.archive_bytes,
+                         "files": v.files, "content_digest": v.content_digest} for v in manifest.volumes],
+            "seconds": round(elapsed, 3),
+            "forgotten": forgotten,
+        }  # fmt: skip
+        context.env.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        size = sum(v.bytes for v in manifest.volumes)
+        stored = sum(v.archive_bytes for v in manifest.volumes)
+        context.env.stdout.write(
+            f"Snapshot {manifest.name} of project {manifest.project}: {len(manifest.volumes)} volume(s), "
+            f"{format_bytes(size)} ({format_bytes(stored)} stored) in {elapsed:.1f} s\n"
+        )
+        for name in forgotten:
+            context.env.stdout.write(f"Forgot {name} (retention)\n")
+    return ExitStatus.OK
+
+
+COMMAND = Command(add_arguments=add_arguments, run=run, usage="[OPTIONS] [VOLUME...]")

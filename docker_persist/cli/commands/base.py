@@ -1,0 +1,204 @@
+"""What a subcommand is: its help text, its flags, and the function that runs it."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+from docker_persist.cli.context import Context
+from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
+from docker_persist.errors import UsageError
+
+if TYPE_CHECKING:
+    from docker_persist.cli.progress import Progress
+    from docker_persist.config.model import Project
+    from docker_persist.config.project import ComposeOptions
+    from docker_persist.core.state import LiveState, SnapshotInfo
+    from docker_persist.host.journal import Journal
+    from docker_persist.store import Store
+
+FORMATS = ("pretty", "json")
+
+
+class Command(NamedTuple):
+    """A subcommand. `run` returns the exit code; it raises PersistError to fail.
+
+    Its name and summary live in the registry (`commands.COMMANDS`), which help reads
+    without importing the command.
+    """
+
+    add_arguments: Callable[[DockerArgumentParser], None]
+    run: Callable[[argparse.Namespace, Context], int]
+    usage: str = "[OPTIONS]"
+    passthrough: bool = False  # unknown arguments go to `docker compose`, in args.passthrough
+
+    def make_parser(self, name: str, summary: str) -> DockerArgumentParser:
+        """Return the parser for this subcommand, with Docker-style help."""
+        parser = DockerArgumentParser(f"{ROOT} {name}", summary, self.usage)
+        self.add_arguments(parser)
+        return parser
+
+
+def add_format_flag(parser: DockerArgumentParser, formats: tuple[str, ...] = FORMATS) -> None:
+    """Add `--format pretty|json`, for commands whose output is data."""
+    choices = " or ".join(f'"{f}"' for f in formats)
+    parser.add_argument(
+        "--format", default="pretty", metavar="string", help=f'Format the output: {choices} (default "pretty")'
+    )
+
+
+def check_format(args: argparse.Namespace, command: str, formats: tuple[str, ...] = FORMATS) -> str:
+    """Return the validated `--format` value. Raise UsageError for an unknown one."""
+    value: str = args.format
+    if value not in formats:
+        expected = ", ".join(f'"{f}"' for f in formats)
+        raise UsageError(f'invalid --format "{value}": expected one of {expected}', command=f"{ROOT} {command}")
+    return value
+
+
+class PendingProject:
+    """A project whose `docker compose config` runs in the background; `wait()` returns the model."""
+
+    def __init__(
+        self,
+        context: Context,
+        args: argparse.Namespace | None,
+        options: ComposeOptions | None = None,
+        cwd: str | None = None,
+    ) -> None:
+        import os
+
+        from docker_persist.cli.projectflags import compose_options_from_args
+        from docker_persist.config.project import ComposeOptions, find_project_files
+        from docker_persist.host.process import start_compose_config
+
+        if options is None:
+            given = compose_options_from_args(args) if args is not None else ComposeOptions()
+            options = (context.compose_options or ComposeOptions()).merged(given)
+        self.options = options
+        cwd = cwd or os.getcwd()
+        self.files = find_project_files(options, context.env.environ, cwd)
+        self.pending = start_compose_config(context.docker_config, options.to_argv(), context.env.environ, cwd)
+        first = self.files[0] if self.files and self.files[0] != "-" else None
+        directory = options.project_directory or (os.path.dirname(first) if first else cwd)
+        self.working_dir = os.path.abspath(os.path.join(cwd, directory))
+
+    def wait(self) -> tuple[Project, list[str]]:
+        """Return the project and the files Compose read.
+
+        Raise ConfigError if Compose rejects the project or its x-persist is invalid.
+        """
+        from docker_persist.config.project import load_document, parse_compose_yaml
+
+        return load_document(parse_compose_yaml(self.pending.result()), self.working_dir), self.files
+
+
+def load_project(context: Context, args: argparse.Namespace) -> tuple[Project, list[str]]:
+    """Load the project named by the Compose project flags; return it and the files Compose read.
+
+    Raise ConfigError if Compose rejects the project or its x-persist is invalid.
+    """
+    return PendingProject(context, args).wait()
+
+
+def add_store_flag(parser: DockerArgumentParser) -> None:
+    """Add `--store URL`."""
+    parser.add_argument(
+        "--store",
+        metavar="string",
+        help="Snapshot store: a path, file:///path (default: x-persist.store, "
+        "$DOCKER_PERSIST_STORE, or ~/.local/share/docker-persist/snapshots)",
+    )
+
+
+def add_identity_flag(parser: DockerArgumentParser, short: bool = True) -> None:
+    """Add `-i/--identity FILE`, the age private key that opens encrypted snapshots (no -i: `short=False`)."""
+    parser.add_argument(
+        *(["-i"] if short else []),
+        "--identity",
+        metavar="string",
+        help="age identity file (private key) for encrypted snapshots (default: $DOCKER_PERSIST_IDENTITY)",
+    )
+
+
+def identity_path(context: Context, args: argparse.Namespace) -> str | None:
+    """Return the identity file: --identity, then $DOCKER_PERSIST_IDENTITY, else None."""
+    from docker_persist.streams.encryption import identity_file
+
+    return identity_file(getattr(args, "identity", None), context.env.environ)
+
+
+def open_project_store(context: Context, args: argparse.Namespace, project: Project) -> Store:
+    """Return the snapshot store: --store, then DOCKER_PERSIST_STORE, then x-persist.store, then the default."""
+    from docker_persist.store import open_store
+
+    url = getattr(args, "store", None) or context.env.environ.get("DOCKER_PERSIST_STORE") or project.policy.store
+    return open_store(url, context.env.environ)
+
+
+def make_progress(context: Context) -> Progress:
+    """Return the progress reporter: live on a terminal, silent otherwise."""
+    from docker_persist.cli.progress import Progress
+
+    return Progress(context.env.stderr, enabled=context.env.stderr_isatty)
+
+
+def compose_runner(context: Context, pending: PendingProject) -> Callable[[Sequence[str]], None]:
+    """Return a function that runs `docker compose` for this project, against the same engine."""
+    from docker_persist.errors import PersistError
+    from docker_persist.host.process import run_docker_compose
+
+    def run(args: Sequence[str]) -> None:
+        code = run_docker_compose(context.options.to_argv(), pending.options.to_argv(), args, context.env.environ)
+        if code != 0:
+            raise PersistError(f"`docker compose {' '.join(args)}` failed (exit {code})")
+
+    return run
+
+
+def read_snapshot_infos(
+    context: Context, args: argparse.Namespace, project: Project
+) -> tuple[SnapshotInfo, ...] | None:
+    """Return what `check` and `plan` need to know of the project's snapshots; None if the store cannot be read."""
+    from docker_persist.core.state import SnapshotInfo
+    from docker_persist.errors import PersistError
+
+    try:
+        from docker_persist.actions.snapshots import list_manifests
+
+        manifests = list_manifests(open_project_store(context, args, project), project.name)
+    except PersistError:
+        return None
+    infos = []
+    for manifest in manifests:
+        last = manifest.last_verification  # the latest drill of this snapshot, passed or not
+        infos.append(
+            SnapshotInfo(
+                name=manifest.name,
+                created=manifest.created,
+                volumes=tuple(v.key for v in manifest.volumes),
+                verified_at=last.at if last is not None else None,
+                verified_ok=last.ok if last is not None else None,
+            )
+        )
+    return tuple(infos)
+
+
+def project_journal(context: Context, project: Project) -> Journal:
+    """Return the journal of interrupted work for this project on this engine."""
+    from docker_persist.host.journal import Journal
+
+    return Journal.for_project(context.env.environ, context.endpoint.host, project.name)
+
+
+def read_live_state(
+    context: Context, args: argparse.Namespace, project: Project, layer_threshold: int, with_sizes: bool = False
+) -> LiveState:
+    """Return the project's live state, with its snapshots' freshness read from the store."""
+    from docker_persist.engine.livestate import gather_live_state
+
+    snapshots = read_snapshot_infos(context, args, project)
+    return gather_live_state(
+        project, context.engine, context.endpoint, layer_threshold, with_sizes=with_sizes, snapshots=snapshots
+    )

@@ -1,0 +1,97 @@
+"""`docker persist check`: audit the project and the live engine for every way data is lost or exposed."""
+
+from __future__ import annotations
+
+import argparse
+
+from docker_persist.cli.commands.base import (
+    Command,
+    PendingProject,
+    add_format_flag,
+    add_store_flag,
+    check_format,
+    read_live_state,
+)
+from docker_persist.cli.context import Context
+from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
+from docker_persist.cli.projectflags import add_project_flags
+from docker_persist.config.model import Project
+from docker_persist.errors import ConfigError, ExitStatus, UsageError
+
+FORMATS = ("pretty", "json", "sarif")
+
+
+def add_arguments(parser: DockerArgumentParser) -> None:
+    add_project_flags(parser)
+    add_format_flag(parser, FORMATS)
+    add_store_flag(parser)
+    parser.add_argument(
+        "--severity",
+        default="error",
+        metavar="string",
+        help='Exit 1 on findings this severe or worse: "error", "warning", "info" (default "error")',
+    )
+    parser.add_argument(
+        "--layer-threshold",
+        default="10MB",
+        metavar="string",
+        help="Writable-layer data above this size counts as data at risk (default 10MB)",
+    )
+    parser.add_argument("--static", action="store_true", help="Check the Compose files only; do not read the engine")
+
+
+def run(args: argparse.Namespace, context: Context) -> int:
+    output = check_format(args, "check", FORMATS)
+    if args.severity not in ("error", "warning", "info"):
+        raise UsageError(f'invalid --severity "{args.severity}": expected error, warning or info', f"{ROOT} check")
+    # Compose takes ~60 ms: start it, then import and reach the engine while it works.
+    pending = PendingProject(context, args)
+    import yaml  # noqa: F401 - imported now, while Compose runs
+
+    from docker_persist.cli.report import render_json, render_pretty, render_sarif
+    from docker_persist.config.model import parse_size
+    from docker_persist.config.schema import load_schema
+    from docker_persist.core.findings import severity_rank
+    from docker_persist.core.rules import RULES, CheckOptions, run_rules
+    from docker_persist.engine.livestate import static_state
+
+    load_schema()
+    threshold = parse_size(args.layer_threshold)
+    if not args.static:
+        context.engine.api_version  # noqa: B018 - negotiate while Compose runs
+    project, files = pending.wait()
+    state = static_state() if args.static else read_live_state(context, args, project, threshold)
+    options = CheckOptions(
+        layer_threshold=threshold, engine_read=not args.static, encrypt_problem=encrypt_problem(project)
+    )
+    findings = run_rules(project, state, options)
+
+    out = context.env.stdout
+    if output == "json":
+        out.write(render_json(project.name, findings))
+    elif output == "sarif":
+        rules = {rule.id: (rule.title, rule.severity) for rule in RULES.values()}
+        out.write(render_sarif(findings, rules, files, project.working_dir))
+    else:
+        out.write(render_pretty(project.name, findings, colour=context.env.stdout_isatty))
+    failing = [f for f in findings if severity_rank(f.severity) >= severity_rank(args.severity)]
+    return ExitStatus.FAILED if failing else ExitStatus.OK
+
+
+def encrypt_problem(project: Project) -> str | None:
+    """Return why x-persist.encrypt's recipients cannot be loaded, or None (also when there is no encrypt)."""
+    if project.policy.encrypt is None:
+        return None
+    from docker_persist.streams.encryption import load_recipients
+
+    try:
+        load_recipients(project.policy.encrypt)
+    except ConfigError as error:
+        return str(error)
+    return None
+
+
+COMMAND = Command(
+    add_arguments=add_arguments,
+    run=run,
+)

@@ -1,0 +1,57 @@
+"""`docker persist copy NAME --to STORE_URL`: replicate a snapshot to another store."""
+
+from __future__ import annotations
+
+import argparse
+
+from docker_persist.cli.commands.base import (
+    Command,
+    PendingProject,
+    add_store_flag,
+    make_progress,
+    open_project_store,
+)
+from docker_persist.cli.context import Context
+from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
+from docker_persist.cli.projectflags import add_project_flags
+from docker_persist.errors import ExitStatus, UsageError
+
+
+def add_arguments(parser: DockerArgumentParser) -> None:
+    parser.add_argument("names", nargs="*", metavar="NAME", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--to", metavar="string", help="The store to copy to: a path, file:///path or s3://bucket/prefix"
+    )
+    parser.add_argument("--all", action="store_true", help="Copy every snapshot the target does not have yet")
+    add_store_flag(parser)
+    add_project_flags(parser)
+
+
+def run(args: argparse.Namespace, context: Context) -> int:
+    from docker_persist.actions.snapshots import copy_snapshot
+    from docker_persist.store import open_store
+
+    if not args.to:
+        raise UsageError('"docker persist copy" requires --to STORE_URL', f"{ROOT} copy")
+    if bool(args.names) == bool(args.all):
+        raise UsageError("give snapshot names or --all", f"{ROOT} copy")
+    project, _ = PendingProject(context, args).wait()
+    source = open_project_store(context, args, project)
+    target = open_store(args.to, context.env.environ)
+    if source.url == target.url:
+        raise UsageError("the source and target stores are the same", f"{ROOT} copy")
+    names = list(args.names) or [n for n in source.list_snapshots(project.name)
+                                 if n not in set(target.list_snapshots(project.name))]  # fmt: skip
+    progress = make_progress(context)
+    try:
+        for name in names:
+            copy_snapshot(source, target, project.name, name, progress)
+            context.env.stdout.write(f"Copied {name} to {target.url}\n")
+    finally:
+        progress.done()
+    if not names:
+        context.env.stdout.write(f"{target.url} already has every snapshot of {project.name}.\n")
+    return ExitStatus.OK
+
+
+COMMAND = Command(add_arguments=add_arguments, run=run, usage="[OPTIONS] NAME... --to STORE_URL")

@@ -1,0 +1,69 @@
+"""`docker persist forget --keep-...`: apply retention, with restic's semantics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from docker_persist.cli.commands.base import (
+    Command,
+    PendingProject,
+    add_format_flag,
+    add_store_flag,
+    check_format,
+    open_project_store,
+)
+from docker_persist.cli.context import Context
+from docker_persist.cli.helpformat import DockerArgumentParser
+from docker_persist.cli.projectflags import add_project_flags
+from docker_persist.errors import ExitStatus
+
+UNITS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+
+
+def add_arguments(parser: DockerArgumentParser) -> None:
+    for unit in UNITS:
+        parser.add_argument(
+            f"--keep-{unit}",
+            type=int,
+            metavar="int",
+            help=f"Keep the {unit} N snapshots (-1: all)"
+            if unit == "last"
+            else f"Keep the newest snapshot of each of the last N {unit} periods",
+        )
+    parser.add_argument(
+        "--keep-within", metavar="string", help="Keep every snapshot within this time of the newest (e.g. 2d, 1y6m)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="Show what would be removed; remove nothing")
+    add_store_flag(parser)
+    add_project_flags(parser)
+    add_format_flag(parser)
+
+
+def run(args: argparse.Namespace, context: Context) -> int:
+    from docker_persist.actions.snapshots import forget
+    from docker_persist.config.model import KeepPolicy
+
+    output = check_format(args, "forget")
+    flags = {unit: getattr(args, f"keep_{unit}") for unit in UNITS}
+    policy = KeepPolicy(**flags, within=args.keep_within)
+    project, _ = PendingProject(context, args).wait()
+    if policy.is_empty() and project.policy.keep is not None:
+        policy = project.policy.keep  # no --keep-* flags: the project's x-persist.keep
+    store = open_project_store(context, args, project)
+    decisions = forget(store, project.name, policy, args.dry_run)
+    if output == "json":
+        rows = [{"name": d.snapshot.name, "keep": d.keep, "reasons": list(d.reasons)} for d in decisions]
+        context.env.stdout.write(json.dumps({"dry_run": args.dry_run, "snapshots": rows}, indent=2) + "\n")
+        return ExitStatus.OK
+    removed = [d for d in decisions if not d.keep]
+    for decision in decisions:
+        verdict = "keep  " if decision.keep else ("would remove" if args.dry_run else "remove")
+        reasons = f"  ({', '.join(decision.reasons)})" if decision.reasons else ""
+        context.env.stdout.write(f"{verdict:<12} {decision.snapshot.name}{reasons}\n")
+    verb = "would remove" if args.dry_run else "removed"
+    context.env.stdout.write(f"{len(decisions) - len(removed)} kept, {len(removed)} {verb}\n")
+    return ExitStatus.OK
+
+
+COMMAND = Command(add_arguments=add_arguments, run=run)

@@ -1,0 +1,77 @@
+"""`docker persist protect|unprotect VOLUME...`: add or remove a volume's engine guard."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from docker_persist.cli.commands.base import Command, PendingProject, add_format_flag, check_format
+from docker_persist.cli.context import Context
+from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
+from docker_persist.cli.projectflags import add_project_flags
+from docker_persist.errors import ConfigError, ExitStatus, UsageError
+
+
+def add_arguments(parser: DockerArgumentParser) -> None:
+    parser.add_argument("volumes", nargs="*", metavar="VOLUME", help=argparse.SUPPRESS)
+    add_project_flags(parser)
+    add_format_flag(parser)
+
+
+def _volume_names(context: Context, args: argparse.Namespace, command: str) -> tuple[str, list[tuple[str, str]]]:
+    """Return the project name and (key, engine name) of each volume named: a project key or an engine name.
+
+    With no names, every precious volume with protect on. Raise ConfigError for a volume that does not exist.
+    """
+    project, _ = PendingProject(context, args).wait()
+    if not args.volumes:
+        chosen = [(v.key, v.name) for v in project.precious_volumes() if v.policy and v.policy.protect]
+        if not chosen:
+            raise UsageError(f"name the volumes to {command}: no x-persist volume has protect on", f"{ROOT} {command}")
+        return project.name, chosen
+    chosen = []
+    for name in args.volumes:
+        volume = project.volumes.get(name)
+        chosen.append((name, volume.name) if volume is not None else (name, name))
+    for key, name in chosen:
+        if context.engine.inspect_volume(name) is None:
+            raise ConfigError(f"volume {name!r} does not exist" + (f" (project volume {key!r})" if key != name else ""))
+    return project.name, chosen
+
+
+def _report(context: Context, args: argparse.Namespace, verb: str, rows: list[tuple[str, str, bool]]) -> int:
+    output = check_format(args, verb)
+    if output == "json":
+        document = [{"volume": name, "key": key, "changed": changed} for key, name, changed in rows]
+        context.env.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        words = {"protect": ("protected", "already protected"), "unprotect": ("unprotected", "not protected")}[verb]
+        for _, name, changed in rows:
+            context.env.stdout.write(f"{name}: {words[0] if changed else words[1]}\n")
+    return ExitStatus.OK
+
+
+def run_protect(args: argparse.Namespace, context: Context) -> int:
+    from docker_persist.engine.guards import create_guard, find_guards
+
+    check_format(args, "protect")
+    project, volumes = _volume_names(context, args, "protect")
+    rows = []
+    for key, name in volumes:
+        had = bool(find_guards(context.engine, name))
+        create_guard(context.engine, name, project)
+        rows.append((key, name, not had))
+    return _report(context, args, "protect", rows)
+
+
+def run_unprotect(args: argparse.Namespace, context: Context) -> int:
+    from docker_persist.engine.guards import remove_guards
+
+    check_format(args, "unprotect")
+    _, volumes = _volume_names(context, args, "unprotect")
+    rows = [(key, name, remove_guards(context.engine, name) > 0) for key, name in volumes]
+    return _report(context, args, "unprotect", rows)
+
+
+PROTECT = Command(add_arguments=add_arguments, run=run_protect, usage="[OPTIONS] [VOLUME...]")
+UNPROTECT = Command(add_arguments=add_arguments, run=run_unprotect, usage="[OPTIONS] [VOLUME...]")

@@ -1,0 +1,87 @@
+"""`docker persist restore NAME`: restore volumes from a snapshot by name."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from docker_persist.cli.commands.base import (
+    Command,
+    PendingProject,
+    add_format_flag,
+    add_identity_flag,
+    add_store_flag,
+    check_format,
+    compose_runner,
+    identity_path,
+    make_progress,
+    open_project_store,
+    project_journal,
+)
+from docker_persist.cli.context import Context
+from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
+from docker_persist.cli.projectflags import add_project_flags
+from docker_persist.errors import ExitStatus, UnsafeOperationError, UsageError
+
+
+def add_arguments(parser: DockerArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", metavar="NAME", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--volume", action="append", default=[], metavar="stringArray", help="Restore only this volume of the snapshot"
+    )
+    parser.add_argument("--to", metavar="string", help="Restore into this volume instead (one --volume)")
+    parser.add_argument("--from-project", metavar="string", help="Restore a snapshot of another project")
+    parser.add_argument("-y", "--yes", action="store_true", help="Do not ask for confirmation")
+    add_identity_flag(parser)
+    add_store_flag(parser)
+    add_project_flags(parser)
+    add_format_flag(parser)
+
+
+def confirm(context: Context, question: str) -> bool:
+    """Ask on the terminal; without one, refuse (the user must pass --yes)."""
+    if not (context.env.stderr_isatty and getattr(context.env.stdin, "isatty", lambda: False)()):
+        return False
+    context.env.stderr.write(f"{question} [y/N] ")
+    context.env.stderr.flush()
+    return context.env.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def run(args: argparse.Namespace, context: Context) -> int:
+    from docker_persist.actions.snapshots import RestoreRequest, resolve_restore, restore
+
+    output = check_format(args, "restore")
+    if not args.name:
+        raise UsageError('"docker persist restore" requires a snapshot NAME', f"{ROOT} restore")
+    pending = PendingProject(context, args)
+    project, _ = pending.wait()
+    store = open_project_store(context, args, project)
+    request = RestoreRequest(args.name, tuple(args.volume), args.to, args.from_project, identity_path(context, args))
+    resolved = resolve_restore(store, project, request)  # a bad name, --volume or key fails before anyone is asked
+    what = f"volume(s) {', '.join(args.volume)}" if args.volume else "every volume in it"
+    if not args.yes and not confirm(
+        context, f"Restore {what} from snapshot {args.name!r}, replacing what is there (an undo snapshot is taken)?"
+    ):
+        raise UnsafeOperationError("restore not confirmed: pass --yes to restore without asking")
+    progress = make_progress(context)
+    try:
+        runner = compose_runner(context, pending)
+        journal = project_journal(context, project)
+        result = restore(context.engine, store, project, request, runner, progress.say, progress, journal, resolved)
+    finally:
+        progress.done()
+    if output == "json":
+        document = {"snapshot": result.manifest.name, "volumes": [{"key": k, "volume": v} for k, v in result.volumes],
+                    "undo": result.undo, "restarted": list(result.restarted)}  # fmt: skip
+        context.env.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        for key, volume in result.volumes:
+            context.env.stdout.write(f"Restored {key} into {volume} from {result.manifest.name}\n")
+        if result.undo:
+            context.env.stdout.write(f"Undo snapshot: {result.undo} (docker persist restore {result.undo})\n")
+        if result.restarted:
+            context.env.stdout.write(f"Started again: {', '.join(result.restarted)}\n")
+    return ExitStatus.OK
+
+
+COMMAND = Command(add_arguments=add_arguments, run=run, usage="[OPTIONS] NAME")

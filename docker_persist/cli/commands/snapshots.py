@@ -1,0 +1,82 @@
+"""`docker persist snapshots`: list a project's snapshots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from docker_persist.cli.commands.base import (
+    Command,
+    PendingProject,
+    add_format_flag,
+    add_store_flag,
+    check_format,
+    open_project_store,
+)
+from docker_persist.cli.context import Context
+from docker_persist.cli.helpformat import DockerArgumentParser
+from docker_persist.cli.projectflags import add_project_flags
+from docker_persist.errors import ExitStatus
+
+
+def add_arguments(parser: DockerArgumentParser) -> None:
+    add_store_flag(parser)
+    add_project_flags(parser)
+    add_format_flag(parser)
+
+
+def run(args: argparse.Namespace, context: Context) -> int:
+    from docker_persist.actions.snapshots import list_manifests
+    from docker_persist.cli.progress import format_bytes
+    from docker_persist.core.manifest import format_datetime as format_time
+
+    output = check_format(args, "snapshots")
+    project, _ = PendingProject(context, args).wait()
+    store = open_project_store(context, args, project)
+    manifests = list_manifests(store, project.name)
+    if output == "json":
+        rows = []
+        for m in manifests:
+            last = m.last_verification
+            rows.append(
+                {
+                    "name": m.name,
+                    "created": format_time(m.created),
+                    "reason": m.reason,
+                    "volumes": [v.key for v in m.volumes],
+                    "bytes": sum(v.bytes for v in m.volumes),
+                    "stored_bytes": m.total_bytes,
+                    "encrypted": any(v.encryption for v in m.volumes),
+                    "verified": None if last is None else {"at": format_time(last.at), "ok": last.ok},
+                }
+            )
+        context.env.stdout.write(json.dumps({"project": project.name, "store": store.url, "snapshots": rows}, indent=2))
+        context.env.stdout.write("\n")
+        return ExitStatus.OK
+    if not manifests:
+        context.env.stdout.write(f"No snapshots of project {project.name} in {store.url}.\n")
+        return ExitStatus.OK
+    table = [("NAME", "CREATED", "VOLUMES", "SIZE", "REASON", "VERIFIED")]
+    for m in manifests:
+        last = m.last_verification
+        verified = "never" if last is None else f"{'ok' if last.ok else 'FAILED'} {format_time(last.at)}"
+        table.append(
+            (
+                m.name,
+                format_time(m.created),
+                ",".join(v.key for v in m.volumes),
+                format_bytes(m.total_bytes),
+                m.reason,
+                verified,
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        context.env.stdout.write(
+            "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+        context.env.stdout.write("\n")
+    return ExitStatus.OK
+
+
+COMMAND = Command(add_arguments=add_arguments, run=run)

@@ -1,0 +1,66 @@
+"""`docker persist verify [NAME...|--all]`: restore drills into scratch volumes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from docker_persist.cli.commands.base import (
+    Command,
+    PendingProject,
+    add_format_flag,
+    add_identity_flag,
+    add_store_flag,
+    check_format,
+    identity_path,
+    make_progress,
+    open_project_store,
+)
+from docker_persist.cli.context import Context
+from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
+from docker_persist.cli.projectflags import add_project_flags
+from docker_persist.errors import ExitStatus, UsageError
+
+
+def add_arguments(parser: DockerArgumentParser) -> None:
+    parser.add_argument("names", nargs="*", metavar="NAME", help=argparse.SUPPRESS)
+    parser.add_argument("--all", action="store_true", help="Verify every snapshot (default: the latest)")
+    add_identity_flag(parser)
+    add_store_flag(parser)
+    add_project_flags(parser)
+    add_format_flag(parser)
+
+
+def run(args: argparse.Namespace, context: Context) -> int:
+    from docker_persist.actions.snapshots import verify
+    from docker_persist.core.manifest import format_datetime
+
+    output = check_format(args, "verify")
+    if args.all and args.names:
+        raise UsageError("give snapshot names or --all, not both", f"{ROOT} verify")
+    project, _ = PendingProject(context, args).wait()
+    store = open_project_store(context, args, project)
+    names = list(args.names) or store.list_snapshots(project.name)
+    if not names:
+        raise UsageError(f"project {project.name!r} has no snapshots to verify in {store.url}", f"{ROOT} verify")
+    if not args.names and not args.all:
+        from docker_persist.actions.snapshots import list_manifests
+
+        names = [list_manifests(store, project.name)[-1].name]
+    progress = make_progress(context)
+    try:
+        identity = identity_path(context, args)
+        results = verify(context.engine, store, project, names, progress.say, progress, identity)
+    finally:
+        progress.done()
+    if output == "json":
+        rows = [{"name": m.name, "ok": v.ok, "at": format_datetime(v.at), "detail": v.detail} for m, v in results]
+        context.env.stdout.write(json.dumps({"project": project.name, "results": rows}, indent=2) + "\n")
+    else:
+        for manifest, verification in results:
+            status = "ok" if verification.ok else "FAILED"
+            context.env.stdout.write(f"{manifest.name}: {status}: {verification.detail}\n")
+    return ExitStatus.OK if all(v.ok for _, v in results) else ExitStatus.FAILED
+
+
+COMMAND = Command(add_arguments=add_arguments, run=run, usage="[OPTIONS] [NAME...]")

@@ -1,0 +1,140 @@
+"""Per-volume freshness metrics, from the snapshot manifests and the scheduler's state file.
+
+Collecting and rendering are pure; `metrics --textfile` writes the text with
+host.files.write_atomically, for node_exporter's textfile collector. The format is Prometheus' text
+exposition format 0.0.4.
+
+The manifest records no backup duration: only the scheduler measures it (in its state file), so
+a volume backed up by hand has no `docker_persist_last_backup_duration_seconds`, rather than one
+derived from something else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Iterable, Mapping, Sequence
+
+from docker_persist.core.manifest import Manifest
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclasses.dataclass(frozen=True)
+class VolumeMetrics:
+    """What is known of one volume's backups."""
+
+    project: str
+    volume: str
+    snapshots: int = 0
+    last_success: datetime.datetime | None = None  # the newest snapshot holding the volume
+    bytes: int | None = None  # content bytes in that snapshot
+    stored_bytes: int | None = None  # its archive's size in the store
+    duration: float | None = None  # seconds, as the scheduler measured its last backup
+    failures: int = 0
+    last_verify: datetime.datetime | None = None
+    last_verify_ok: bool | None = None
+
+
+def collect_metrics(
+    project: str,
+    volume_keys: Sequence[str],
+    manifests: Sequence[Manifest],
+    failures: Mapping[str, int],
+    durations: Mapping[str, float],
+) -> list[VolumeMetrics]:
+    """Given the project's volumes, its manifests and the scheduler's counters, return each volume's metrics.
+
+    Volumes that only appear in snapshots are included too; container-layer and anonymous
+    parts saved by `down` are not volumes of the project and are left out.
+    """
+    ordered = sorted(manifests, key=lambda m: (m.created, m.name))
+    keys = list(dict.fromkeys([*volume_keys, *(r.key for m in ordered for r in m.volumes if r.kind == "volume")]))
+    result = []
+    for key in keys:
+        holding = [(m, r) for m in ordered for r in m.volumes if r.key == key and r.kind == "volume"]
+        verifications = [v for m, _ in holding for v in m.verifications if key in v.volumes]
+        last_verify = max(verifications, key=lambda v: v.at, default=None)
+        latest = holding[-1] if holding else None
+        result.append(
+            VolumeMetrics(
+                project=project,
+                volume=key,
+                snapshots=len(holding),
+                last_success=latest[0].created if latest else None,
+                bytes=latest[1].bytes if latest else None,
+                stored_bytes=latest[1].archive_bytes if latest else None,
+                duration=durations.get(key),
+                failures=failures.get(key, 0),
+                last_verify=last_verify.at if last_verify else None,
+                last_verify_ok=last_verify.ok if last_verify else None,
+            )
+        )
+    return result
+
+
+_Value = float | int | None  # None leaves the sample out
+_METRICS: tuple[tuple[str, str, str], ...] = (  # name suffix, type, help
+    ("last_success_timestamp_seconds", "gauge", "Unix time of the newest snapshot holding the volume."),
+    ("latest_snapshot_age_seconds", "gauge", "Seconds since the newest snapshot holding the volume was taken."),
+    (
+        "last_backup_duration_seconds",
+        "gauge",
+        "Seconds the scheduler's last backup of the volume took (absent: not measured; manifests record none).",
+    ),
+    ("backup_bytes", "gauge", "Content bytes of the volume in its newest snapshot."),
+    ("backup_stored_bytes", "gauge", "Bytes the volume's newest snapshot archive takes in the store."),
+    ("snapshots", "gauge", "Snapshots in the store that hold the volume."),
+    ("backup_failures_total", "counter", "Scheduled backups, retention or verify runs of the volume that failed."),
+    ("last_verify_timestamp_seconds", "gauge", "Unix time of the volume's newest restore drill (verify)."),
+    ("last_verify_success", "gauge", "1 if the volume's newest restore drill passed, 0 if it failed."),
+)
+
+
+def _value(name: str, metrics: VolumeMetrics, now: datetime.datetime) -> _Value:
+    if name == "last_success_timestamp_seconds":
+        return metrics.last_success.timestamp() if metrics.last_success else None
+    if name == "latest_snapshot_age_seconds":
+        return max(0.0, (now - metrics.last_success).total_seconds()) if metrics.last_success else None
+    if name == "last_backup_duration_seconds":
+        return metrics.duration
+    if name == "backup_bytes":
+        return metrics.bytes
+    if name == "backup_stored_bytes":
+        return metrics.stored_bytes
+    if name == "snapshots":
+        return metrics.snapshots
+    if name == "backup_failures_total":
+        return metrics.failures
+    if name == "last_verify_timestamp_seconds":
+        return metrics.last_verify.timestamp() if metrics.last_verify else None
+    if name == "last_verify_success":
+        return None if metrics.last_verify_ok is None else int(metrics.last_verify_ok)
+    raise KeyError(name)
+
+
+def render_metrics(volumes: Iterable[VolumeMetrics], now: datetime.datetime) -> str:
+    """Return the metrics in Prometheus' text exposition format, with HELP and TYPE for each family."""
+    volumes = list(volumes)
+    lines = []
+    for suffix, kind, help_text in _METRICS:
+        name = f"docker_persist_{suffix}"
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for metrics in volumes:
+            value = _value(suffix, metrics, now)
+            if value is not None:
+                labels = f'project="{escape_label(metrics.project)}",volume="{escape_label(metrics.volume)}"'
+                lines.append(f"{name}{{{labels}}} {format_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def escape_label(value: str) -> str:
+    """Return a label value escaped for the exposition format (backslash, double quote, newline)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def format_value(value: float | int) -> str:
+    """Return a sample value: integers as such, other floats with up to millisecond precision."""
+    if isinstance(value, int) or float(value).is_integer():
+        return str(int(value))
+    return f"{value:.3f}".rstrip("0").rstrip(".")

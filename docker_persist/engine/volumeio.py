@@ -1,0 +1,238 @@
+"""Moving a volume's bytes through the engine's archive API, on helper containers.
+
+A helper is created from docker-persist's own tiny image and never started: the engine
+mounts the volume for the archive calls of a stopped container, which works with any
+volume driver and any engine, local or remote. Nothing is pulled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import posixpath
+import tarfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from docker_persist import __version__
+from docker_persist.engine import LABEL_PROJECT, LABEL_ROLE, LABEL_VOLUME, Engine
+
+HELPER_REPOSITORY = "docker-persist/helper"
+ROOT_REPOSITORY = "docker-persist/root"
+MOUNT_POINT = "/data"
+
+
+def _rootfs(entries: Iterable[tarfile.TarInfo]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for entry in entries:
+            archive.addfile(entry)
+    return buffer.getvalue()
+
+
+def ensure_helper_image(engine: Engine) -> str:
+    """Return docker-persist's empty helper image, importing it the first time."""
+    reference = f"{HELPER_REPOSITORY}:{__version__}"
+    if not engine.image_exists(reference):
+        engine.import_image(HELPER_REPOSITORY, __version__, _rootfs(()))
+    return reference
+
+
+def ensure_root_image(engine: Engine, mode: int, uid: int, gid: int) -> str:
+    """Return an image whose /data has this mode and owner, importing it the first time.
+
+    When an empty volume is mounted where an image has a directory, the engine gives the
+    volume's root that directory's mode and owner ("copy-up"). That is the one way to set
+    a volume root's mode through the API: extracting the archive's root entry does not.
+    """
+    tag = f"{mode & 0o7777:04o}-{uid}-{gid}"
+    reference = f"{ROOT_REPOSITORY}:{tag}"
+    if not engine.image_exists(reference):
+        entry = tarfile.TarInfo(MOUNT_POINT.strip("/"))
+        entry.type, entry.mode, entry.uid, entry.gid = tarfile.DIRTYPE, mode & 0o7777, uid, gid
+        engine.import_image(ROOT_REPOSITORY, tag, _rootfs([entry]))
+    return reference
+
+
+def helper_config(image: str, volume: str, project: str, copy_up: bool, read_only: bool = False) -> dict[str, Any]:
+    """Return the create config of a helper that mounts `volume` at /data, with no network."""
+    return {
+        "Image": image,
+        "Cmd": ["/docker-persist-helper-is-never-started"],
+        "Labels": {LABEL_ROLE: "helper", LABEL_PROJECT: project, LABEL_VOLUME: volume,
+                   "io.docker-persist.pid": str(os.getpid())},
+        "NetworkDisabled": True,
+        "HostConfig": {
+            "NetworkMode": "none",
+            "Mounts": [{"Type": "volume", "Source": volume, "Target": MOUNT_POINT, "ReadOnly": read_only,
+                        "VolumeOptions": {"NoCopy": not copy_up}}],
+        },
+    }  # fmt: skip
+
+
+@contextlib.contextmanager
+def helper_container(
+    engine: Engine, volume: str, project: str, image: str | None = None, copy_up: bool = False, read_only: bool = False
+) -> Iterator[str]:
+    """Create a helper for `volume` and remove it afterwards, whatever happens."""
+    config = helper_config(image or ensure_helper_image(engine), volume, project, copy_up, read_only)
+    container = engine.create_container(None, config)
+    try:
+        yield container
+    finally:
+        engine.remove_container(container, force=True)
+
+
+def remove_stale_helpers(engine: Engine, project: str) -> int:
+    """Remove helpers of `project` left by a killed run; return how many. Call it holding the project lock."""
+    stale = engine.list_containers([f"{LABEL_ROLE}=helper", f"{LABEL_PROJECT}={project}"])
+    for container in stale:
+        engine.remove_container(container["Id"], force=True)
+    return len(stale)
+
+
+def read_volume(engine: Engine, container: str) -> Iterator[bytes]:
+    """Yield the tar of the helper's volume, rooted at the volume's root (entries `./...`)."""
+    response = engine.get_archive(container, f"{MOUNT_POINT}/.")
+    try:
+        yield from response.iter_chunks()
+    finally:
+        response.close()
+
+
+def write_volume(engine: Engine, container: str, tar_stream: Iterable[bytes]) -> None:
+    """Extract a tar (entries `./...`) into the helper's volume."""
+    engine.put_archive(container, MOUNT_POINT, tar_stream)
+
+
+def local_volume_path(engine: Engine, volume: str, writable: bool = False) -> str | None:
+    """Return where a volume's files are on this host, when the fast path can use them; else None.
+
+    Only for the `local` driver without options (with options, e.g. an NFS mount, the data
+    is mounted only while a container uses the volume), an engine on this host, a
+    readable (and, to restore, writable) mountpoint, and GNU tar.
+    """
+    from docker_persist.host.process import find_gnu_tar
+
+    root = engine.local_root
+    if root is None or find_gnu_tar() is None:
+        return None
+    state = engine.inspect_volume(volume)
+    if state is None or state.driver != "local" or state.options or not state.mountpoint:
+        return None
+    path = root + state.mountpoint
+    mode = os.R_OK | os.X_OK | (os.W_OK if writable else 0)
+    return path if os.path.isdir(path) and os.access(path, mode) else None
+
+
+@contextlib.contextmanager
+def volume_archive(engine: Engine, volume: str, project: str) -> Iterator[Iterator[bytes]]:
+    """Yield the tar stream of a volume, rooted at its root (entries `./...`).
+
+    From the mountpoint with GNU tar when the engine is local (the fast path: the same
+    content, about twice as fast), else through a helper container and the archive API.
+    """
+    from docker_persist.host.process import find_gnu_tar, tar_create
+
+    path = local_volume_path(engine, volume)
+    tar = find_gnu_tar()
+    if path is not None and tar is not None:
+        yield tar_create(tar, path, engine.environ)
+        return
+    with helper_container(engine, volume, project, read_only=True) as helper:
+        yield read_volume(engine, helper)
+
+
+def extract_volume_archive(
+    engine: Engine, volume: str, project: str, root: tuple[int, int, int], tar_stream: Iterable[bytes]
+) -> None:
+    """Extract a tar (entries `./...`) into the empty volume `volume`, giving its root (mode, uid, gid).
+
+    On the fast path GNU tar extracts into the mountpoint; else a helper container whose
+    image has /data with that mode and owner takes the archive through the API.
+    """
+    from docker_persist.host.process import find_gnu_tar, tar_extract
+
+    mode, uid, gid = root
+    path = local_volume_path(engine, volume, writable=True)
+    tar = find_gnu_tar()
+    if path is not None and tar is not None:
+        os.chown(path, uid, gid)
+        os.chmod(path, mode & 0o7777)
+        tar_extract(tar, path, tar_stream, engine.environ)
+        os.chown(path, uid, gid)  # the root entry "./" may have changed it; the record is what counts
+        os.chmod(path, mode & 0o7777)
+        return
+    image = ensure_root_image(engine, mode, uid, gid)
+    with helper_container(engine, volume, project, image=image, copy_up=True) as helper:
+        write_volume(engine, helper, tar_stream)
+
+
+def layer_paths(changes: Iterable[str], ephemeral: Callable[[str], bool]) -> list[str]:
+    """Return the changed paths of a writable layer worth keeping: leaves only (a directory is
+    "changed" whenever something under it is), ephemeral places left out."""
+    kept = sorted({p.rstrip("/") or "/" for p in changes if not ephemeral(p)})
+    return [p for i, p in enumerate(kept) if not (i + 1 < len(kept) and kept[i + 1].startswith(p + "/"))]
+
+
+class _ResponseFile:
+    """A readable file over a streamed engine response, for tarfile's stream mode."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, b"")
+            if not chunk:
+                break
+            self._buffer += chunk
+        if size < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+
+def container_layer_archive(engine: Engine, container: str, paths: Sequence[str]) -> Iterator[bytes]:
+    """Yield one tar, rooted like a volume's, of the given paths from a container's filesystem.
+
+    Each path is read through the archive API (the container need not run) and its
+    entries are renamed from the path's base name to the full path, so that extracting
+    the tar into a volume puts `/srv/data/x` at `srv/data/x`.
+    """
+    from docker_persist.streams.pipeline import from_writer
+
+    def produce(sink: Any) -> None:
+        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as out:
+            root = tarfile.TarInfo(".")
+            root.type, root.mode = tarfile.DIRTYPE, 0o755
+            out.addfile(root)
+            for path in paths:
+                base = posixpath.basename(path)
+                prefix = path.strip("/")
+                response = engine.get_archive(container, path)
+                try:
+                    reader: Any = _ResponseFile(response.iter_chunks())
+                    with tarfile.open(fileobj=reader, mode="r|") as source:
+                        for member in source:
+                            member.name = _rebase(member.name, base, prefix)
+                            if member.islnk():
+                                member.linkname = _rebase(member.linkname, base, prefix)
+                            data = source.extractfile(member) if member.isreg() else None
+                            out.addfile(member, data)
+                finally:
+                    response.close()
+
+    return from_writer(produce)
+
+
+def _rebase(name: str, base: str, prefix: str) -> str:
+    name = name.lstrip("./") if name.startswith("./") else name
+    if name == base:
+        return prefix
+    if name.startswith(base + "/"):
+        return prefix + name[len(base) :]
+    return f"{prefix}/{name}"

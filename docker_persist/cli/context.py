@@ -17,7 +17,7 @@ from docker_persist.host.dockerconfig import (
 
 if TYPE_CHECKING:
     from docker_persist.config.project import ComposeOptions
-    from docker_persist.engine import Engine
+    from docker_persist.engine.docker import DockerEngine
 
 
 class Context:
@@ -40,10 +40,10 @@ class Context:
         return resolve_endpoint(self.options, self.env.environ, self.docker_config)
 
     @functools.cached_property
-    def engine(self) -> Engine:
+    def engine(self) -> DockerEngine:
         """The one interface to the Docker engine."""
-        from docker_persist.engine import Engine
+        from docker_persist.engine.docker import DockerEngine
 
         # DOCKER_PERSIST_FAST_PATH=0 turns off reading local volumes' files directly.
         fast = self.env.environ.get("DOCKER_PERSIST_FAST_PATH", "1") not in ("0", "false", "no")
-        return Engine(self.endpoint, allow_local_fast_path=fast, environ=self.env.environ)
+        return DockerEngine(self.endpoint, allow_local_fast_path=fast, environ=self.env.environ)

@@ -1,57 +1,56 @@
-"""The one package that talks to the Docker engine.
+"""The one package that talks to the Docker engine, behind the small typed `Engine` protocol.
 
-Everything else depends on the small typed `Engine` interface here. Requests go over
-`transport.HTTPTransport` (standard library, fast to import); ssh:// engines go through
-the Docker SDK (`transport.SDKTransport`), imported only for them.
+Everything else depends on the protocol and the typed values here, never on the engine's JSON.
+`docker.DockerEngine` is the real engine (HTTP over a unix socket, TCP or TLS; the Docker SDK
+for ssh://); `memory.MemoryEngine` is an in-memory engine with the same contract, for unit
+tests of the orchestration. Volume data moves as tar streams rooted at the volume's root
+(entries `./...`), numeric owners, whichever way the engine reads or writes them.
+
+Types here are NamedTuples, not dataclasses: `version` loads this module, and dataclasses
+costs every start-up 15 ms.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import json
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from docker_persist.engine.transport import (
-    USER_AGENT,
-    Body,
-    EngineConflictError,
-    EngineNotFoundError,
-    HTTPTransport,
-    SDKTransport,
-    Transport,
-    api_error,
-    unreachable,
-)
+from docker_persist.engine.transport import EngineConflictError, EngineNotFoundError, unreachable
 from docker_persist.errors import EngineError
-from docker_persist.host.dockerconfig import Endpoint
 
 if TYPE_CHECKING:
     from docker_persist.core.state import ContainerState, GuardState, VolumeState
 
-__all__ = ["Engine", "EngineConflictError", "EngineError", "EngineNotFoundError", "EngineVersion", "unreachable"]
+__all__ = [
+    "COMPOSE_ONEOFF",
+    "COMPOSE_PROJECT",
+    "COMPOSE_SERVICE",
+    "COMPOSE_VOLUME",
+    "LABEL_PROJECT",
+    "LABEL_ROLE",
+    "LABEL_VOLUME",
+    "ContainerSpec",
+    "ContainerStatus",
+    "ContainerSummary",
+    "Engine",
+    "EngineConflictError",
+    "EngineError",
+    "EngineNotFoundError",
+    "EngineVersion",
+    "VolumeMount",
+    "unreachable",
+]
 
-# The newest API version docker-persist speaks; older engines get their own (>= 1.41).
-MAX_API_VERSION = "1.47"
-MIN_API_VERSION = "1.41"
-
-# Labels on what docker-persist itself creates (guards, helpers, its image). Guards carry
-# no Compose labels on purpose: `docker compose down` would remove them.
-LABEL_ROLE = "io.docker-persist.role"  # guard | helper | image
+# Labels on what docker-persist itself creates (guards, helpers, scratch volumes, its images).
+# Guards carry no Compose labels on purpose: `docker compose down` would remove them.
+LABEL_ROLE = "io.docker-persist.role"  # guard | helper | scratch | incomplete
 LABEL_VOLUME = "io.docker-persist.volume"
 LABEL_PROJECT = "io.docker-persist.project"
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
 COMPOSE_ONEOFF = "com.docker.compose.oneoff"
 COMPOSE_VOLUME = "com.docker.compose.volume"
-
-
-def _version_tuple(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split("."))
-    except ValueError:
-        return (0,)
 
 
 class EngineVersion(NamedTuple):
@@ -64,249 +63,93 @@ class EngineVersion(NamedTuple):
     arch: str
 
 
-class Engine:
-    """The Docker engine behind one endpoint."""
+class VolumeMount(NamedTuple):
+    """A volume mounted into a container docker-persist creates."""
 
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        timeout: float = 60.0,
-        allow_local_fast_path: bool = True,
-        environ: Mapping[str, str] | None = None,
-    ) -> None:
-        self.endpoint = endpoint
-        self.timeout = timeout
-        self.allow_local_fast_path = allow_local_fast_path
-        self.environ: Mapping[str, str] = environ or {}  # what helper processes (tar) are run with
+    volume: str
+    target: str
+    read_only: bool = False
+    copy_up: bool = False  # let the engine copy the image's files at `target` into an empty volume
 
-    @functools.cached_property
-    def local_root(self) -> str | None:
-        """Return `/proc/<pid>/root` of the engine process when it runs on this host and we may read its files.
 
-        The engine's volume mountpoints are then readable under that root, in the engine's
-        own mount namespace. The process is found from the unix socket's peer credentials,
-        so an engine reached through a forwarded socket is never mistaken for a local one.
-        None when the fast path is off, or the engine is remote or out of reach.
-        """
-        import os
-        import socket
-        import struct
+class ContainerSpec(NamedTuple):
+    """A container docker-persist creates: never with a network, never with Compose's labels."""
 
-        if not self.allow_local_fast_path or not self.endpoint.host.startswith("unix://"):
-            return None
-        path = self.endpoint.host.removeprefix("unix://")
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(5)
-                sock.connect(path)
-                credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        except (OSError, AttributeError):
-            return None
-        pid = struct.unpack("3i", credentials)[0]
-        root = f"/proc/{pid}/root"
-        return root if pid > 0 and os.access(root, os.R_OK | os.X_OK) else None
+    image: str
+    command: tuple[str, ...]
+    labels: Mapping[str, str]
+    mounts: tuple[VolumeMount, ...] = ()
+    entrypoint: tuple[str, ...] | None = None
+    user: str | None = None
+    restart_always: bool = False  # the engine starts it again when it stops, and after a restart of the engine
+    read_only_rootfs: bool = False
+    stop_signal: str | None = None
+    memory_limit: int | None = None  # bytes
+    pids_limit: int | None = None
 
-    @functools.cached_property
-    def transport(self) -> Transport:
-        """How requests reach this engine; made on first use."""
-        if self.endpoint.host.startswith(("unix://", "tcp://")):
-            return HTTPTransport(self.endpoint, self.timeout, api_version=MIN_API_VERSION)
-        return SDKTransport(self.sdk_client(), self.endpoint)
 
-    @functools.cached_property
-    def api_version(self) -> str:
-        """The API version to speak: the engine's own, capped at the newest docker-persist knows."""
-        raw = self.call_json("GET", "/version", versioned=False)
-        server = str(raw.get("ApiVersion", MIN_API_VERSION))
-        chosen = min(server, MAX_API_VERSION, key=_version_tuple)
-        if _version_tuple(chosen) < _version_tuple(MIN_API_VERSION):
-            raise EngineError(f"the engine speaks API {server}; docker-persist needs {MIN_API_VERSION} or newer")
-        return chosen
+class ContainerSummary(NamedTuple):
+    """A container as the engine lists it."""
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, Any] | None = None,
-        body: Body = None,
-        headers: Mapping[str, str] | None = None,
-        versioned: bool = True,
-    ) -> Any:
-        """Send a request and return the streamed response. Raise EngineError for a non-2xx answer."""
-        transport = self.transport
-        if versioned and isinstance(transport, HTTPTransport):
-            transport.api_version = self.api_version
-        response = transport.request(method, path, params, body, headers, versioned)
-        if response.status >= 300:
-            detail = response.read()
-            raise api_error(response.status, method, path, detail)
-        return response
+    id: str
+    name: str
+    labels: Mapping[str, str]
+    state: str  # created | running | paused | restarting | removing | exited | dead
+    image: str = ""
 
-    def call_json(
-        self, method: str, path: str, params: Mapping[str, Any] | None = None, body: Any = None, versioned: bool = True
-    ) -> Any:
-        """Send a request (with a JSON body, if any) and return the decoded JSON answer (None if empty)."""
-        payload = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if payload is not None else None
-        data = self.request(method, path, params, payload, headers, versioned).read()
-        if not data:
-            return None
-        try:
-            return json.loads(data)
-        except ValueError as error:
-            raise EngineError(f"{method} {path}: the engine's answer is not JSON: {data[:100]!r}") from error
+    @property
+    def service(self) -> str:
+        """The Compose service it belongs to ("" for none)."""
+        return self.labels.get(COMPOSE_SERVICE, "")
+
+    @property
+    def role(self) -> str:
+        """What docker-persist made it for ("" for a container that is not ours)."""
+        return self.labels.get(LABEL_ROLE, "")
+
+
+class ContainerStatus(NamedTuple):
+    """A container's state as the engine inspects it."""
+
+    id: str
+    running: bool
+    paused: bool
+    status: str  # the engine's word: running, exited, paused, ...
+    started_at: str = ""
+
+
+class Engine(Protocol):
+    """What docker-persist asks of a Docker engine. Every method raises EngineError when the engine
+    refuses or cannot be reached, EngineNotFoundError (a subclass) for what does not exist."""
 
     def version(self) -> EngineVersion:
-        """Return the engine's version. Raise EngineError if it does not answer."""
-        raw = self.call_json("GET", "/version", versioned=False)
-        return EngineVersion(
-            version=str(raw.get("Version", "?")),
-            api_version=str(raw.get("ApiVersion", "?")),
-            min_api_version=str(raw.get("MinAPIVersion", "?")),
-            os=str(raw.get("Os", "?")),
-            arch=str(raw.get("Arch", "?")),
-        )
+        """Return the engine's version."""
+        ...
 
-    def sdk_client(self) -> Any:
-        """The Docker SDK's low-level client, for the engines only it can reach (ssh://)."""
-        import docker
-        import docker.errors
-
-        try:
-            return docker.APIClient(
-                base_url=self.endpoint.host,
-                version="auto",
-                timeout=int(self.timeout),
-                user_agent=USER_AGENT,
-                use_ssh_client=True,
-            )
-        except docker.errors.DockerException as error:
-            raise unreachable(self.endpoint, error) from error
-
-    # --- read-only state --------------------------------------------------------------
+    # --- what the project has --------------------------------------------------------------
 
     def list_project_containers(self, project: str, changes_above: int | None = None) -> list[ContainerState]:
-        """Return the project's containers (found by Compose labels), with writable-layer sizes.
-
-        The changed paths are read only for containers whose writable layer holds more
-        than `changes_above` bytes: the diff walks the whole layer.
-        """
-        from docker_persist.core.state import ContainerMount, ContainerState
-
-        raw = self.call_json(
-            "GET",
-            "/containers/json",
-            {"all": True, "size": True, "filters": {"label": [f"{COMPOSE_PROJECT}={project}"]}},
-        )
-        containers = []
-        for item in raw:
-            labels = item.get("Labels") or {}
-            if LABEL_ROLE in labels:
-                continue
-            size_rw = item.get("SizeRw")
-            changes = None
-            if changes_above is not None and size_rw is not None and size_rw > changes_above:
-                changes = tuple(self.container_changes(item["Id"]))
-            mounts = tuple(
-                ContainerMount(
-                    type=str(m.get("Type", "")),
-                    destination=str(m.get("Destination", "")),
-                    name=m.get("Name") or None,
-                    source=str(m.get("Source", "")),
-                    rw=bool(m.get("RW", True)),
-                )
-                for m in item.get("Mounts") or ()
-            )
-            names = item.get("Names") or [item["Id"][:12]]
-            containers.append(
-                ContainerState(
-                    id=item["Id"],
-                    name=str(names[0]).lstrip("/"),
-                    service=str(labels.get(COMPOSE_SERVICE, "")),
-                    image=str(item.get("Image", "")),
-                    state=str(item.get("State", "")),
-                    mounts=mounts,
-                    size_rw=size_rw,
-                    changes=changes,
-                    oneoff=labels.get(COMPOSE_ONEOFF) == "True",
-                )
-            )
-        return containers
-
-    def container_changes(self, container_id: str) -> list[str]:
-        """Return the paths added or changed in a container's writable layer (not deletions)."""
-        raw = self.call_json("GET", f"/containers/{container_id}/changes") or []
-        return sorted(str(c["Path"]) for c in raw if c.get("Kind") in (0, 1))
+        """Return the project's containers (by Compose labels; not docker-persist's own), with the
+        changed paths of the writable layers larger than `changes_above` bytes."""
+        ...
 
     def list_volumes(self, names: Iterable[str] | None = None, with_sizes: bool = False) -> dict[str, VolumeState]:
-        """Return the engine's volumes by name (only `names`, if given), sizes read from /system/df if asked."""
-        from docker_persist.core.state import VolumeState
-
-        wanted = set(names) if names is not None else None
-        raw = self.call_json("GET", "/volumes").get("Volumes") or []
-        sizes: dict[str, int] = {}
-        if with_sizes:
-            usage = self.call_json("GET", "/system/df").get("Volumes") or []
-            for item in usage:
-                size = (item.get("UsageData") or {}).get("Size", -1)
-                if size is not None and size >= 0:
-                    sizes[item["Name"]] = int(size)
-        return {
-            v["Name"]: VolumeState(
-                name=v["Name"],
-                driver=str(v.get("Driver", "")),
-                options=dict(v.get("Options") or {}),
-                labels=dict(v.get("Labels") or {}),
-                mountpoint=str(v.get("Mountpoint", "")),
-                size=sizes.get(v["Name"]),
-            )
-            for v in raw
-            if wanted is None or v["Name"] in wanted
-        }
+        """Return the volumes by name (only `names`, if given), with sizes where the engine reports them."""
+        ...
 
     def image_volumes(self, images: Iterable[str]) -> dict[str, tuple[str, ...]]:
-        """Return each local image's declared VOLUMEs; images not present locally are left out."""
-        result = {}
-        for image in sorted(set(images)):
-            try:
-                config = self.call_json("GET", f"/images/{image}/json").get("Config") or {}
-            except EngineNotFoundError:
-                continue
-            result[image] = tuple(sorted((config.get("Volumes") or {}).keys()))
-        return result
+        """Return each local image's declared VOLUMEs; images not present are left out."""
+        ...
 
     def list_guards(self, project: str | None = None) -> list[GuardState]:
         """Return the guard containers (of `project`, if given)."""
-        from docker_persist.core.state import GuardState
+        ...
 
-        filters = [f"{LABEL_ROLE}=guard"] + ([f"{LABEL_PROJECT}={project}"] if project else [])
-        raw = self.call_json("GET", "/containers/json", {"all": True, "filters": {"label": filters}})
-        return [
-            GuardState(
-                id=c["Id"],
-                volume=str(c["Labels"].get(LABEL_VOLUME, "")),
-                project=str(c["Labels"].get(LABEL_PROJECT, "")),
-            )
-            for c in raw
-        ]
-
-    # --- volumes ------------------------------------------------------------------------
+    # --- volumes -----------------------------------------------------------------------------
 
     def inspect_volume(self, name: str) -> VolumeState | None:
-        """Return the volume called `name`, or None if there is none."""
-        from docker_persist.core.state import VolumeState
-
-        try:
-            raw = self.call_json("GET", f"/volumes/{name}")
-        except EngineNotFoundError:
-            return None
-        return VolumeState(
-            name=raw["Name"],
-            driver=str(raw.get("Driver", "")),
-            options=dict(raw.get("Options") or {}),
-            labels=dict(raw.get("Labels") or {}),
-            mountpoint=str(raw.get("Mountpoint", "")),
-        )
+        """Return the volume called `name`, or None."""
+        ...
 
     def create_volume(
         self,
@@ -315,144 +158,83 @@ class Engine:
         driver_opts: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> None:
-        """Create a volume. Raise EngineError if the engine refuses."""
-        body = {"Name": name, "Driver": driver or "local", "DriverOpts": dict(driver_opts or {}),
-                "Labels": dict(labels or {})}  # fmt: skip
-        self.call_json("POST", "/volumes/create", body=body)
+        """Create a volume."""
+        ...
 
     def remove_volume(self, name: str, force: bool = False) -> None:
-        """Remove a volume. Raise EngineConflictError while a container (e.g. a guard) uses it."""
-        self.request("DELETE", f"/volumes/{name}", {"force": force}).read()
+        """Remove a volume. Raise EngineConflictError while a container uses it; a missing one is
+        EngineNotFoundError unless `force`."""
+        ...
 
-    def containers_using_volume(self, name: str) -> list[dict[str, Any]]:
-        """Return the raw list entries of every container (running or not) that mounts volume `name`."""
-        raw: list[dict[str, Any]] = self.call_json(
-            "GET", "/containers/json", {"all": True, "filters": {"volume": [name]}}
-        )
-        return raw
+    def containers_using_volume(self, name: str) -> list[ContainerSummary]:
+        """Return every container, running or not, that mounts volume `name`."""
+        ...
 
-    # --- images docker-persist makes itself -----------------------------------------------
+    # --- containers ----------------------------------------------------------------------------
 
-    def image_exists(self, reference: str) -> bool:
-        """Return True if the image is present locally."""
-        try:
-            self.call_json("GET", f"/images/{reference}/json")
-        except EngineNotFoundError:
-            return False
-        return True
+    def list_containers(self, labels: Iterable[str], all_states: bool = True) -> list[ContainerSummary]:
+        """Return the containers carrying every label given (`k` or `k=v`); only running ones unless `all_states`."""
+        ...
 
-    def import_image(self, repository: str, tag: str, rootfs_tar: bytes) -> str:
-        """Import a tiny image from a root filesystem tar (nothing is pulled); return its reference.
+    def create_container(self, name: str | None, spec: ContainerSpec) -> str:
+        """Create (not start) a container; return its ID. Raise EngineConflictError if the name is taken."""
+        ...
 
-        (Engine 20.10 accepts no LABEL change on import: the repository name marks these images.)
-        """
-        response = self.request(
-            "POST",
-            "/images/create",
-            {"fromSrc": "-", "repo": repository, "tag": tag},
-            body=rootfs_tar,
-            headers={"Content-Type": "application/x-tar"},
-        )
-        # The engine streams JSON progress lines; an error arrives as a line, not as a status.
-        for line in response.read().splitlines():
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(message, dict) and message.get("error"):
-                raise EngineError(f"importing image {repository}:{tag}: {message['error']}")
-        return f"{repository}:{tag}"
+    def remove_container(self, container_id: str, force: bool = True) -> None:
+        """Remove a container; one already gone is not an error."""
+        ...
 
-    # --- containers ---------------------------------------------------------------------
-
-    def create_container(self, name: str | None, config: Mapping[str, Any]) -> str:
-        """Create (never start) a container from a raw create config; return its ID."""
-        created = self.call_json("POST", "/containers/create", {"name": name}, body=dict(config))
-        return str(created["Id"])
-
-    def remove_container(self, container_id: str, force: bool = True, volumes: bool = False) -> None:
-        """Remove a container; a container that is already gone is not an error."""
-        with contextlib.suppress(EngineNotFoundError):
-            self.request("DELETE", f"/containers/{container_id}", {"force": force, "v": volumes}).read()
-
-    def inspect_container(self, container_id: str) -> dict[str, Any]:
-        """Return the engine's inspect document for a container."""
-        raw: dict[str, Any] = self.call_json("GET", f"/containers/{container_id}/json")
-        return raw
-
-    def list_containers(self, labels: Iterable[str], all_states: bool = True) -> list[dict[str, Any]]:
-        """Return the raw list entries of the containers carrying every label given (`k` or `k=v`)."""
-        raw: list[dict[str, Any]] = self.call_json(
-            "GET", "/containers/json", {"all": all_states, "filters": {"label": list(labels)}}
-        )
-        return raw
-
-    def stop_container(self, container_id: str, timeout: int | None = None) -> None:
-        """Stop a container (a stopped one is fine), within its own stop timeout unless one is given."""
-        self.request("POST", f"/containers/{container_id}/stop", {"t": timeout}).read()
+    def inspect_container(self, container_id: str) -> ContainerStatus:
+        """Return a container's state."""
+        ...
 
     def start_container(self, container_id: str) -> None:
-        """Start a container (a running one is fine)."""
-        self.request("POST", f"/containers/{container_id}/start").read()
+        """Start a container; a running one is fine."""
+        ...
+
+    def stop_container(self, container_id: str, timeout: int | None = None) -> None:
+        """Stop a container within its stop timeout (or `timeout` seconds); a stopped one is fine."""
+        ...
 
     def pause_container(self, container_id: str) -> None:
-        """Freeze a container's processes."""
-        self.request("POST", f"/containers/{container_id}/pause").read()
+        """Freeze a container's processes; a paused one is fine."""
+        ...
 
     def unpause_container(self, container_id: str) -> None:
-        """Thaw a paused container."""
-        self.request("POST", f"/containers/{container_id}/unpause").read()
+        """Thaw a container; one that is not paused is fine."""
+        ...
 
     def exec_in_container(self, container_id: str, command: str) -> tuple[int, str]:
         """Run `sh -c command` in a running container; return (exit code, combined output)."""
-        created = self.call_json(
-            "POST",
-            f"/containers/{container_id}/exec",
-            body={"Cmd": ["sh", "-c", command], "AttachStdout": True, "AttachStderr": True, "Tty": False},
-        )
-        exec_id = created["Id"]
-        response = self.request(
-            "POST", f"/exec/{exec_id}/start", body=json.dumps({"Detach": False, "Tty": False}).encode(),
-            headers={"Content-Type": "application/json"},
-        )  # fmt: skip
-        output = _demultiplex(response.read())
-        code = self.call_json("GET", f"/exec/{exec_id}/json").get("ExitCode")
-        return (int(code) if code is not None else -1), output
+        ...
 
-    # --- archives -----------------------------------------------------------------------
+    def run_container(self, spec: ContainerSpec, timeout: int = 600) -> tuple[int, str]:
+        """Create, start and wait for a container; return (exit code, output). It is always removed."""
+        ...
 
-    def get_archive(self, container_id: str, path: str) -> Any:
-        """Return the streamed tar of `path` in a container (`/data/.` gives entries rooted at `./`)."""
-        return self.request("GET", f"/containers/{container_id}/archive", {"path": path})
+    # --- images docker-persist makes itself -------------------------------------------------
 
-    def put_archive(self, container_id: str, path: str, tar_stream: Iterable[bytes]) -> None:
-        """Extract a streamed tar into `path` in a container."""
-        self.request(
-            "PUT", f"/containers/{container_id}/archive", {"path": path, "noOverwriteDirNonDir": True},
-            body=tar_stream, headers={"Content-Type": "application/x-tar"},
-        ).read()  # fmt: skip
+    def image_exists(self, reference: str) -> bool:
+        """Return True if the image is present."""
+        ...
 
+    def import_image(self, repository: str, tag: str, rootfs_tar: bytes) -> str:
+        """Import an image from a root filesystem tar (nothing is pulled); return its reference."""
+        ...
 
-def _demultiplex(data: bytes) -> str:
-    """Return the text of a multiplexed exec stream (8-byte frame headers), stdout and stderr in order."""
-    out, index = [], 0
-    while index + 8 <= len(data):
-        size = int.from_bytes(data[index + 4 : index + 8], "big")
-        out.append(data[index + 8 : index + 8 + size])
-        index += 8 + size
-    if index < len(data):  # not multiplexed after all (a TTY exec)
-        out.append(data[index:])
-    return b"".join(out).decode(errors="replace")
+    # --- volume data ----------------------------------------------------------------------------
 
+    def volume_archive(self, volume: str, project: str) -> AbstractContextManager[Iterator[bytes]]:
+        """Return a context that yields the tar stream of a volume, rooted at its root."""
+        ...
 
-def run_to_completion(engine: Engine, config: Mapping[str, Any], timeout: int = 600) -> tuple[int, str]:
-    """Create, start and wait for a container; return (exit code, output). It is always removed."""
-    container = engine.create_container(None, config)
-    try:
-        engine.start_container(container)
-        waited = engine.call_json("POST", f"/containers/{container}/wait", {"condition": "not-running"})
-        code = int((waited or {}).get("StatusCode", -1))
-        logs = engine.request("GET", f"/containers/{container}/logs", {"stdout": True, "stderr": True}).read()
-        return code, _demultiplex(logs)
-    finally:
-        engine.remove_container(container, force=True, volumes=False)
+    def extract_volume_archive(
+        self, volume: str, project: str, root: tuple[int, int, int], tar_stream: Iterable[bytes]
+    ) -> None:
+        """Extract a tar stream (entries `./...`) into the empty volume `volume`, giving its root
+        (mode, uid, gid)."""
+        ...
+
+    def container_layer_archive(self, container_id: str, paths: Sequence[str]) -> Iterator[bytes]:
+        """Yield one tar, rooted like a volume's, of the given paths of a container's file system."""
+        ...

@@ -1,4 +1,5 @@
-"""Moving a volume's bytes through the engine's archive API, on helper containers.
+"""How DockerEngine moves a volume's bytes: the engine's archive API on helper containers, or the
+local fast path (GNU tar on the volume's mountpoint, when the engine runs on this host).
 
 A helper is created from docker-persist's own tiny image and never started: the engine
 mounts the volume for the archive calls of a stopped container, which works with any
@@ -12,11 +13,14 @@ import io
 import os
 import posixpath
 import tarfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from docker_persist import __version__
-from docker_persist.engine import LABEL_PROJECT, LABEL_ROLE, LABEL_VOLUME, Engine
+from docker_persist.engine import LABEL_PROJECT, LABEL_ROLE, LABEL_VOLUME, ContainerSpec, Engine, VolumeMount
+
+if TYPE_CHECKING:
+    from docker_persist.engine.docker import DockerEngine
 
 HELPER_REPOSITORY = "docker-persist/helper"
 ROOT_REPOSITORY = "docker-persist/root"
@@ -55,20 +59,19 @@ def ensure_root_image(engine: Engine, mode: int, uid: int, gid: int) -> str:
     return reference
 
 
-def helper_config(image: str, volume: str, project: str, copy_up: bool, read_only: bool = False) -> dict[str, Any]:
-    """Return the create config of a helper that mounts `volume` at /data, with no network."""
-    return {
-        "Image": image,
-        "Cmd": ["/docker-persist-helper-is-never-started"],
-        "Labels": {LABEL_ROLE: "helper", LABEL_PROJECT: project, LABEL_VOLUME: volume,
-                   "io.docker-persist.pid": str(os.getpid())},
-        "NetworkDisabled": True,
-        "HostConfig": {
-            "NetworkMode": "none",
-            "Mounts": [{"Type": "volume", "Source": volume, "Target": MOUNT_POINT, "ReadOnly": read_only,
-                        "VolumeOptions": {"NoCopy": not copy_up}}],
+def helper_spec(image: str, volume: str, project: str, copy_up: bool, read_only: bool = False) -> ContainerSpec:
+    """Return the spec of a helper that mounts `volume` at /data, with no network, never started."""
+    return ContainerSpec(
+        image=image,
+        command=("/docker-persist-helper-is-never-started",),
+        labels={
+            LABEL_ROLE: "helper",
+            LABEL_PROJECT: project,
+            LABEL_VOLUME: volume,
+            "io.docker-persist.pid": str(os.getpid()),
         },
-    }  # fmt: skip
+        mounts=(VolumeMount(volume, MOUNT_POINT, read_only=read_only, copy_up=copy_up),),
+    )
 
 
 @contextlib.contextmanager
@@ -76,8 +79,8 @@ def helper_container(
     engine: Engine, volume: str, project: str, image: str | None = None, copy_up: bool = False, read_only: bool = False
 ) -> Iterator[str]:
     """Create a helper for `volume` and remove it afterwards, whatever happens."""
-    config = helper_config(image or ensure_helper_image(engine), volume, project, copy_up, read_only)
-    container = engine.create_container(None, config)
+    spec = helper_spec(image or ensure_helper_image(engine), volume, project, copy_up, read_only)
+    container = engine.create_container(None, spec)
     try:
         yield container
     finally:
@@ -88,11 +91,11 @@ def remove_stale_helpers(engine: Engine, project: str) -> int:
     """Remove helpers of `project` left by a killed run; return how many. Call it holding the project lock."""
     stale = engine.list_containers([f"{LABEL_ROLE}=helper", f"{LABEL_PROJECT}={project}"])
     for container in stale:
-        engine.remove_container(container["Id"], force=True)
+        engine.remove_container(container.id, force=True)
     return len(stale)
 
 
-def read_volume(engine: Engine, container: str) -> Iterator[bytes]:
+def read_volume(engine: DockerEngine, container: str) -> Generator[bytes, None, None]:
     """Yield the tar of the helper's volume, rooted at the volume's root (entries `./...`)."""
     response = engine.get_archive(container, f"{MOUNT_POINT}/.")
     try:
@@ -101,12 +104,12 @@ def read_volume(engine: Engine, container: str) -> Iterator[bytes]:
         response.close()
 
 
-def write_volume(engine: Engine, container: str, tar_stream: Iterable[bytes]) -> None:
+def write_volume(engine: DockerEngine, container: str, tar_stream: Iterable[bytes]) -> None:
     """Extract a tar (entries `./...`) into the helper's volume."""
     engine.put_archive(container, MOUNT_POINT, tar_stream)
 
 
-def local_volume_path(engine: Engine, volume: str, writable: bool = False) -> str | None:
+def local_volume_path(engine: DockerEngine, volume: str, writable: bool = False) -> str | None:
     """Return where a volume's files are on this host, when the fast path can use them; else None.
 
     Only for the `local` driver without options (with options, e.g. an NFS mount, the data
@@ -127,7 +130,7 @@ def local_volume_path(engine: Engine, volume: str, writable: bool = False) -> st
 
 
 @contextlib.contextmanager
-def volume_archive(engine: Engine, volume: str, project: str) -> Iterator[Iterator[bytes]]:
+def volume_archive(engine: DockerEngine, volume: str, project: str) -> Iterator[Iterator[bytes]]:
     """Yield the tar stream of a volume, rooted at its root (entries `./...`).
 
     From the mountpoint with GNU tar when the engine is local (the fast path: the same
@@ -138,14 +141,24 @@ def volume_archive(engine: Engine, volume: str, project: str) -> Iterator[Iterat
     path = local_volume_path(engine, volume)
     tar = find_gnu_tar()
     if path is not None and tar is not None:
-        yield tar_create(tar, path, engine.environ)
+        chunks = tar_create(tar, path, engine.environ)
+        try:
+            yield chunks
+        finally:
+            chunks.close()  # a reader that stops early stops tar too
         return
     with helper_container(engine, volume, project, read_only=True) as helper:
-        yield read_volume(engine, helper)
+        chunks = read_volume(engine, helper)
+        try:
+            yield chunks
+        finally:
+            # Before the helper is removed: the engine holds the container while it sends its
+            # archive, so a removal before the stream is closed would wait for it forever.
+            chunks.close()
 
 
 def extract_volume_archive(
-    engine: Engine, volume: str, project: str, root: tuple[int, int, int], tar_stream: Iterable[bytes]
+    engine: DockerEngine, volume: str, project: str, root: tuple[int, int, int], tar_stream: Iterable[bytes]
 ) -> None:
     """Extract a tar (entries `./...`) into the empty volume `volume`, giving its root (mode, uid, gid).
 
@@ -196,7 +209,7 @@ class _ResponseFile:
         return data
 
 
-def container_layer_archive(engine: Engine, container: str, paths: Sequence[str]) -> Iterator[bytes]:
+def container_layer_archive(engine: DockerEngine, container: str, paths: Sequence[str]) -> Iterator[bytes]:
     """Yield one tar, rooted like a volume's, of the given paths from a container's filesystem.
 
     Each path is read through the archive API (the container need not run) and its

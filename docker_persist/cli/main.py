@@ -72,7 +72,7 @@ def run_command(args: Sequence[str], env: Environment) -> int:
         return ExitStatus.OK
     compose_options = None
     if rest[0].startswith("-"):
-        from docker_persist.config.project import split_project_flags
+        from docker_persist.core.composeargs import split_project_flags
 
         compose_options, rest = split_project_flags(rest)
         if not rest:
@@ -109,6 +109,12 @@ def _handle_sigterm() -> None:
         signal.signal(signal.SIGTERM, interrupt)
 
 
+def _notes(error: BaseException) -> str:
+    """Return what was added to an error as it unwound (what putting things back found), a line each."""
+    notes = getattr(error, "__notes__", None) or []
+    return "".join(f"  {note}\n" for note in notes)
+
+
 def main(args: Sequence[str], env: Environment | None = None) -> int:
     """Run docker-persist with `args` and return the exit code: 0 ok, 1 failed, 2 usage, 130 interrupted."""
     env = env or Environment()
@@ -119,10 +125,10 @@ def main(args: Sequence[str], env: Environment | None = None) -> int:
         env.stderr.write(f"{error}\nSee '{error.command} --help'.\n")
         return error.exit_status
     except PersistError as error:
-        env.stderr.write(f"Error: {error}\n")
+        env.stderr.write(f"Error: {error}\n{_notes(error)}")
         return error.exit_status
-    except KeyboardInterrupt:
-        env.stderr.write("Interrupted.\n")
+    except KeyboardInterrupt as interrupt:
+        env.stderr.write(f"Interrupted.\n{_notes(interrupt)}")
         return ExitStatus.INTERRUPTED
     except BrokenPipeError:
         # `docker persist snapshots | head` is not an error.

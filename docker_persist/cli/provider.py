@@ -15,7 +15,8 @@ import os
 from collections.abc import Sequence
 from typing import NamedTuple, TextIO
 
-from docker_persist.config.project import ComposeOptions, split_project_flags
+from docker_persist.config.project import ComposeOptions
+from docker_persist.core.composeargs import ComposeCommand, parse_compose_command, project_options
 
 METADATA = {
     "description": "docker-persist: restore and guard x-persist volumes on up; back them up before down",
@@ -23,41 +24,21 @@ METADATA = {
     "down": {"parameters": []},
 }
 
-# Compose's own flags that take a value, besides the project flags (so their values are skipped).
-_COMPOSE_VALUE_FLAGS = {"--ansi", "--progress", "--parallel"}
-
 
 class Invocation(NamedTuple):
     """How the user ran Compose, read from the parent process when the system lets us."""
 
     cwd: str | None
-    options: ComposeOptions
-    subcommand: str | None
-    arguments: tuple[str, ...]
+    command: ComposeCommand
 
-
-def parse_compose_argv(argv: Sequence[str]) -> tuple[ComposeOptions, str | None, tuple[str, ...]]:
-    """Given a Compose process's argv, return its project flags, its subcommand and the subcommand's arguments."""
-    tokens = list(argv[1:])
-    if tokens[:1] == ["compose"]:
-        tokens = tokens[1:]
-    options = ComposeOptions()
-    while tokens:
-        parsed, rest = split_project_flags(tokens)
-        options = options.merged(parsed)
-        if rest == tokens:
-            head = tokens[0]
-            if not head.startswith("-"):
-                return options, head, tuple(tokens[1:])
-            name = head.partition("=")[0]
-            tokens = tokens[2:] if name in _COMPOSE_VALUE_FLAGS and "=" not in head else tokens[1:]
-        else:
-            tokens = rest
-    return options, None, ()
+    @property
+    def options(self) -> ComposeOptions:
+        """The project flags the user gave Compose."""
+        return project_options(self.command.compose)
 
 
 def read_parent_invocation(pid: int | None = None) -> Invocation | None:
-    """Return the parent Compose's working dir and arguments from /proc, or None where unreadable."""
+    """Return the parent Compose's working dir and command line from /proc, or None where unreadable."""
     parent = pid if pid is not None else os.getppid()
     try:
         with open(f"/proc/{parent}/cmdline", "rb") as handle:
@@ -67,16 +48,16 @@ def read_parent_invocation(pid: int | None = None) -> Invocation | None:
         return None
     if not argv:
         return None
-    options, subcommand, arguments = parse_compose_argv(argv)
-    return Invocation(cwd, options, subcommand, arguments)
+    return Invocation(cwd, parse_compose_command(argv))
 
 
-def removes_volumes(invocation: Invocation | None) -> bool:
-    """Return True if the `down` may remove volumes: -v/--volumes given, or no way to tell."""
-    if invocation is None or invocation.subcommand != "down":
-        return True  # cannot see the flags: assume the worst
-    return any(a in ("-v", "--volumes") or (a.startswith("--volumes=") and a != "--volumes=false")
-               for a in invocation.arguments)  # fmt: skip
+def removes_volumes(invocation: Invocation | None) -> bool | None:
+    """Return whether the parent `down` removes volumes: True or False, or None when it cannot be told
+    (no /proc, a flag this version does not know): the down then backs up as if -v were given, and
+    releases no guard."""
+    if invocation is None:
+        return None
+    return invocation.command.removes_volumes()
 
 
 class Messages:

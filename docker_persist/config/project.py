@@ -7,11 +7,11 @@ The model comes from `docker compose config` in YAML form (its JSON form drops n
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from docker_persist.config.model import Project, build_project
-from docker_persist.errors import ConfigError, UsageError
+from docker_persist.errors import ConfigError
 
 DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
@@ -49,50 +49,6 @@ class ComposeOptions(NamedTuple):
             profiles=self.profiles + other.profiles,
             env_files=self.env_files + other.env_files,
         )
-
-
-PROJECT_FLAGS_WITH_VALUE = ("-f", "--file", "-p", "--project-name", "--project-directory", "--profile", "--env-file")
-
-
-def split_project_flags(argv: Sequence[str]) -> tuple[ComposeOptions, list[str]]:
-    """Split Compose project flags given before the subcommand (`docker persist -f x.yml check`).
-
-    Raise UsageError for a flag without its value.
-    """
-    values: dict[str, list[str]] = {"files": [], "profiles": [], "env_files": []}
-    single: dict[str, str] = {}
-    index = 0
-    while index < len(argv):
-        arg = argv[index]
-        name, eq, inline = arg.partition("=")
-        if name not in PROJECT_FLAGS_WITH_VALUE:
-            break
-        if eq:
-            value = inline
-        elif index + 1 < len(argv):
-            index += 1
-            value = argv[index]
-        else:
-            raise UsageError(f"flag needs an argument: {arg}")
-        if name in ("-f", "--file"):
-            values["files"].append(value)
-        elif name == "--profile":
-            values["profiles"].append(value)
-        elif name == "--env-file":
-            values["env_files"].append(value)
-        elif name in ("-p", "--project-name"):
-            single["project_name"] = value
-        else:
-            single["project_directory"] = value
-        index += 1
-    options = ComposeOptions(
-        files=tuple(values["files"]),
-        profiles=tuple(values["profiles"]),
-        env_files=tuple(values["env_files"]),
-        project_name=single.get("project_name"),
-        project_directory=single.get("project_directory"),
-    )
-    return options, list(argv[index:])
 
 
 def find_project_files(options: ComposeOptions, environ: Mapping[str, str], cwd: str) -> list[str]:

@@ -166,7 +166,8 @@ def test_version_reports_compose_from_the_plugin_dir(tmp_path: Path, environ: di
 
 
 def test_project_flags_before_and_after_the_command() -> None:
-    from docker_persist.config.project import ComposeOptions, split_project_flags
+    from docker_persist.config.project import ComposeOptions
+    from docker_persist.core.composeargs import split_project_flags
 
     options, rest = split_project_flags(["-f", "a.yml", "--file=b.yml", "-p", "shop", "--profile", "x", "check", "-v"])
     assert options == ComposeOptions(files=("a.yml", "b.yml"), project_name="shop", profiles=("x",))

@@ -11,7 +11,12 @@ Folders are created mode 0700 and files 0600, set explicitly whatever the umask:
 hold databases. A snapshot appears by one rename of its staging folder, after every part and
 the manifest are fsync'd, and disappears by one rename to `.trash-...`. A process killed
 mid-way leaves only `.staging-...` or `.trash-...` entries, which `list_snapshots` never shows
-and the next `begin` removes (it runs under the lock, so no live writer owns them).
+and the next process to take the project's lock removes (for a backup, a forget or a copy alike:
+no live writer owns them then).
+
+Before a snapshot is published, each part is checked against the file system: it must still be
+the very file this run wrote (same device and inode) and hold every byte written, so that a part
+removed or replaced by anyone else is never published.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from docker_persist.core.manifest import MANIFEST_FILE, check_snapshot_name, format_datetime, is_snapshot_name
 from docker_persist.errors import ConfigError
+from docker_persist.host.faults import crash_point
 from docker_persist.store.base import (
     PROJECT_NAME,
     PendingSnapshot,
@@ -96,6 +102,7 @@ class LocalStore:
             self._acquire(fd, project, path, timeout)
             self._held[project] = 1
             try:
+                self._remove_leftovers(directory)  # what killed runs left: no live writer owns it now
                 yield
             finally:
                 del self._held[project]
@@ -159,7 +166,6 @@ class LocalStore:
         check_snapshot_name(name)
         if not self._held.get(project):
             raise RuntimeError(f"LocalStore.begin needs the lock: call it inside `with store.lock({project!r})`")
-        self._remove_leftovers(directory)
         if (directory / name).exists():
             raise snapshot_exists(project, name)
         staging = directory / f"{STAGING_PREFIX}{name}-{os.getpid()}-{secrets.token_hex(4)}"
@@ -204,6 +210,7 @@ class LocalStore:
             except FileNotFoundError:
                 raise not_found(project, name, self.list_snapshots(project)) from None
             _fsync_dir(snapshot.parent)
+        crash_point("forget:trashed")
         shutil.rmtree(trash, ignore_errors=True)
 
     # Internals, shared with _LocalPending.
@@ -328,13 +335,17 @@ class LocalStore:
 class _PartWriter(io.RawIOBase):
     """A raw file being written to the store: its OSErrors become StoreErrors, and close fsyncs it."""
 
-    def __init__(self, fd: int, store: LocalStore, path: Path, doing: str) -> None:
+    def __init__(self, fd: int, store: LocalStore, path: Path, doing: str, witness: bool = False) -> None:
         super().__init__()
         self._fd = fd
         self._store = store
         self._path = path
         self._doing = doing
         self.sync = True  # an aborted part is closed without the cost of fsync
+        self.written = 0
+        # Held open until the snapshot is published or aborted, so that the inode cannot be reused
+        # meanwhile: a file put in this one's place is then always another inode.
+        self.witness = os.dup(fd) if witness else -1
 
     def writable(self) -> bool:
         """Return True: this stream is for writing."""
@@ -347,7 +358,9 @@ class _PartWriter(io.RawIOBase):
     def write(self, data: ReadableBuffer) -> int:
         """Write some of `data` and return how much (io.BufferedWriter writes the rest)."""
         try:
-            return os.write(self._fd, data)
+            size = os.write(self._fd, data)
+            self.written += size
+            return size
         except OSError as error:
             raise self._store._error(error, self._doing, self._path) from error
 
@@ -386,7 +399,7 @@ class _LocalPending:
         if filename in self._parts:
             raise ValueError(f"the part {filename!r} of snapshot {self._name!r} was opened already")
         doing = f"writing {filename} of snapshot {self._name!r} of project {self._project!r}"
-        raw = _PartWriter(self._store._create_file(path, doing), self._store, path, doing)
+        raw = _PartWriter(self._store._create_file(path, doing), self._store, path, doing, witness=True)
         stream = io.BufferedWriter(raw, WRITE_BUFFER_BYTES)
         self._parts[filename] = (stream, raw)
         return stream
@@ -405,6 +418,8 @@ class _LocalPending:
         try:
             for stream, _ in self._parts.values():
                 stream.close()  # flushes, then fsyncs (see _PartWriter.close)
+            for filename, (_, raw) in self._parts.items():
+                self._check_stored(self._staging / filename, raw, doing)
             store._write_file(self._staging / MANIFEST_FILE, manifest, doing)
             with store._translate(doing, self._staging):
                 _fsync_dir(self._staging)
@@ -421,15 +436,32 @@ class _LocalPending:
             if not published:
                 self.abort()
         self._state = "published"
+        self._close_witnesses()
         store._live_staging.discard(self._staging.name)
         with store._translate(doing, directory):
             _fsync_dir(directory)
+
+    def _check_stored(self, path: Path, raw: _PartWriter, doing: str) -> None:
+        """Raise StoreError unless `path` is still the file `raw` wrote, with every byte it wrote."""
+        ours = os.fstat(raw.witness)
+        try:
+            stat = os.stat(path, follow_symlinks=False)
+            same = (stat.st_dev, stat.st_ino) == (ours.st_dev, ours.st_ino)
+            found = f"{stat.st_size} bytes" if same else "another file"
+        except OSError:
+            stat, same, found = None, False, "nothing"
+        if stat is None or not same or stat.st_size != raw.written:
+            raise StoreError(
+                f"{doing} failed: {path} is not what this backup wrote ({raw.written} bytes; found {found}): "
+                "another process changed or removed it; nothing was published"
+            )
 
     def abort(self) -> None:
         """Remove everything staged. Calling it again, or after publish, does nothing."""
         if self._state != "open":
             return
         self._state = "aborted"
+        self._close_witnesses()
         for stream, raw in self._parts.values():
             raw.sync = False
             with contextlib.suppress(OSError, StoreError):
@@ -438,6 +470,12 @@ class _LocalPending:
         # What cannot be removed now is removed by the next begin.
         shutil.rmtree(self._staging, ignore_errors=True)
         self._store._live_staging.discard(self._staging.name)
+
+    def _close_witnesses(self) -> None:
+        for _, raw in self._parts.values():
+            if raw.witness >= 0:
+                os.close(raw.witness)
+                raw.witness = -1
 
     def _check_open(self) -> None:
         if self._state != "open":

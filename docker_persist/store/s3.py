@@ -34,9 +34,16 @@ under the project lock.
 The lock: S3 has no flock. `lock()` writes `<project>/.lock` and reads it back to check that it
 won; a lock object is fresh while its holder refreshes it (every LOCK_REFRESH_SECONDS). It is
 stale, and taken over, once it is LOCK_STALE_SECONDS (15 minutes) old by the server's clock,
-or at once when its holder ran on this host and that process is gone (kill -9). It is always
-released on exit. Two writers on different hosts racing for the lock in the same instant are
-only best-effort protected: S3 offers no compare-and-swap that every S3-compatible server honours.
+or at once when its holder provably died: it ran on this machine, in this boot and PID
+namespace, and its process is gone (kill -9; see host/identity.py). A hostname and a pid alone
+prove nothing. It is always released on exit. Two writers on different hosts racing for the
+lock in the same instant are only best-effort protected: S3 offers no compare-and-swap that
+every S3-compatible server honours. So that even then no run removes another live run's parts,
+the clean-up removes only leftovers older than LOCK_STALE_SECONDS, by the server's clock.
+
+Every request that makes no progress for DOCKER_PERSIST_S3_TIMEOUT seconds (default 30) fails,
+and is tried RETRIES more times: a hung server fails a backup in minutes, not hours, and the
+services it stopped start again.
 """
 
 from __future__ import annotations
@@ -52,7 +59,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import threading
 import time
 import urllib.parse
@@ -61,6 +67,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from docker_persist.core.manifest import MANIFEST_FILE, check_snapshot_name, format_datetime, is_snapshot_name
 from docker_persist.errors import ConfigError
+from docker_persist.host.identity import holder_identity, is_provably_dead
 from docker_persist.store.base import (
     PROJECT_NAME,
     StoreError,
@@ -86,6 +93,9 @@ LOCK_STALE_SECONDS = 15 * 60
 LOCK_REFRESH_SECONDS = 60.0
 LOCK_POLL_SECONDS = 0.5
 LOCK_SETTLE_SECONDS = 0.2
+TIMEOUT_ENV = "DOCKER_PERSIST_S3_TIMEOUT"
+DEFAULT_TIMEOUT = 30.0
+RETRIES = 2
 AWS_ENDPOINT = "https://s3.amazonaws.com"
 DEFAULT_REGION = "us-east-1"
 
@@ -281,13 +291,42 @@ def open_s3_store(url: str, environ: Mapping[str, str]) -> S3Store:
         if region is None and location.endpoint != AWS_ENDPOINT:
             region = DEFAULT_REGION
         location = dataclasses.replace(location, region=region)
-    return S3Store(location, resolve_credentials(environ))
+    return S3Store(location, resolve_credentials(environ), request_timeout(environ))
 
 
-def _make_client(location: S3Location, credentials: Credentials | None) -> Minio:
+def request_timeout(environ: Mapping[str, str]) -> float:
+    """Return the seconds an S3 request may stall (DOCKER_PERSIST_S3_TIMEOUT, default 30).
+
+    Raise ConfigError for a value that is not a positive number.
+    """
+    text = environ.get(TIMEOUT_ENV, "")
+    if not text:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 86400:
+        raise ConfigError(f"{TIMEOUT_ENV}={text!r}: expected a number of seconds, such as 30")
+    return value
+
+
+def _make_client(location: S3Location, credentials: Credentials | None, timeout: float = DEFAULT_TIMEOUT) -> Minio:
+    import certifi
+    import urllib3
     from minio import Minio  # imported here: only s3:// commands pay for it
 
     parts = urllib.parse.urlsplit(location.endpoint)
+    # minio's own client waits 5 minutes a request and retries 5 times: a hung server would stall a
+    # backup (and a service stopped for it) for half an hour. A request that makes no progress for
+    # `timeout` seconds fails instead, and is tried RETRIES more times.
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=min(timeout, 10.0), read=timeout),
+        maxsize=UPLOADS_IN_FLIGHT + 4,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        retries=urllib3.Retry(total=RETRIES, backoff_factor=0.5, status_forcelist=[500, 502, 503, 504]),
+    )
     client = Minio(
         parts.netloc,
         access_key=credentials.access_key if credentials else None,
@@ -295,6 +334,7 @@ def _make_client(location: S3Location, credentials: Credentials | None) -> Minio
         session_token=credentials.session_token if credentials else None,
         secure=parts.scheme == "https",
         region=location.region,
+        http_client=http,
     )
     if location.path_style is True:
         client.disable_virtual_style_endpoint()  # type: ignore[no-untyped-call]
@@ -306,10 +346,11 @@ def _make_client(location: S3Location, credentials: Credentials | None) -> Minio
 class S3Store:
     """Snapshots in an S3 bucket (see the module docstring for the layout, the lock and the cleanup)."""
 
-    def __init__(self, location: S3Location, credentials: Credentials | None) -> None:
+    def __init__(self, location: S3Location, credentials: Credentials | None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.location = location
         self.url = location.url
         self._credentials = credentials
+        self._timeout = timeout
         self._client_cache: Minio | None = None
         self._held: dict[str, _LockHold] = {}
         self._live: set[str] = set()  # keys of snapshots this object is writing
@@ -318,7 +359,7 @@ class S3Store:
     def client(self) -> Minio:
         """The S3 client, made on first use."""
         if self._client_cache is None:
-            self._client_cache = _make_client(self.location, self._credentials)
+            self._client_cache = _make_client(self.location, self._credentials, self._timeout)
         return self._client_cache
 
     # --- the Store protocol --------------------------------------------------------------------
@@ -342,6 +383,7 @@ class S3Store:
         hold = self._acquire(project, timeout)
         self._held[project] = hold
         try:
+            self._remove_leftovers(project)
             yield
         finally:
             del self._held[project]
@@ -387,14 +429,16 @@ class S3Store:
         return cast(BinaryIO, io.BufferedReader(_PartReader(self, response, doing), 1 << 20))
 
     def begin(self, project: str, name: str) -> _S3Pending:
-        """Start writing a snapshot, after removing what killed runs left behind. The caller holds the lock.
+        """Start writing a snapshot (what killed runs left was removed when the lock was taken). The caller
+        holds the lock.
 
         Raise SnapshotExistsError if the name is taken.
         """
         prefix = self._snapshot_key(project, name, "")
+        if project not in self._held:
+            raise RuntimeError(f"S3Store.begin needs the lock: call it inside `with store.lock({project!r})`")
         if self._object_exists(prefix + MANIFEST_FILE):
             raise snapshot_exists(project, name)
-        self._remove_leftovers(project)
         self._live.add(prefix)
         return _S3Pending(self, project, name, prefix)
 
@@ -453,6 +497,21 @@ class S3Store:
             raise
         return True
 
+    def _check_stored(self, key: str, size: int, etag: str, doing: str) -> None:
+        """Check, by asking the server, that the object at `key` is the one this run wrote: its size, and the
+        ETag the server gave it when it was completed. Raise StoreError if it is gone or another."""
+        with self._translate(doing, missing=key):
+            stat = self.client.stat_object(self.location.bucket, key)
+        stored_etag = str(stat.etag or "").strip('"')
+        if stat.size != size or (etag and stored_etag != etag.strip('"')):
+            raise StoreError(
+                self._mask(
+                    f"{doing} failed: {key} in the bucket is not what this backup wrote ({stat.size} bytes, ETag "
+                    f"{stored_etag or '?'}; wrote {size} bytes, ETag {etag.strip(chr(34)) or '?'}): another process "
+                    "changed or removed it; nothing was published"
+                )
+            )
+
     def _get(self, key: str, doing: str) -> bytes | None:
         """Return the object's bytes, or None if there is no such object."""
         got = self._get_with_headers(key, doing)
@@ -475,9 +534,11 @@ class S3Store:
                 return None
             raise
 
-    def _put(self, key: str, data: bytes, doing: str) -> None:
+    def _put(self, key: str, data: bytes, doing: str) -> str:
+        """Write an object in one request; return its ETag."""
         with self._translate(doing):
-            self.client.put_object(self.location.bucket, key, io.BytesIO(data), len(data))
+            result = self.client.put_object(self.location.bucket, key, io.BytesIO(data), len(data))
+        return str(result.etag or "")
 
     def _remove_keys(self, keys: Sequence[str], doing: str) -> None:
         from minio.deleteobjects import DeleteObject
@@ -491,29 +552,44 @@ class S3Store:
             raise StoreError(self._mask(f"{doing} failed: {first.code}: {first.message} ({first.name})"))
 
     def _remove_leftovers(self, project: str) -> None:
-        """Remove unpublished snapshot prefixes and abort multipart uploads of killed runs (under the lock)."""
+        """Remove unpublished snapshot prefixes and abort multipart uploads of killed runs (under the lock).
+
+        When the lock was free or its holder provably dead, no one else can be writing: every
+        leftover goes. When the lock was taken over for its age, its holder might yet live (a
+        network that lost only its heartbeats): then only what is older than LOCK_STALE_SECONDS,
+        by the server's clock, goes, so that no run removes another live run's parts.
+        """
         doing = "cleaning up after an earlier, interrupted run"
+        hold = self._held.get(project)
+        if hold is None or hold.server_clock is None:
+            return  # without the server's clock, the age of a leftover is unknown: leave it
+        server_now, read_at = hold.server_clock
+        margin = LOCK_STALE_SECONDS if hold.previous == "expired" else 0
+        cutoff = server_now + datetime.timedelta(seconds=time.monotonic() - read_at - margin)
         base = self.location.key(project) + "/"
-        by_snapshot: dict[str, list[str]] = {}
-        for key in self._list(base, doing):
-            name, _, rest = key.partition("/")
-            if rest:
-                by_snapshot.setdefault(name, []).append(key)
+        by_snapshot: dict[str, list[tuple[str, datetime.datetime | None]]] = {}
+        with self._translate(doing):
+            for item in self.client.list_objects(self.location.bucket, prefix=base, recursive=True):
+                name, _, rest = (item.object_name or "")[len(base) :].partition("/")
+                if rest:
+                    by_snapshot.setdefault(name, []).append((rest, item.last_modified))
         stale = [
-            base + key
-            for name, keys in by_snapshot.items()
-            if f"{base}{name}/" not in self._live and f"{name}/{MANIFEST_FILE}" not in keys
-            for key in keys
+            f"{base}{name}/{rest}"
+            for name, items in by_snapshot.items()
+            if f"{base}{name}/" not in self._live
+            and MANIFEST_FILE not in {rest for rest, _ in items}
+            and all(modified is not None and modified < cutoff for _, modified in items)
+            for rest, _ in items
         ]
         self._remove_keys(stale, doing)
-        for key, upload_id in self._uploads(base, doing):
-            if not any(key.startswith(live) for live in self._live):
+        for key, upload_id, initiated in self._uploads(base, doing):
+            if not any(key.startswith(live) for live in self._live) and initiated is not None and initiated < cutoff:
                 with self._translate(doing):
                     self.client._abort_multipart_upload(self.location.bucket, key, upload_id)
 
-    def _uploads(self, prefix: str, doing: str) -> list[tuple[str, str]]:
-        """Return (key, upload id) of the multipart uploads in progress under `prefix`."""
-        found: list[tuple[str, str]] = []
+    def _uploads(self, prefix: str, doing: str) -> list[tuple[str, str, datetime.datetime | None]]:
+        """Return (key, upload id, when it began) of the multipart uploads in progress under `prefix`."""
+        found: list[tuple[str, str, datetime.datetime | None]] = []
         key_marker: str | None = None
         upload_marker: str | None = None
         with self._translate(doing):
@@ -521,7 +597,11 @@ class S3Store:
                 result = self.client._list_multipart_uploads(
                     self.location.bucket, prefix=prefix, key_marker=key_marker, upload_id_marker=upload_marker
                 )
-                found += [(u.object_name, u.upload_id) for u in result.uploads if u.object_name and u.upload_id]
+                found += [
+                    (u.object_name, u.upload_id, u.initiated_time)
+                    for u in result.uploads
+                    if u.object_name and u.upload_id
+                ]
                 if not result.is_truncated or not result.next_key_marker:
                     return found
                 key_marker, upload_marker = result.next_key_marker, result.next_upload_id_marker
@@ -533,20 +613,21 @@ class S3Store:
         while True:
             holder = self._read_lock(key, doing)
             if holder is None or _lock_is_stale(holder):
+                # How far the clean-up may trust that no one else writes: a lock that was free or whose
+                # holder provably died leaves nothing live; one taken over for its age might.
+                previous = "free" if holder is None else "dead" if is_provably_dead(dict(holder)) else "expired"
                 token = secrets.token_hex(16)
                 since = format_datetime(datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0))
-                body = {
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "since": since,
-                    "heartbeat": time.time(),
-                    "token": token,
-                }
+                body = {**holder_identity(), "since": since, "heartbeat": time.time(), "token": token}
                 self._put(key, _lock_body(body), doing)
                 time.sleep(LOCK_SETTLE_SECONDS)  # let a racing writer's PUT land, then see who won
                 check = self._read_lock(key, doing)
                 if check is not None and check.get("token") == token:
                     hold = _LockHold(self, key, body)
+                    hold.previous = previous
+                    server_now = check.get("server_now")
+                    if isinstance(server_now, datetime.datetime):
+                        hold.server_clock = (server_now, float(check["read_at"]))
                     hold.start()
                     return hold
                 holder = check
@@ -568,6 +649,9 @@ class S3Store:
         except (ValueError, TypeError):
             holder = {}  # unreadable: judge it by its age alone
         age = _age(headers.get("Last-Modified"), headers.get("Date"))
+        with contextlib.suppress(TypeError, ValueError):
+            holder["server_now"] = email.utils.parsedate_to_datetime(headers.get("Date") or "")
+            holder["read_at"] = time.monotonic()
         heartbeat = holder.get("heartbeat")
         if age is None and isinstance(heartbeat, (int, float)):
             age = time.time() - heartbeat  # no usable server dates: trust the holder's clock
@@ -644,18 +728,12 @@ def _age(last_modified: str | None, now: str | None) -> float | None:
 
 
 def _lock_is_stale(holder: Mapping[str, Any]) -> bool:
+    """Return True if the lock's holder is gone: its heartbeat stopped LOCK_STALE_SECONDS ago, or it
+    provably died on this machine (see host/identity.py). A live holder elsewhere is never stale."""
     age = holder.get("age")
     if age is None or age > LOCK_STALE_SECONDS:
         return True
-    pid = holder.get("pid")
-    if holder.get("host") == socket.gethostname() and isinstance(pid, int) and pid > 0 and pid != os.getpid():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True  # its holder on this host is gone (kill -9)
-        except PermissionError:
-            return False
-    return False
+    return is_provably_dead(dict(holder))
 
 
 def _lock_body(body: Mapping[str, Any]) -> bytes:
@@ -679,6 +757,8 @@ class _LockHold:
         self.key = key
         self.body = body
         self.depth = 1
+        self.server_clock: tuple[datetime.datetime, float] | None = None  # (the server's time, monotonic then)
+        self.previous = "free"  # free | dead | expired: the lock before this holder took it
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._refresh, name="docker-persist-s3-lock", daemon=True)
 
@@ -756,6 +836,8 @@ class _PartWriter(io.BufferedIOBase):
         self._uploads: list[concurrent.futures.Future[Any]] = []
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.completed = False
+        self.size = 0  # bytes written
+        self.etag = ""  # what the server said the completed object is
 
     def writable(self) -> bool:
         return True
@@ -765,6 +847,7 @@ class _PartWriter(io.BufferedIOBase):
             raise ValueError("write to a closed part")
         view = memoryview(data).cast("B")
         self._buffer += view
+        self.size += len(view)
         while len(self._buffer) >= (size := part_size(len(self._uploads) + 1)):
             chunk = bytes(memoryview(self._buffer)[:size])
             del self._buffer[:size]
@@ -781,8 +864,10 @@ class _PartWriter(io.BufferedIOBase):
                 )
             self._pool = concurrent.futures.ThreadPoolExecutor(UPLOADS_IN_FLIGHT, "docker-persist-s3-upload")
         assert self._pool is not None
-        while sum(not upload.done() for upload in self._uploads) >= UPLOADS_IN_FLIGHT:
-            concurrent.futures.wait(self._uploads, return_when=concurrent.futures.FIRST_COMPLETED)
+        while len(in_flight := [upload for upload in self._uploads if not upload.done()]) >= UPLOADS_IN_FLIGHT:
+            # Only the uploads still in flight: a finished one in the list would end the wait at once, and
+            # this loop would spin at 100% CPU whenever the upload is slower than compression.
+            concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
         for upload in self._uploads:
             if upload.done():
                 upload.result()  # a failed part fails the write now
@@ -813,16 +898,17 @@ class _PartWriter(io.BufferedIOBase):
             return
         try:
             if self.upload_id is None:
-                self._store._put(self.key, bytes(self._buffer), self._doing)
+                self.etag = self._store._put(self.key, bytes(self._buffer), self._doing)
             else:
                 if self._buffer:
                     self._submit(bytes(self._buffer))
                     self._buffer = bytearray()
                 parts = self._finish_uploads()
                 with self._store._translate(self._doing):
-                    self._store.client._complete_multipart_upload(
+                    result = self._store.client._complete_multipart_upload(
                         self._store.location.bucket, self.key, self.upload_id, parts
                     )
+                self.etag = str(result.etag or "")
             self.completed = True
         except BaseException:
             self.discard()
@@ -889,6 +975,8 @@ class _S3Pending:
                 writer.close()
                 if not writer.completed:
                     raise StoreError(f"{doing} failed: the part {writer.key} was discarded")
+            for writer in self._parts.values():
+                self._store._check_stored(writer.key, writer.size, writer.etag, doing)
             if self._store._object_exists(self._prefix + MANIFEST_FILE):
                 raise snapshot_exists(self._project, self._name)
             self._store._put(self._prefix + MANIFEST_FILE, manifest, doing)

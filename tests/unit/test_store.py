@@ -596,3 +596,36 @@ def test_open_store_refuses_other_urls(url: str, message: str) -> None:
 
 def test_backends_are_an_explicit_registry() -> None:
     assert sorted(STORE_BACKENDS) == ["file", "s3"]
+
+
+# --- publish checks what the store holds ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("change", ["removed", "replaced", "truncated"])
+def test_a_part_changed_behind_the_writer_s_back_is_never_published(store: LocalStore, root: Path, change: str) -> None:
+    with store.lock("shop"):
+        pending = store.begin("shop", "s1")
+        with pending.open_part("db.tar.zst") as part:
+            part.write(b"x" * 5000)
+        (staging,) = root.glob("shop/.staging-s1-*")
+        path = staging / "db.tar.zst"
+        if change == "removed":
+            path.unlink()
+        elif change == "replaced":
+            path.unlink()
+            path.write_bytes(b"x" * 5000)  # the same bytes, but not the file this run wrote
+        else:
+            os.truncate(path, 100)
+        with pytest.raises(StoreError, match="not what this backup wrote"):
+            pending.publish(MANIFEST)
+    assert store.list_snapshots("shop") == []
+    assert entries(root / "shop") == [".lock"]
+
+
+def test_a_killed_forget_s_trash_is_removed_by_the_next_lock(store: LocalStore, root: Path) -> None:
+    publish(store, "s1")
+    trash = root / "shop" / ".trash-s1-999-abcd"
+    (root / "shop" / "s1").rename(trash)  # what a forget killed between its rename and its rmtree leaves
+    with store.lock("shop"):
+        assert not trash.exists()
+    assert entries(root / "shop") == [".lock"]

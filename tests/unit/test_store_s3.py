@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -226,15 +228,17 @@ class FakeMultipart:
             with self._lock:
                 self.running -= 1
 
-    def _complete_multipart_upload(self, bucket: str, key: str, upload_id: str, parts: list[Any]) -> None:
+    def _complete_multipart_upload(self, bucket: str, key: str, upload_id: str, parts: list[Any]) -> Any:
         self.completed.append((key, [part.part_number for part in parts]))
         self.objects[key] = b"".join(self.parts[part.part_number] for part in parts)
+        return types.SimpleNamespace(etag=f"{hashlib.md5(self.objects[key]).hexdigest()}-{len(parts)}")
 
     def _abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         self.aborted.append(key)
 
-    def put_object(self, bucket: str, key: str, data: io.BytesIO, length: int) -> None:
+    def put_object(self, bucket: str, key: str, data: io.BytesIO, length: int) -> Any:
         self.objects[key] = data.read()
+        return types.SimpleNamespace(etag=hashlib.md5(self.objects[key]).hexdigest())
 
 
 def fake_store(client: FakeMultipart) -> S3Store:
@@ -288,3 +292,57 @@ def test_a_failure_while_writing_discards_the_upload(monkeypatch: pytest.MonkeyP
         writer.write(bytes(2500))
         raise RuntimeError("the source failed")
     assert client.aborted == ["k"] and client.completed == []
+
+
+def test_a_slow_upload_is_waited_for_without_spinning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While both upload slots are busy, the writer sleeps: it used to spin at 100% CPU until a slot freed."""
+    monkeypatch.setattr("docker_persist.store.s3.PART_BYTES", 1000)
+    client = FakeMultipart(delay=0.3)
+    started = time.thread_time()
+    with _PartWriter(fake_store(client), "k", "writing k") as writer:
+        writer.write(bytes(5500))  # five full parts: the third and later wait for a slot
+    assert client.completed == [("k", [1, 2, 3, 4, 5, 6])]
+    assert time.thread_time() - started < 0.2  # waited ~0.9 s in all, with next to no CPU
+
+
+def test_the_client_gives_up_on_a_stalled_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    from docker_persist.store.s3 import DEFAULT_TIMEOUT, RETRIES, _make_client, request_timeout
+
+    assert request_timeout({}) == DEFAULT_TIMEOUT == 30.0
+    assert request_timeout({"DOCKER_PERSIST_S3_TIMEOUT": "2.5"}) == 2.5
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(ConfigError, match="DOCKER_PERSIST_S3_TIMEOUT"):
+            request_timeout({"DOCKER_PERSIST_S3_TIMEOUT": bad})
+    client = _make_client(parse_s3_url("s3://bucket?endpoint=http://127.0.0.1:1", {}), None, 7.0)
+    http = client._http
+    assert http.connection_pool_kw["timeout"].read_timeout == 7.0
+    assert http.connection_pool_kw["retries"].total == RETRIES
+
+
+IDENTITY = {"host": "h1", "boot": "b1", "pidns": "4026531836", "pid": 4242, "start": "1000"}
+
+
+@pytest.mark.parametrize(
+    ("holder", "alive_start", "stale"),
+    [
+        ({**IDENTITY, "age": 5.0}, "1000", False),  # alive, here: fresh
+        ({**IDENTITY, "age": 5.0}, "", True),  # here, and its process is gone
+        ({**IDENTITY, "age": 5.0}, "2000", True),  # here, and its pid belongs to a newer process now
+        ({**IDENTITY, "pidns": "4026532999", "age": 5.0}, "", False),  # same host name, another PID namespace
+        ({**IDENTITY, "boot": "b0", "age": 5.0}, "", False),  # an earlier boot: cannot tell, wait for its age
+        ({**IDENTITY, "host": "h2", "age": 5.0}, "", False),  # another host with the same pid
+        ({"host": "h1", "pid": 4242, "age": 5.0}, "", False),  # an older holder that says too little
+        ({**IDENTITY, "age": 16 * 60.0}, "1000", True),  # a heartbeat that stopped 16 minutes ago
+        ({**IDENTITY, "age": None}, "1000", True),  # no age at all
+    ],
+)
+def test_a_lock_holder_is_stale_only_when_that_is_proven(
+    monkeypatch: pytest.MonkeyPatch, holder: dict[str, object], alive_start: str, stale: bool
+) -> None:
+    from docker_persist.host import identity
+    from docker_persist.store.s3 import _lock_is_stale
+
+    here = {**IDENTITY, "pid": 1}
+    monkeypatch.setattr(identity, "holder_identity", lambda: here)
+    monkeypatch.setattr(identity, "process_start", lambda pid: alive_start if pid == 4242 else "")
+    assert _lock_is_stale(holder) is stale

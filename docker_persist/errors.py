@@ -53,3 +53,12 @@ class BusyError(PersistError):
 
 class SnapshotNotFoundError(PersistError):
     """No snapshot has the requested name."""
+
+
+def add_note(error: BaseException, note: str) -> None:
+    """Add a line to what is shown after an error's message (PEP 678's __notes__, which main prints)."""
+    notes = getattr(error, "__notes__", None)
+    if not isinstance(notes, list):
+        notes = []
+        error.__dict__["__notes__"] = notes
+    notes.append(note)

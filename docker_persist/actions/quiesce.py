@@ -15,9 +15,10 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 
 from docker_persist.config.model import Project, ServicePolicy
-from docker_persist.engine import COMPOSE_PROJECT, COMPOSE_SERVICE, Engine, EngineNotFoundError
-from docker_persist.errors import PersistError
+from docker_persist.engine import COMPOSE_PROJECT, COMPOSE_SERVICE, Engine
+from docker_persist.errors import PersistError, add_note
 from docker_persist.host.journal import Journal
+from docker_persist.host.signals import interrupts_deferred
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def unescape_compose(command: str) -> str:
 
 def _running_containers(engine: Engine, project: str, service: str) -> list[str]:
     labels = [f"{COMPOSE_PROJECT}={project}", f"{COMPOSE_SERVICE}={service}"]
-    return [c["Id"] for c in engine.list_containers(labels, all_states=False) if c.get("State") == "running"]
+    return [c.id for c in engine.list_containers(labels, all_states=False) if c.state == "running"]
 
 
 def _run_hooks(
@@ -74,20 +75,6 @@ def _run_hooks(
             tail = output.strip().splitlines()[-5:]
             detail = ("\n  " + "\n  ".join(tail)) if tail else ""
             raise HookFailedError(f"{stage} hook of service {service!r} exited {code}: {command}{detail}")
-
-
-def recover_interrupted(engine: Engine, journal: Journal) -> None:
-    """Bring back what a killed run left stopped or paused (it is in the journal). Call it holding the lock."""
-    record = journal.read()
-    for field, action in (("stopped", engine.start_container), ("paused", engine.unpause_container)):
-        for container in record.get(field) or []:
-            try:
-                # A warning, not progress: the user should learn that a run was killed.
-                log.warning("an interrupted run left container %s %s: bringing it back", container[:12], field)
-                action(container)
-            except EngineNotFoundError:
-                pass  # removed since: nothing to bring back
-            journal.remove_from(field, container)
 
 
 @contextlib.contextmanager
@@ -107,6 +94,7 @@ def quiesced(
     """
     undo: list[tuple[str, str, list[str]]] = []  # (service, action, containers)
     running: dict[str, list[str]] = {p.service: _running_containers(engine, project, p.service) for p in plans}
+    failed: BaseException | None = None
     try:
         for plan in plans:
             _run_hooks(engine, running[plan.service], plan.service, "pre", plan.pre, say)
@@ -127,19 +115,30 @@ def quiesced(
                         journal.add_to("paused", container)
                     engine.pause_container(container)
         yield
+    except BaseException as error:
+        failed = error
+        raise
     finally:
-        failures = _undo(engine, undo, say, journal)
-        hook_error: HookFailedError | None = None
-        for plan in plans:
-            try:
-                _run_hooks(engine, running[plan.service], plan.service, "post", plan.post, say)
-            except HookFailedError as error:
-                hook_error = hook_error or error
-            except PersistError as error:
-                failures.append(f"post hook of {plan.service!r}: {error}")
-        if failures:
+        with interrupts_deferred():  # a second Ctrl-C must not leave a service down
+            failures = _undo(engine, undo, say, journal)
+            hook_error: HookFailedError | None = None
+            for plan in plans:
+                try:
+                    _run_hooks(engine, running[plan.service], plan.service, "post", plan.post, say)
+                except HookFailedError as error:
+                    hook_error = hook_error or error
+                except PersistError as error:
+                    failures.append(f"post hook of {plan.service!r}: {error}")
+        if failed is not None:
+            # The first error is the one to show (a full store, say); what went wrong putting
+            # things back is added to it, never in its place.
+            for failure in failures:
+                add_note(failed, failure)
+            if hook_error is not None:
+                add_note(failed, str(hook_error))
+        elif failures:
             raise RestartFailedError("; ".join(failures))
-        if hook_error is not None:
+        elif hook_error is not None:
             raise hook_error
 
 
@@ -156,9 +155,9 @@ def _undo(
                     engine.unpause_container(container)
                 if journal is not None:
                     journal.remove_from("stopped" if action == "start" else "paused", container)
-                state = engine.inspect_container(container).get("State") or {}
-                if not state.get("Running") or state.get("Paused"):
-                    failures.append(f"service {service!r} did not come back ({state.get('Status', 'unknown')})")
+                status = engine.inspect_container(container)
+                if not status.running or status.paused:
+                    failures.append(f"service {service!r} did not come back ({status.status})")
             except PersistError as error:
                 failures.append(f"service {service!r} did not come back: {error}")
         say(f"{service}: {'started' if action == 'start' else 'unpaused'} again")

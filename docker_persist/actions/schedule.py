@@ -1,22 +1,38 @@
-"""Scheduled backups: where the scheduler's state is kept between runs and restarts.
+"""Scheduled backups: the scheduler's state between runs and restarts, and the one-scheduler rule.
 
 The loop itself is pure (core/scheduler.py); this module keeps its state in
-$XDG_STATE_HOME/docker-persist/schedule/<project>.json.
+$XDG_STATE_HOME/docker-persist/schedule/<engine>-<project>.json, written whole after each
+change. One scheduler runs per project and engine: it holds a lock beside its state file for as
+long as it runs, and a second one refuses to start, naming the first; otherwise two schedulers
+would both back up on every fire time and overwrite each other's counters.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 
 from docker_persist.core.scheduler import ScheduleState, dump_state, load_state
+from docker_persist.errors import BusyError
 from docker_persist.host.files import write_atomically
+from docker_persist.host.locks import FileLock
 from docker_persist.host.paths import state_dir
 
 
-def state_path(environ: Mapping[str, str], project: str) -> str:
-    """Return the path of the project's scheduler state file."""
-    return os.path.join(state_dir(environ), "schedule", f"{project}.json")
+class SchedulerRunningError(BusyError):
+    """Another scheduler runs for the project on this engine."""
+
+
+def state_path(environ: Mapping[str, str], engine_host: str, project: str) -> str:
+    """Return the path of the scheduler state file of `project` on the engine at `engine_host`."""
+    engine = hashlib.sha256(engine_host.encode()).hexdigest()[:12]
+    return os.path.join(state_dir(environ), "schedule", f"{engine}-{project}.json")
+
+
+def scheduler_lock(path: str, project: str) -> FileLock:
+    """Return the lock the scheduler of the state file `path` holds while it runs."""
+    return FileLock(os.path.splitext(path)[0] + ".lock", SchedulerRunningError, f"the scheduler of project {project!r}")
 
 
 def read_state(path: str) -> ScheduleState:

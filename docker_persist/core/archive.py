@@ -315,6 +315,11 @@ class TarDigester:
         finally:
             self._offset += pos
 
+    @property
+    def entries_seen(self) -> int:
+        """Return how many distinct paths the archive fed so far holds."""
+        return len(self._nodes)
+
     def finish(self) -> ArchiveSummary:
         """Return the summary of the archive fed so far, which must be complete.
 

@@ -11,6 +11,9 @@ import dataclasses
 from docker_persist.config.model import Project, Volume
 from docker_persist.core.state import LiveState, SnapshotInfo, is_anonymous_volume_name
 
+DEFAULT_LAYER_THRESHOLD = 10_000_000
+"""Writable-layer data above this many bytes counts as data that `down` would destroy (10 MB)."""
+
 # Paths whose writes in a container layer are expected and not data.
 EPHEMERAL_PREFIXES = ("/tmp", "/run", "/var/run", "/var/log", "/var/cache", "/proc", "/sys", "/dev")
 

@@ -839,20 +839,28 @@ def find_missing_external_volumes(project: Project, state: LiveState, options: C
 
 
 def find_unguarded_volumes(project: Project, state: LiveState, options: CheckOptions) -> list[Finding]:
-    """DP015: return findings for protected volumes that exist but have no engine guard."""
-    guarded = {g.volume for g in state.guards}
-    return [
-        _volume_finding(
-            project,
-            volume,
-            "DP015",
-            "warning",
-            f"protect is on but '{volume.name}' has no guard, so `docker volume rm` and `down -v` can remove it",
-            f"run `docker persist protect {volume.key}` (or `docker persist up`, which restores guards)",
-        )
-        for volume in _precious(project)
-        if volume.policy and volume.policy.protect and volume.name in state.volumes and volume.name not in guarded
-    ]
+    """DP015: return findings for protected volumes that exist but have no running engine guard.
+
+    A stopped guard counts as none: `docker container prune` and `docker system prune` remove it.
+    """
+    running = {g.volume for g in state.guards if g.running}
+    stopped = {g.volume for g in state.guards if not g.running}
+    findings = []
+    for volume in _precious(project):
+        if not (volume.policy and volume.policy.protect and volume.name in state.volumes) or volume.name in running:
+            continue
+        if volume.name in stopped:
+            problem = (
+                f"the guard of '{volume.name}' is not running, so `docker container prune` or `docker system prune` "
+                "removes it, and the volume can go with the next prune"
+            )
+        else:
+            problem = (
+                f"protect is on but '{volume.name}' has no guard, so `docker volume rm` and `down -v` can remove it"
+            )
+        fix = f"run `docker persist protect {volume.key}` (or `docker persist up`, which restores guards)"
+        findings.append(_volume_finding(project, volume, "DP015", "warning", problem, fix))
+    return findings
 
 
 def find_unquiesced_databases(project: Project, state: LiveState, options: CheckOptions) -> list[Finding]:
@@ -902,6 +910,22 @@ def find_unusable_encryption(project: Project, state: LiveState, options: CheckO
     ]
 
 
+def find_incomplete_volumes(project: Project, state: LiveState, options: CheckOptions) -> list[Finding]:
+    """DP018: return findings for the project's volumes that hold part of a restore that was interrupted."""
+    findings = []
+    for volume in project.volumes.values():
+        snapshot = state.incomplete.get(volume.name)
+        if snapshot is None:
+            continue
+        problem = (
+            f"'{volume.name}' holds part of snapshot '{snapshot}': a restore into it was interrupted, and a service "
+            "started on it would run on half of the data"
+        )
+        fix = f"finish it with `docker persist restore {snapshot} --yes` (or see `docker persist recover`)"
+        findings.append(_volume_finding(project, volume, "DP018", "error", problem, fix))
+    return findings
+
+
 RULES: dict[str, Rule] = {
     rule.id: rule
     for rule in (
@@ -922,6 +946,7 @@ RULES: dict[str, Rule] = {
         Rule("DP015", "warning", "Protected volume without a guard", find_unguarded_volumes),
         Rule("DP016", "warning", "Database copied live", find_unquiesced_databases),
         Rule("DP017", "error", "Snapshots cannot be encrypted as x-persist asks", find_unusable_encryption),
+        Rule("DP018", "error", "Volume holds part of an interrupted restore", find_incomplete_volumes),
     )
 }
 

@@ -121,10 +121,19 @@ class Clock:
 
 
 @dataclasses.dataclass(frozen=True)
+class BackupDone:
+    """A scheduled backup's snapshot, and the seconds its work took (waiting for nothing: a busy project
+    is skipped)."""
+
+    name: str
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Actions:
     """What a run does. Each raises PersistError to fail; `backup` raises BusyError if the project is busy."""
 
-    backup: Callable[[tuple[str, ...]], str]  # volume keys -> the new snapshot's name
+    backup: Callable[[tuple[str, ...]], BackupDone]  # volume keys -> the new snapshot
     forget: Callable[[], int]  # apply the project's retention; return how many snapshots were removed
     verify: Callable[[str], bool]  # drill the named snapshot; return whether it passed
 
@@ -162,9 +171,8 @@ class Scheduler:
     def run_group(self, group: ScheduleGroup) -> RunResult:
         """Back up one group, then apply retention, then verify if it is the Nth backup. Never raises PersistError."""
         volumes = ", ".join(group.volume_keys)
-        started = self.clock.now()
         try:
-            name = self.actions.backup(group.volume_keys)
+            done = self.actions.backup(group.volume_keys)
         except BusyError as error:
             self.state.skipped += 1
             self.log(f"skipped the scheduled backup of {volumes}: another operation holds the project ({error})")
@@ -172,7 +180,7 @@ class Scheduler:
         except (PersistError, OSError) as error:
             self._fail(group, f"scheduled backup of {volumes} failed: {error}")
             return RunResult(failed=True)
-        seconds = max(0.0, (self.clock.now() - started).total_seconds())
+        name, seconds = done.name, max(0.0, done.seconds)
         for key in group.volume_keys:
             self.state.durations[key] = round(seconds, 3)
         self.state.backups += 1

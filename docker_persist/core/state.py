@@ -58,11 +58,12 @@ class VolumeState:
 
 @dataclasses.dataclass(frozen=True)
 class GuardState:
-    """An engine guard: a stopped, labelled container that keeps a volume from being removed."""
+    """An engine guard: a labelled container that keeps a volume from being removed."""
 
     id: str
     volume: str
     project: str
+    running: bool = True  # a stopped guard is one `docker container prune` removes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +87,7 @@ class LiveState:
     image_volumes: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # image -> VOLUMEs
     guards: tuple[GuardState, ...] = ()
     snapshots: tuple[SnapshotInfo, ...] | None = None  # None: unknown (no store to read)
+    incomplete: Mapping[str, str] = dataclasses.field(default_factory=dict)  # volume -> snapshot partly restored
     host_paths: Mapping[str, str] = dataclasses.field(default_factory=dict)  # bind source -> file|dir|missing
 
     def containers_of(self, service: str) -> list[ContainerState]:

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from docker_persist.config.model import Project
 from docker_persist.core.state import LiveState, SnapshotInfo
 from docker_persist.engine import Engine
+from docker_persist.engine.markers import incomplete_volumes
 from docker_persist.host.dockerconfig import Endpoint
 
 
@@ -57,6 +58,7 @@ def gather_live_state(
         volumes=volumes,
         image_volumes=engine.image_volumes(images),
         guards=tuple(engine.list_guards(project.name)),
+        incomplete=incomplete_volumes(engine, project.name),
         snapshots=snapshots,
         host_paths=stat_host_paths(bind_sources) if engine_is_local(endpoint) else {},
     )

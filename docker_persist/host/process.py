@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import NamedTuple
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from typing import IO, NamedTuple
 
 from docker_persist.host.dockerconfig import DockerConfig, find_cli_plugin
 from docker_persist.host.files import write_atomically
@@ -144,6 +144,26 @@ def start_compose_config(
     return PendingComposeConfig([find_compose(config), *project_argv, "config"], environ, cwd)
 
 
+def check_compose_arguments(
+    config: DockerConfig, project_argv: Sequence[str], subcommand: str, args: Sequence[str], environ: Mapping[str, str]
+) -> str | None:
+    """Ask Compose whether `docker compose SUBCOMMAND ARGS` is a command line it accepts, running nothing.
+
+    Compose parses every flag before it acts on `--help`, so an unknown flag or a bad value fails
+    here, before docker-persist stops a service. Return Compose's message, or None if it accepts.
+    """
+    import subprocess
+
+    argv = [find_compose(config), *project_argv, subcommand, "--help", *args]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, env=child_environ(environ), timeout=60)
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"cannot run {argv[0]}: {error}"
+    if done.returncode == 0:
+        return None
+    return done.stderr.strip() or done.stdout.strip() or f"docker compose {subcommand} exited {done.returncode}"
+
+
 def run_docker_compose(
     global_argv: Sequence[str],
     project_argv: Sequence[str],
@@ -193,7 +213,37 @@ def find_gnu_tar() -> str | None:
     return _GNU_TAR[0]
 
 
-def tar_create(tar: str, directory: str, environ: Mapping[str, str]) -> Iterator[bytes]:
+class _Drain:
+    """Read a child's stderr in a thread as it comes, keeping its last STDERR_KEPT bytes.
+
+    A child that writes more than a pipe holds (64 KiB) to stderr would block on it, and a
+    parent that reads stderr only at the end would wait for it forever.
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        import threading
+
+        self._stream = stream
+        self._kept = bytearray()
+        self._thread = threading.Thread(target=self._run, name="docker-persist-stderr", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while chunk := self._stream.read(1 << 16):
+            self._kept += chunk
+            del self._kept[: max(0, len(self._kept) - STDERR_KEPT)]
+
+    def text(self) -> str:
+        """Wait for the stream to end; return its last lines."""
+        self._thread.join()
+        self._stream.close()
+        return bytes(self._kept).decode(errors="replace").strip()
+
+
+STDERR_KEPT = 16 << 10
+
+
+def tar_create(tar: str, directory: str, environ: Mapping[str, str]) -> Generator[bytes, None, None]:
     """Yield a tar of `directory` (entries `./...`) made by GNU tar, as the engine's archive API makes it.
 
     Numeric owners, and the one xattr the engine carries (security.capability), so the
@@ -211,6 +261,7 @@ def tar_create(tar: str, directory: str, environ: Mapping[str, str]) -> Iterator
             "--warning=no-file-removed", "--warning=no-file-ignored", "-cf", "-", "."]  # fmt: skip
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_environ(environ))
     assert process.stdout is not None and process.stderr is not None
+    errors = _Drain(process.stderr)
     try:
         while chunk := process.stdout.read(1 << 20):
             yield chunk
@@ -218,11 +269,10 @@ def tar_create(tar: str, directory: str, environ: Mapping[str, str]) -> Iterator
         if process.poll() is None:
             process.stdout.close()
         process.wait()
-        errors = process.stderr.read().decode(errors="replace").strip()
-        process.stderr.close()
+        message = errors.text()
     # Exit 1 means files changed while being read (a live volume): a warning, as for the engine.
     if process.returncode not in (0, 1):
-        raise PersistError(f"tar of {directory} failed (exit {process.returncode}): {errors}")
+        raise PersistError(f"tar of {directory} failed (exit {process.returncode}): {message}")
 
 
 def tar_extract(tar: str, directory: str, chunks: Iterable[bytes], environ: Mapping[str, str]) -> None:
@@ -238,6 +288,7 @@ def tar_extract(tar: str, directory: str, chunks: Iterable[bytes], environ: Mapp
             "--xattrs", "--xattrs-include=*", "-f", "-"]  # fmt: skip
     process = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=child_environ(environ))
     assert process.stdin is not None and process.stderr is not None
+    errors = _Drain(process.stderr)
     try:
         for chunk in chunks:
             process.stdin.write(chunk)
@@ -248,10 +299,9 @@ def tar_extract(tar: str, directory: str, chunks: Iterable[bytes], environ: Mapp
         if not process.stdin.closed:
             process.stdin.close()
         process.wait()
-        errors = process.stderr.read().decode(errors="replace").strip()
-        process.stderr.close()
+        message = errors.text()
     if process.returncode != 0:
-        raise PersistError(f"extracting into {directory} failed (exit {process.returncode}): {errors}")
+        raise PersistError(f"extracting into {directory} failed (exit {process.returncode}): {message}")
 
 
 def read_crontab() -> list[str]:

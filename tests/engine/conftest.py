@@ -77,11 +77,23 @@ def docker_config(tmp_path_factory: pytest.TempPathFactory, bundle: Path) -> Pat
 
 
 class DockerCLI:
-    """The real `docker` CLI, run with the test's config dir."""
+    """The real `docker` CLI, run with the test's config dir, and a home and XDG folders of its own:
+    no test reads or writes the state, the data or the cache of whoever runs them."""
 
     def __init__(self, config: Path) -> None:
         self.config = config
-        self.env = {**os.environ, "DOCKER_CONFIG": str(config), "XDG_CACHE_HOME": str(config / "cache")}
+        home = config.parent / "home"
+        home.mkdir(exist_ok=True)
+        self.state = home / ".local" / "state"
+        self.env = {
+            **os.environ,
+            "DOCKER_CONFIG": str(config),
+            "HOME": str(home),
+            "XDG_CACHE_HOME": str(config / "cache"),
+            "XDG_STATE_HOME": str(self.state),
+            "XDG_DATA_HOME": str(home / ".local" / "share"),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+        }
         for name in ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
             self.env.pop(name, None)
 
@@ -96,9 +108,19 @@ class DockerCLI:
         return done
 
 
+def _real_state() -> dict[str, float]:
+    """Return the files under the real user's docker-persist state folder, with their mtimes."""
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "docker-persist"
+    if not base.exists():
+        return {}
+    return {str(p): p.stat().st_mtime for p in base.rglob("*")}
+
+
 @pytest.fixture(scope="session")
-def docker(docker_config: Path) -> DockerCLI:
-    return DockerCLI(docker_config)
+def docker(docker_config: Path) -> Iterator[DockerCLI]:
+    before = _real_state()
+    yield DockerCLI(docker_config)
+    assert _real_state() == before, "an engine test wrote into the real user's docker-persist state"
 
 
 @pytest.fixture

@@ -338,3 +338,117 @@ def test_an_encrypted_snapshot_goes_off_site_as_ciphertext_and_restores_from_s3_
     assert snapshot_listing(docker, volume) == before
     done = s3.persist("verify", "sealed", "--identity", str(identity))
     assert done.returncode == 0 and "sealed: ok" in done.stdout, done.stdout + done.stderr
+
+
+def weed_pids(endpoint: str) -> list[int]:
+    """Return the pids of the SeaweedFS server behind `endpoint`."""
+    port = urllib.parse.urlsplit(endpoint).port
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = Path("/proc", entry, "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"weed") and f"-s3.port={port}".encode() in argv:
+                pids.append(int(entry))
+    return pids
+
+
+def test_a_hung_s3_server_fails_the_backup_in_bounded_time_and_the_service_comes_back(
+    s3: S3Project, project: ComposeProject, docker: DockerCLI
+) -> None:
+    project.write(ONE_VOLUME.replace("command:", "x-persist: {consistency: stop}\n    command:"))
+    project.compose("up", "-d", "--wait")
+    busybox(docker, f"{project.name}_data", "dd if=/dev/urandom of=/d/big bs=1M count=200 2>/dev/null")
+    pids = weed_pids(s3.endpoint)
+    assert pids, "cannot find the SeaweedFS server to hang"
+    env = {**s3.env(), "DOCKER_PERSIST_S3_TIMEOUT": "3"}
+    env = {**project.docker.env, **env}
+    command = ["docker", "persist", "backup", "--name", "hung", "-f", str(project.file), "-p", project.name]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = time.monotonic()
+    try:
+        time.sleep(2.5)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        _, err = process.communicate(timeout=240)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    took = time.monotonic() - started
+    assert process.returncode == 1, err
+    assert took < 120, f"a hung server held the backup {took:.0f} s"
+    ids = project.compose("ps", "-q", "app").stdout.split()
+    running = docker.run("inspect", "-f", "{{.State.Running}}", ids[0], check=True).stdout.strip()
+    assert running == "true", "the service stopped for the backup must run again"
+    time.sleep(1)
+    assert "hung" not in s3.names()
+    done = s3.persist("backup", "--name", "after")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+LOCK_HOLDER = """
+import os, sys, time
+from docker_persist.store import open_store
+store = open_store(sys.argv[1], os.environ)
+with store.lock(sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_lock_held_from_another_pid_namespace_is_not_taken_over(
+    s3: S3Project, project: ComposeProject, docker: DockerCLI, tmp_path: Path
+) -> None:
+    """Two hosts with the same name (here: a second PID namespace, where pids repeat): a pid that is
+    dead here proves nothing about a holder there."""
+    project.write(ONE_VOLUME)
+    project.compose("up", "-d", "--wait")
+    busybox(docker, f"{project.name}_data", "echo data > /d/file")
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, **s3.env(), "PYTHONPATH": str(repo)}
+    holder = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", str(repo / ".venv" / "bin" / "python"), "-c", LOCK_HOLDER,
+         s3.url, project.name],
+        env=env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        lock = json.loads(s3.client.get_object(s3.bucket, f"{s3.prefix}.lock").read())
+        assert lock["pid"] <= 3, "the holder should be (almost) pid 1 of its own namespace"
+        own_state = {"XDG_STATE_HOME": str(tmp_path / "second-state")}  # a second host's project lock
+        done = project.persist("backup", "--name", "second", env={**s3.env(), **own_state})
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "holds the lock" in done.stderr
+        assert "second" not in s3.names()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_fresh_lock_from_this_host_name_in_another_pid_namespace_is_respected(
+    s3: S3Project, project: ComposeProject, docker: DockerCLI
+) -> None:
+    """The holder says it ran here (host name, boot) but in another PID namespace, with a pid dead in
+    ours: that proves nothing, so its lock stands, and none of its parts is touched."""
+    import socket
+
+    project.write(ONE_VOLUME)
+    project.compose("up", "-d", "--wait")
+    busybox(docker, f"{project.name}_data", "echo data > /d/file")
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    dead = 4_000_000  # above pid_max: no process here has it
+    holder = {"host": socket.gethostname(), "boot": boot, "pidns": "1", "pid": dead, "start": "1",
+              "since": "2026-01-01T00:00:00Z", "heartbeat": time.time(), "token": "theirs"}  # fmt: skip
+    body = json.dumps(holder).encode()
+    s3.client.put_object(s3.bucket, f"{s3.prefix}.lock", io.BytesIO(body), len(body))
+    part = b"a part of a backup that is still running"
+    s3.client.put_object(s3.bucket, f"{s3.prefix}theirs/data.tar.zst", io.BytesIO(part), len(part))
+    done = s3.persist("backup", "--name", "mine")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"pid {dead}" in done.stderr
+    assert s3.object_keys() == [".lock", "theirs/data.tar.zst"]

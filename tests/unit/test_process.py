@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from docker_persist.host.process import child_environ
+import threading
+from pathlib import Path
+
+import pytest
+
+from docker_persist.errors import PersistError
+from docker_persist.host.process import child_environ, tar_create, tar_extract
 
 
 def test_plugin_variables_are_not_inherited() -> None:
@@ -20,3 +26,37 @@ def test_bundle_library_path_is_restored() -> None:
 
 def test_unfrozen_library_path_is_kept() -> None:
     assert child_environ({"LD_LIBRARY_PATH": "/opt/lib"}) == {"LD_LIBRARY_PATH": "/opt/lib"}
+
+
+def test_a_tar_that_writes_much_to_stderr_does_not_deadlock(tmp_path: Path) -> None:
+    """tar writing more than a pipe holds to stderr while it reads stdin (e.g. "File name too long" for
+    thousands of entries) must not block both processes."""
+    fake = tmp_path / "tar"
+    fake.write_text('#!/bin/sh\nhead -c 300000 /dev/zero | tr "\\\\0" x >&2\ncat >/dev/null\nexit 2\n')
+    fake.chmod(0o755)
+    outcome: list[BaseException | None] = []
+
+    def extract() -> None:
+        try:
+            tar_extract(str(fake), str(tmp_path), iter([b"y" * (1 << 20)] * 4), {"PATH": "/usr/bin:/bin"})
+            outcome.append(None)
+        except BaseException as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=extract, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "tar_extract deadlocked on tar's stderr"
+    (error,) = outcome
+    assert isinstance(error, PersistError) and "exit 2" in str(error)
+    assert str(error).endswith("x" * 100)  # the end of what tar said is kept
+
+
+def test_tar_create_drains_stderr_too(tmp_path: Path) -> None:
+    fake = tmp_path / "tar"
+    fake.write_text('#!/bin/sh\nhead -c 300000 /dev/zero | tr "\\\\0" x >&2\nprintf data\nexit 3\n')
+    fake.chmod(0o755)
+    chunks = []
+    with pytest.raises(PersistError, match="exit 3"):
+        chunks.extend(tar_create(str(fake), str(tmp_path), {"PATH": "/usr/bin:/bin"}))
+    assert b"".join(chunks) == b"data"

@@ -221,7 +221,7 @@ def test_every_finding_is_one_line_and_names_its_service() -> None:
 
 
 def test_registry_ids_are_stable() -> None:
-    assert list(RULES) == [f"DP{n:03d}" for n in range(1, 18)]
+    assert list(RULES) == [f"DP{n:03d}" for n in range(1, 19)]
     for rule_id, rule in RULES.items():
         assert rule.id == rule_id and rule.severity in SEVERITIES and rule.title
 
@@ -919,6 +919,14 @@ def test_dp015_protected_volume_without_guard() -> None:
     assert "docker persist protect db_data" in finding.fix
 
 
+def test_dp015_a_stopped_guard_is_no_guard_against_prune() -> None:
+    exists = {"shop_db_data": VolumeState("shop_db_data", "local")}
+    stopped = live(volumes=exists, guards=(GuardState("g", "shop_db_data", "shop", running=False),))
+    [finding] = check("DP015", precious_db(), stopped)
+    assert "not running" in finding.message and "docker container prune" in finding.message
+    assert "docker persist protect db_data" in finding.fix
+
+
 def test_dp015_silent() -> None:
     exists = {"shop_db_data": VolumeState("shop_db_data", "local")}
     guarded = live(volumes=exists, guards=(GuardState("g", "shop_db_data", "shop"),))
@@ -1094,3 +1102,15 @@ def test_unknown_snapshots_golden() -> None:
     findings = run_rules(proj, dataclasses.replace(state, snapshots=None))
     assert [(f.rule, f.severity) for f in findings] == [("DP005", "info")]
     assert_golden("unknown_snapshots", findings)
+
+
+# --- DP018 ----------------------------------------------------------------------------
+
+
+def test_dp018_a_volume_that_holds_part_of_a_restore() -> None:
+    state = live(volumes={"shop_db_data": VolumeState("shop_db_data", "local")})
+    state = dataclasses.replace(state, incomplete={"shop_db_data": "before-upgrade"})
+    [finding] = check("DP018", precious_db(), state)
+    assert finding.severity == "error" and "part of snapshot 'before-upgrade'" in finding.message
+    assert "docker persist restore before-upgrade --yes" in finding.fix
+    assert check("DP018", precious_db(), live()) == []

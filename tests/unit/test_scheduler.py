@@ -12,6 +12,7 @@ from docker_persist.config.model import Project, ProjectPolicy, Volume, VolumePo
 from docker_persist.core.cron import parse_cron
 from docker_persist.core.scheduler import (
     Actions,
+    BackupDone,
     Clock,
     ScheduleGroup,
     Scheduler,
@@ -51,8 +52,9 @@ class FakeStore:
         self.locked = False
         self.verified: list[str] = []
         self.fail_next = False
+        self.work_seconds = 0.0
 
-    def backup(self, keys: tuple[str, ...]) -> str:
+    def backup(self, keys: tuple[str, ...]) -> BackupDone:
         if self.locked:
             raise StoreLockedError("project p is locked by another docker-persist process")
         if self.fail_next:
@@ -60,7 +62,7 @@ class FakeStore:
             raise PersistError("volume 'p_db' does not exist")
         name = f"snap-{len(self.snapshots) + 1}-{'+'.join(keys)}"
         self.snapshots.append(name)
-        return name
+        return BackupDone(name, self.work_seconds)
 
     def forget(self) -> int:
         removed = max(0, len(self.snapshots) - self.keep)
@@ -127,6 +129,16 @@ def test_a_held_lock_skips_the_run_and_counts_it() -> None:
     clock.time += datetime.timedelta(minutes=1)
     (result,) = scheduler.run_due()  # not queued: the next fire time runs normally, once
     assert result.snapshot == "snap-1-db"
+
+
+def test_the_duration_is_the_backup_s_own_work_not_the_wall_clock() -> None:
+    store, clock = FakeStore(), FakeClock()
+    scheduler, _ = make_scheduler(store, clock)
+    scheduler.run_due()
+    clock.time += datetime.timedelta(minutes=5)  # however long the loop slept or waited
+    store.work_seconds = 2.25
+    scheduler.run_due()
+    assert scheduler.state.durations == {"db": 2.25}
 
 
 def test_a_failure_is_counted_and_the_loop_goes_on() -> None:

@@ -86,6 +86,12 @@ def _unprotect() -> Command:
     return protect.UNPROTECT
 
 
+def _recover() -> Command:
+    from docker_persist.cli.commands import recover
+
+    return recover.COMMAND
+
+
 def _copy() -> Command:
     from docker_persist.cli.commands import copy
 
@@ -130,6 +136,7 @@ COMMANDS: dict[str, Entry] = {
         Entry("restore", "Restore volumes from a snapshot by name", _restore),
         Entry("verify", "Run a restore drill and compare content digests", _verify),
         Entry("forget", "Remove snapshots by a retention policy", _forget),
+        Entry("recover", "Finish or take back what an interrupted operation left", _recover),
         Entry("copy", "Copy snapshots to another store (e.g. off-site, to S3)", _copy),
         Entry("up", "Create, restore and protect the precious volumes, then run docker compose up", _up),
         Entry("down", "Back up what docker compose down would destroy, then run it", _down),

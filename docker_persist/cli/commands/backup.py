@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 from docker_persist.cli.commands.base import (
     Command,
@@ -13,8 +12,8 @@ from docker_persist.cli.commands.base import (
     add_store_flag,
     check_format,
     make_progress,
+    make_workspace,
     open_project_store,
-    project_journal,
 )
 from docker_persist.cli.context import Context
 from docker_persist.cli.helpformat import DockerArgumentParser
@@ -36,14 +35,16 @@ def add_arguments(parser: DockerArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, context: Context) -> int:
-    from docker_persist.actions.snapshots import BackupRequest, backup, forget
+    from docker_persist.actions.backup import BackupRequest, backup
+    from docker_persist.actions.forget import forget
     from docker_persist.cli.progress import format_bytes
     from docker_persist.streams.compression import check_compression
 
     output = check_format(args, "backup")
     if args.compression:
         check_compression(args.compression)
-    project, _ = PendingProject(context, args).wait()
+    pending = PendingProject(context, args)
+    project, _ = pending.wait()
     store = open_project_store(context, args, project)
     progress = make_progress(context)
     request = BackupRequest(
@@ -53,14 +54,11 @@ def run(args: argparse.Namespace, context: Context) -> int:
         compression=args.compression,
         quiesce=not args.no_quiesce,
     )
-    started = time.monotonic()
     try:
-        manifest = backup(
-            context.engine, store, project, request, progress.say, progress, project_journal(context, project)
-        )
+        result = backup(make_workspace(context, pending, project, progress), store, request)
     finally:
         progress.done()
-    elapsed = time.monotonic() - started
+    manifest, elapsed = result.manifest, result.seconds
     forgotten: list[str] = []
     if project.policy.keep is not None and not project.policy.keep.is_empty():
         decisions = forget(store, project.name, project.policy.keep, dry_run=False)

@@ -11,6 +11,7 @@ from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
 from docker_persist.errors import UsageError
 
 if TYPE_CHECKING:
+    from docker_persist.actions.common import Workspace
     from docker_persist.cli.progress import Progress
     from docker_persist.config.model import Project
     from docker_persist.config.project import ComposeOptions
@@ -32,10 +33,11 @@ class Command(NamedTuple):
     run: Callable[[argparse.Namespace, Context], int]
     usage: str = "[OPTIONS]"
     passthrough: bool = False  # unknown arguments go to `docker compose`, in args.passthrough
+    epilog: str = ""
 
     def make_parser(self, name: str, summary: str) -> DockerArgumentParser:
         """Return the parser for this subcommand, with Docker-style help."""
-        parser = DockerArgumentParser(f"{ROOT} {name}", summary, self.usage)
+        parser = DockerArgumentParser(f"{ROOT} {name}", summary, self.usage, self.epilog)
         self.add_arguments(parser)
         return parser
 
@@ -144,17 +146,48 @@ def make_progress(context: Context) -> Progress:
     return Progress(context.env.stderr, enabled=context.env.stderr_isatty)
 
 
-def compose_runner(context: Context, pending: PendingProject) -> Callable[[Sequence[str]], None]:
-    """Return a function that runs `docker compose` for this project, against the same engine."""
+def compose_runner(
+    context: Context, pending: PendingProject, journal: Journal | None = None
+) -> Callable[[Sequence[str]], None]:
+    """Return a function that runs `docker compose` for this project, against the same engine.
+
+    With the project's journal, Compose (and the provider it runs) shares this process's hold of
+    the project lock.
+    """
     from docker_persist.errors import PersistError
     from docker_persist.host.process import run_docker_compose
 
     def run(args: Sequence[str]) -> None:
-        code = run_docker_compose(context.options.to_argv(), pending.options.to_argv(), args, context.env.environ)
+        environ = journal.child_environ(context.env.environ) if journal is not None else context.env.environ
+        code = run_docker_compose(context.options.to_argv(), pending.options.to_argv(), args, environ)
         if code != 0:
             raise PersistError(f"`docker compose {' '.join(args)}` failed (exit {code})")
 
     return run
+
+
+def check_compose_line(context: Context, pending: PendingProject, subcommand: str, args: Sequence[str]) -> None:
+    """Raise UsageError, with Compose's own message, if `docker compose SUBCOMMAND ARGS` would be refused.
+
+    The wrappers call it before they touch anything, so a typo in a pass-through flag costs nothing.
+    """
+    from docker_persist.host.process import check_compose_arguments
+
+    message = check_compose_arguments(
+        context.docker_config, pending.options.to_argv(), subcommand, args, context.env.environ
+    )
+    if message is not None:
+        raise UsageError(f"docker compose {subcommand} refuses this command line, so nothing was done: {message}",
+                         f"{ROOT} {subcommand}")  # fmt: skip
+
+
+def make_workspace(context: Context, pending: PendingProject, project: Project, progress: Progress) -> Workspace:
+    """Return the workspace an action works in: this engine, the project, its journal, Compose, the progress."""
+    from docker_persist.actions.common import Workspace
+
+    journal = project_journal(context, project)
+    runner = compose_runner(context, pending, journal)
+    return Workspace(context.engine, project, journal, runner, progress.say, progress)
 
 
 def read_snapshot_infos(
@@ -165,7 +198,7 @@ def read_snapshot_infos(
     from docker_persist.errors import PersistError
 
     try:
-        from docker_persist.actions.snapshots import list_manifests
+        from docker_persist.actions.catalog import list_manifests
 
         manifests = list_manifests(open_project_store(context, args, project), project.name)
     except PersistError:

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 from docker_persist.cli.commands.base import Command, PendingProject, open_project_store, project_journal
 from docker_persist.cli.context import Context
 from docker_persist.cli.helpformat import DockerArgumentParser
+from docker_persist.core.planner import DEFAULT_LAYER_THRESHOLD
 from docker_persist.errors import ExitStatus, PersistError
 
 if TYPE_CHECKING:
+    from docker_persist.actions.common import Workspace
     from docker_persist.cli.provider import Invocation, Messages
     from docker_persist.config.model import Project
-
-LAYER_THRESHOLD = 10_000_000
 
 
 def add_arguments(parser: DockerArgumentParser) -> None:
@@ -52,60 +52,48 @@ def run(args: argparse.Namespace, context: Context) -> int:
 
 
 def _up(context: Context, args: argparse.Namespace, project: Project, messages: Messages) -> None:
-    from docker_persist.actions.up import carry_out_up
+    from docker_persist.actions.up import prepare_volumes
     from docker_persist.cli.commands.base import identity_path, read_live_state
-    from docker_persist.core.planner import plan_up
 
-    state = read_live_state(context, args, project, LAYER_THRESHOLD, with_sizes=True)
-    plan = plan_up(project, state)
-    carry_out_up(
-        context.engine,
+    result = prepare_volumes(
+        _workspace(context, project, messages),
         open_project_store(context, args, project),
-        project,
-        plan,
-        messages.info,
-        lambda label, size: None,
+        lambda: read_live_state(context, args, project, DEFAULT_LAYER_THRESHOLD, with_sizes=True),
         identity_path(context, args),  # $DOCKER_PERSIST_IDENTITY: Compose passes no flag of ours
     )
-    guarded = [s.volume for s in plan.steps if s.action == "protect"]
+    guarded = [s.volume for s in result.done if s.action == "protect"]
     messages.info(f"volumes ready{': protected ' + ', '.join(guarded) if guarded else ''}")
 
 
 def _down(
     context: Context, args: argparse.Namespace, project: Project, messages: Messages, invocation: Invocation | None
 ) -> None:
-    from docker_persist.actions.snapshots import backup_before_down
+    from docker_persist.actions.down import DownRequest, down
     from docker_persist.cli.commands.base import read_live_state
     from docker_persist.cli.provider import removes_volumes
-    from docker_persist.core.planner import plan_down
-    from docker_persist.engine.guards import remove_guards
 
-    destructive = removes_volumes(invocation)
-    state = read_live_state(context, args, project, LAYER_THRESHOLD, with_sizes=True)
-    plan = plan_down(project, state, remove_volumes=destructive, layer_threshold=LAYER_THRESHOLD)
-    if plan.refused:
-        names = ", ".join(loss.key or loss.name for loss in plan.refused)
-        raise PersistError(
-            f"x-persist on_down is refuse: `down{' -v' if destructive else ''}` would destroy {names}; "
-            "back up first (docker persist backup), or remove on_down: refuse"
-        )
-    store = open_project_store(context, args, project)
-    manifest = backup_before_down(
-        context.engine,
-        store,
-        project,
-        plan,
-        state,
-        messages.info,
-        lambda label, size: None,
-        project_journal(context, project),
+    result = down(
+        _workspace(context, project, messages),
+        open_project_store(context, args, project),
+        DownRequest(removes_volumes(invocation), layer_threshold=DEFAULT_LAYER_THRESHOLD, wrapper=False),
+        lambda: read_live_state(context, args, project, DEFAULT_LAYER_THRESHOLD, with_sizes=True),
     )
-    if manifest is not None:
-        messages.info(f"snapshot {manifest.name} holds {', '.join(v.key for v in manifest.volumes)}")
-    if destructive:
-        # Backed up: now Compose may remove these volumes (their guards would stop it).
-        for volume in plan.release_guards:
-            remove_guards(context.engine, volume)
+    if result.inherited:
+        messages.info("docker persist down saved and released these volumes already")
+    elif result.snapshot is not None:
+        messages.info(f"snapshot {result.snapshot.name} holds {', '.join(v.key for v in result.snapshot.volumes)}")
+    if result.plan is not None and result.plan.release_guards and not result.released:
+        messages.info(
+            "the guards stay: the command line of `docker compose down` could not be read, so the volumes were "
+            "backed up but are kept (run `docker persist down -v` to remove them)"
+        )
+
+
+def _workspace(context: Context, project: Project, messages: Messages) -> Workspace:
+    from docker_persist.actions.common import Workspace
+
+    # Compose runs no `docker compose` for us here: the provider never starts services itself.
+    return Workspace(context.engine, project, project_journal(context, project), say=messages.info)
 
 
 COMMAND = Command(

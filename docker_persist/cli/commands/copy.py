@@ -28,7 +28,7 @@ def add_arguments(parser: DockerArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, context: Context) -> int:
-    from docker_persist.actions.snapshots import copy_snapshot
+    from docker_persist.actions.copy import copy_snapshot
     from docker_persist.store import open_store
 
     if not args.to:

@@ -41,7 +41,7 @@ def add_arguments(parser: DockerArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, context: Context) -> int:
-    from docker_persist.actions.snapshots import forget
+    from docker_persist.actions.forget import forget
     from docker_persist.config.model import KeepPolicy
 
     output = check_format(args, "forget")

@@ -27,15 +27,15 @@ def add_arguments(parser: DockerArgumentParser) -> None:
     add_project_flags(parser)
 
 
-def project_metrics_text(store: Store, project: Project, environ: Mapping[str, str]) -> str:
+def project_metrics_text(store: Store, project: Project, environ: Mapping[str, str], engine_host: str) -> str:
     """Return the project's metrics, from its manifests and the scheduler's state file, as exposition text."""
     import datetime
 
+    from docker_persist.actions.catalog import list_manifests
     from docker_persist.actions.schedule import read_state, state_path
-    from docker_persist.actions.snapshots import list_manifests
     from docker_persist.core.metrics import collect_metrics, render_metrics
 
-    state = read_state(state_path(environ, project.name))
+    state = read_state(state_path(environ, engine_host, project.name))
     keys = [v.key for v in project.precious_volumes()]
     volumes = collect_metrics(project.name, keys, list_manifests(store, project.name), state.failures, state.durations)
     return render_metrics(volumes, datetime.datetime.now(datetime.timezone.utc))
@@ -44,7 +44,7 @@ def project_metrics_text(store: Store, project: Project, environ: Mapping[str, s
 def run(args: argparse.Namespace, context: Context) -> int:
     project, _ = PendingProject(context, args).wait()
     store = open_project_store(context, args, project)
-    text = project_metrics_text(store, project, context.env.environ)
+    text = project_metrics_text(store, project, context.env.environ, context.endpoint.host)
     if args.textfile:
         from docker_persist.host.files import write_atomically
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from docker_persist.cli.commands.base import Command, PendingProject, add_format_flag, check_format
+from docker_persist.cli.commands.base import (
+    Command,
+    PendingProject,
+    add_format_flag,
+    check_format,
+    make_progress,
+    make_workspace,
+)
 from docker_persist.cli.context import Context
 from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
 from docker_persist.cli.projectflags import add_project_flags
@@ -18,17 +25,20 @@ def add_arguments(parser: DockerArgumentParser) -> None:
     add_format_flag(parser)
 
 
-def _volume_names(context: Context, args: argparse.Namespace, command: str) -> tuple[str, list[tuple[str, str]]]:
-    """Return the project name and (key, engine name) of each volume named: a project key or an engine name.
+def _volume_names(
+    context: Context, args: argparse.Namespace, command: str
+) -> tuple[PendingProject, list[tuple[str, str]]]:
+    """Return the project and (key, engine name) of each volume named: a project key or an engine name.
 
     With no names, every precious volume with protect on. Raise ConfigError for a volume that does not exist.
     """
-    project, _ = PendingProject(context, args).wait()
+    pending = PendingProject(context, args)
+    project, _ = pending.wait()
     if not args.volumes:
         chosen = [(v.key, v.name) for v in project.precious_volumes() if v.policy and v.policy.protect]
         if not chosen:
             raise UsageError(f"name the volumes to {command}: no x-persist volume has protect on", f"{ROOT} {command}")
-        return project.name, chosen
+        return pending, chosen
     chosen = []
     for name in args.volumes:
         volume = project.volumes.get(name)
@@ -36,7 +46,7 @@ def _volume_names(context: Context, args: argparse.Namespace, command: str) -> t
     for key, name in chosen:
         if context.engine.inspect_volume(name) is None:
             raise ConfigError(f"volume {name!r} does not exist" + (f" (project volume {key!r})" if key != name else ""))
-    return project.name, chosen
+    return pending, chosen
 
 
 def _report(context: Context, args: argparse.Namespace, verb: str, rows: list[tuple[str, str, bool]]) -> int:
@@ -52,24 +62,22 @@ def _report(context: Context, args: argparse.Namespace, verb: str, rows: list[tu
 
 
 def run_protect(args: argparse.Namespace, context: Context) -> int:
-    from docker_persist.engine.guards import create_guard, find_guards
+    from docker_persist.actions.protect import protect
 
     check_format(args, "protect")
-    project, volumes = _volume_names(context, args, "protect")
-    rows = []
-    for key, name in volumes:
-        had = bool(find_guards(context.engine, name))
-        create_guard(context.engine, name, project)
-        rows.append((key, name, not had))
+    pending, volumes = _volume_names(context, args, "protect")
+    project, _ = pending.wait()
+    rows = protect(make_workspace(context, pending, project, make_progress(context)), volumes)
     return _report(context, args, "protect", rows)
 
 
 def run_unprotect(args: argparse.Namespace, context: Context) -> int:
-    from docker_persist.engine.guards import remove_guards
+    from docker_persist.actions.protect import unprotect
 
     check_format(args, "unprotect")
-    _, volumes = _volume_names(context, args, "unprotect")
-    rows = [(key, name, remove_guards(context.engine, name) > 0) for key, name in volumes]
+    pending, volumes = _volume_names(context, args, "unprotect")
+    project, _ = pending.wait()
+    rows = unprotect(make_workspace(context, pending, project, make_progress(context)), volumes)
     return _report(context, args, "unprotect", rows)
 
 

@@ -12,11 +12,10 @@ from docker_persist.cli.commands.base import (
     add_identity_flag,
     add_store_flag,
     check_format,
-    compose_runner,
     identity_path,
     make_progress,
+    make_workspace,
     open_project_store,
-    project_journal,
 )
 from docker_persist.cli.context import Context
 from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
@@ -48,7 +47,7 @@ def confirm(context: Context, question: str) -> bool:
 
 
 def run(args: argparse.Namespace, context: Context) -> int:
-    from docker_persist.actions.snapshots import RestoreRequest, resolve_restore, restore
+    from docker_persist.actions.restore import RestoreRequest, resolve_restore, restore
 
     output = check_format(args, "restore")
     if not args.name:
@@ -65,9 +64,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
         raise UnsafeOperationError("restore not confirmed: pass --yes to restore without asking")
     progress = make_progress(context)
     try:
-        runner = compose_runner(context, pending)
-        journal = project_journal(context, project)
-        result = restore(context.engine, store, project, request, runner, progress.say, progress, journal, resolved)
+        result = restore(make_workspace(context, pending, project, progress), store, request, resolved)
     finally:
         progress.done()
     if output == "json":

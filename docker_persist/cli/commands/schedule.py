@@ -20,8 +20,8 @@ from docker_persist.cli.commands.base import (
     add_store_flag,
     identity_path,
     make_progress,
+    make_workspace,
     open_project_store,
-    project_journal,
 )
 from docker_persist.cli.context import Context
 from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
@@ -72,23 +72,43 @@ def run(args: argparse.Namespace, context: Context) -> int:
         return install_systemd(args, context, project, files, pending.working_dir)
     if args.install == "cron":
         return install_cron(args, context, project, files, groups)
-    return run_scheduler(args, context, project, groups)
+    return run_scheduler(args, context, pending, project, groups)
 
 
 # --- the foreground loop ------------------------------------------------------------------
 
 
-def run_scheduler(args: argparse.Namespace, context: Context, project: Project, groups: list[ScheduleGroup]) -> int:
-    """Run the schedules (once with --once), serving metrics meanwhile if asked."""
-    from docker_persist.actions.schedule import read_state, state_path, write_state
+def run_scheduler(
+    args: argparse.Namespace,
+    context: Context,
+    pending: PendingProject,
+    project: Project,
+    groups: list[ScheduleGroup],
+) -> int:
+    """Run the schedules (once with --once), serving metrics meanwhile if asked; one scheduler per project."""
+    from docker_persist.actions.schedule import scheduler_lock, state_path
+
+    path = state_path(context.env.environ, context.endpoint.host, project.name)
+    with scheduler_lock(path, project.name).hold("schedule"):
+        return _run_scheduler(args, context, pending, project, groups, path)
+
+
+def _run_scheduler(
+    args: argparse.Namespace,
+    context: Context,
+    pending: PendingProject,
+    project: Project,
+    groups: list[ScheduleGroup],
+    path: str,
+) -> int:
+    from docker_persist.actions.schedule import read_state, write_state
     from docker_persist.core.scheduler import Clock, Scheduler
 
     stop = threading.Event()
     clock = Clock(now=lambda: datetime.datetime.now(datetime.timezone.utc), sleep=lambda seconds: _wait(stop, seconds))
-    path = state_path(context.env.environ, project.name)
     scheduler = Scheduler(
         groups,
-        make_actions(args, context, project),
+        make_actions(args, context, pending, project),
         clock,
         read_state(path),
         make_log(context),
@@ -121,21 +141,26 @@ def make_log(context: Context) -> Callable[[str], None]:
     return log
 
 
-def make_actions(args: argparse.Namespace, context: Context, project: Project) -> Actions:
-    """Return the real backup, retention and verify, against the engine and the project's store."""
-    from docker_persist.actions.snapshots import BackupRequest, backup, forget, verify
-    from docker_persist.core.scheduler import Actions
+def make_actions(args: argparse.Namespace, context: Context, pending: PendingProject, project: Project) -> Actions:
+    """Return the real backup, retention and verify, against the engine and the project's store.
+
+    A backup that finds the project busy is skipped at once (BusyError), never queued.
+    """
+    from docker_persist.actions.backup import BackupRequest, backup
+    from docker_persist.actions.forget import forget
+    from docker_persist.actions.verify import verify
+    from docker_persist.core.scheduler import Actions, BackupDone
 
     store = open_project_store(context, args, project)
     progress = make_progress(context)
 
-    def run_backup(keys: tuple[str, ...]) -> str:
+    def run_backup(keys: tuple[str, ...]) -> BackupDone:
         request = BackupRequest(volume_keys=keys, reason="scheduled")
         try:
-            journal = project_journal(context, project)
-            return backup(context.engine, store, project, request, progress.say, progress, journal).name
+            result = backup(make_workspace(context, pending, project, progress), store, request, lock_timeout=0)
         finally:
             progress.done()
+        return BackupDone(result.manifest.name, result.seconds)
 
     def run_forget() -> int:
         keep = project.policy.keep
@@ -146,7 +171,7 @@ def make_actions(args: argparse.Namespace, context: Context, project: Project) -
     def run_verify(name: str) -> bool:
         try:
             identity = identity_path(context, args)
-            results = verify(context.engine, store, project, [name], progress.say, progress, identity)
+            results = verify(make_workspace(context, pending, project, progress), store, [name], identity)
         finally:
             progress.done()
         return all(v.ok for _, v in results)
@@ -200,7 +225,7 @@ class MetricsServer:
 
         # Its own store object: the scheduler's may hold the project lock, which metrics never need.
         store = open_project_store(self.context, self.args, self.project)
-        project, environ = self.project, self.context.env.environ
+        project, environ, engine_host = self.project, self.context.env.environ, self.context.endpoint.host
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -208,7 +233,11 @@ class MetricsServer:
                     self.send_error(404, "only /metrics is served here")
                     return
                 try:
-                    body, status, kind = project_metrics_text(store, project, environ).encode(), 200, CONTENT_TYPE
+                    body, status, kind = (
+                        project_metrics_text(store, project, environ, engine_host).encode(),
+                        200,
+                        CONTENT_TYPE,
+                    )
                 except PersistError as error:
                     body, status, kind = f"{error}\n".encode(), 500, "text/plain; charset=utf-8"
                 self.send_response(status)

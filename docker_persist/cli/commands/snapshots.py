@@ -26,7 +26,7 @@ def add_arguments(parser: DockerArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, context: Context) -> int:
-    from docker_persist.actions.snapshots import list_manifests
+    from docker_persist.actions.catalog import list_manifests
     from docker_persist.cli.progress import format_bytes
     from docker_persist.core.manifest import format_datetime as format_time
 

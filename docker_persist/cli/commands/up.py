@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from docker_persist.cli.commands.base import (
     Command,
     PendingProject,
     add_identity_flag,
     add_store_flag,
+    check_compose_line,
     identity_path,
     make_progress,
+    make_workspace,
     open_project_store,
     read_live_state,
 )
 from docker_persist.cli.context import Context
 from docker_persist.cli.helpformat import DockerArgumentParser
 from docker_persist.cli.projectflags import add_project_flags
+
+if TYPE_CHECKING:
+    from docker_persist.core.state import LiveState
 from docker_persist.errors import ExitStatus
 
 
@@ -28,26 +34,29 @@ def add_arguments(parser: DockerArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, context: Context) -> int:
-    from docker_persist.actions.up import carry_out_up
+    from docker_persist.actions.up import prepare_volumes
     from docker_persist.cli.commands.plan import render_up
-    from docker_persist.core.planner import plan_up
+    from docker_persist.core.planner import DEFAULT_LAYER_THRESHOLD, plan_up
     from docker_persist.host.process import run_docker_compose
 
     pending = PendingProject(context, args)
+    check_compose_line(context, pending, "up", args.passthrough)  # a typo fails here, before anything is done
     project, _ = pending.wait()
-    state = read_live_state(context, args, project, 10_000_000, with_sizes=True)
-    plan = plan_up(project, state)
+
+    def read_state() -> LiveState:
+        return read_live_state(context, args, project, DEFAULT_LAYER_THRESHOLD, with_sizes=True)
+
     if args.dry_run:
-        context.env.stdout.write(render_up(plan))
+        context.env.stdout.write(render_up(plan_up(project, read_state())))
         return ExitStatus.OK
     progress = make_progress(context)
     try:
         store = open_project_store(context, args, project)
         identity = identity_path(context, args)
-        carry_out_up(context.engine, store, project, plan, progress.say, progress, identity)
+        result = prepare_volumes(make_workspace(context, pending, project, progress), store, read_state, identity)
     finally:
         progress.done()
-    for step in plan.steps:
+    for step in result.done:
         context.env.stderr.write(f"docker-persist: {step.action} {step.volume}: {step.detail}\n")
     return run_docker_compose(
         context.options.to_argv(),

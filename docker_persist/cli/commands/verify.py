@@ -14,6 +14,7 @@ from docker_persist.cli.commands.base import (
     check_format,
     identity_path,
     make_progress,
+    make_workspace,
     open_project_store,
 )
 from docker_persist.cli.context import Context
@@ -32,25 +33,26 @@ def add_arguments(parser: DockerArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, context: Context) -> int:
-    from docker_persist.actions.snapshots import verify
+    from docker_persist.actions.verify import verify
     from docker_persist.core.manifest import format_datetime
 
     output = check_format(args, "verify")
     if args.all and args.names:
         raise UsageError("give snapshot names or --all, not both", f"{ROOT} verify")
-    project, _ = PendingProject(context, args).wait()
+    pending = PendingProject(context, args)
+    project, _ = pending.wait()
     store = open_project_store(context, args, project)
     names = list(args.names) or store.list_snapshots(project.name)
     if not names:
         raise UsageError(f"project {project.name!r} has no snapshots to verify in {store.url}", f"{ROOT} verify")
     if not args.names and not args.all:
-        from docker_persist.actions.snapshots import list_manifests
+        from docker_persist.actions.catalog import list_manifests
 
         names = [list_manifests(store, project.name)[-1].name]
     progress = make_progress(context)
     try:
         identity = identity_path(context, args)
-        results = verify(context.engine, store, project, names, progress.say, progress, identity)
+        results = verify(make_workspace(context, pending, project, progress), store, names, identity)
     finally:
         progress.done()
     if output == "json":

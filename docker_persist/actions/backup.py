@@ -1,0 +1,334 @@
+"""`backup`: take a snapshot of the project's volumes and publish it atomically."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from docker_persist import __version__
+from docker_persist.actions.common import LOCK_TIMEOUT, Progress, Workspace, now_utc
+from docker_persist.actions.quiesce import QuiescePlan, plan_quiesce, quiesced
+from docker_persist.actions.recover import recover
+from docker_persist.config.model import Project, Volume
+from docker_persist.core.archive import ArchiveSummary, TarDigester
+from docker_persist.core.manifest import (
+    ENCRYPTED_FORMAT,
+    FORMAT,
+    Manifest,
+    RootEntry,
+    ServiceRecord,
+    VolumeRecord,
+    automatic_name,
+    check_snapshot_name,
+    dump_manifest,
+)
+from docker_persist.core.state import ContainerState
+from docker_persist.engine import Engine
+from docker_persist.engine.markers import remove_leftovers
+from docker_persist.errors import ConfigError, PersistError
+from docker_persist.host.faults import crash_point
+from docker_persist.store import PendingSnapshot, Store
+from docker_persist.streams.compression import EXTENSIONS, make_compressor
+from docker_persist.streams.pipeline import BackgroundWriter, in_background
+
+
+@dataclasses.dataclass(frozen=True)
+class PartFormat:
+    """How a snapshot part is written: compressed, then encrypted with age when there are recipients."""
+
+    compression: str
+    recipients: tuple[Any, ...] = ()
+
+    @property
+    def encryption(self) -> str | None:
+        from docker_persist.streams.encryption import ENCRYPTION
+
+        return ENCRYPTION if self.recipients else None
+
+    def filename(self, key: str) -> str:
+        from docker_persist.streams.encryption import SUFFIX
+
+        return f"{key}{EXTENSIONS[self.compression]}{SUFFIX if self.recipients else ''}"
+
+
+def part_format(project: Project, compression: str | None = None) -> PartFormat:
+    """Return how the project's snapshot parts are written (`compression` overrides x-persist's).
+
+    Raise ConfigError if x-persist.encrypt names a bad recipient or an unreadable file.
+    """
+    recipients: tuple[Any, ...] = ()
+    if project.policy.encrypt is not None:
+        from docker_persist.streams.encryption import load_recipients
+
+        recipients = tuple(load_recipients(project.policy.encrypt))
+    return PartFormat(compression or project.policy.compression, recipients)
+
+
+def select_volumes(project: Project, keys: Sequence[str]) -> list[Volume]:
+    """Return the volumes to act on: those named, else every precious one.
+
+    Raise ConfigError for an unknown name, or when nothing is selected.
+    """
+    if keys:
+        chosen = []
+        for key in keys:
+            volume = project.volumes.get(key) or next((v for v in project.volumes.values() if v.name == key), None)
+            if volume is None:
+                known = ", ".join(project.volumes) or "none"
+                raise ConfigError(f"project {project.name!r} has no volume {key!r} (volumes: {known})")
+            chosen.append(volume)
+        return chosen
+    precious = project.precious_volumes()
+    if not precious:
+        raise ConfigError(
+            f"nothing to back up: no volume of project {project.name!r} is marked with x-persist; "
+            "annotate one (volumes: {name: {x-persist: {}}}) or name the volumes to back up"
+        )
+    return precious
+
+
+def _volumes_for_service(project: Project, services: Sequence[str]) -> list[str]:
+    keys = []
+    for name in services:
+        service = project.service(name)
+        if service is None:
+            raise ConfigError(f"project {project.name!r} has no service {name!r}")
+        keys += [m.source for m in service.mounts if m.type == "volume" and m.source and m.source not in keys]
+    return keys
+
+
+def _archive_into(
+    pending: PendingSnapshot, filename: str, fmt: PartFormat, archive: Iterable[bytes], label: str, progress: Progress
+) -> tuple[BackgroundWriter, ArchiveSummary]:
+    """Digest, compress (and encrypt) and store one tar stream as a part of the pending snapshot.
+
+    Three stages on two cores: a thread reads the source; the main thread digests it
+    and feeds zstd; a thread hashes and writes the compressed bytes. With encryption, a
+    fourth thread runs age between zstd and the writer.
+    """
+    from docker_persist.streams.encryption import EncryptingSink
+
+    digester = TarDigester(check_safety=False)
+    with pending.open_part(filename) as part:
+        sink = BackgroundWriter(part)
+        encrypting = EncryptingSink(sink, fmt.recipients) if fmt.recipients else None
+        try:
+            compressor = make_compressor(fmt.compression, encrypting or sink)
+            for chunk in in_background(archive):
+                digester.feed(chunk)
+                compressor.write(chunk)
+                progress(label, len(chunk))
+            compressor.finish()
+            if encrypting is not None:
+                encrypting.finish()
+        finally:
+            if encrypting is not None:
+                encrypting.close()
+            sink.close()
+    return sink, digester.finish()
+
+
+def backup_volume(
+    engine: Engine,
+    project: str,
+    volume: Volume,
+    pending: PendingSnapshot,
+    fmt: PartFormat,
+    progress: Progress,
+    kind: str = "volume",
+) -> VolumeRecord:
+    """Stream one volume into the pending snapshot; return its manifest record."""
+    live = engine.inspect_volume(volume.name)
+    if live is None:
+        raise PersistError(f"volume {volume.name!r} ({volume.key}) does not exist: nothing to back up")
+    filename = fmt.filename(volume.key)
+    with engine.volume_archive(volume.name, project) as archive:
+        sink, summary = _archive_into(pending, filename, fmt, archive, volume.key, progress)
+    record = _volume_record(volume, live.driver, live.options, live.labels, filename, fmt, sink, summary)
+    return dataclasses.replace(record, kind=kind)
+
+
+def backup_layer(
+    engine: Engine,
+    key: str,
+    container: ContainerState,
+    paths: Sequence[str],
+    pending: PendingSnapshot,
+    fmt: PartFormat,
+    progress: Progress,
+) -> VolumeRecord:
+    """Stream the given paths of a container's writable layer into the pending snapshot, as a volume-like part."""
+    filename = fmt.filename(key)
+    archive = engine.container_layer_archive(container.id, paths)
+    sink, summary = _archive_into(pending, filename, fmt, archive, key, progress)
+    record = _volume_record(Volume(key=key, name=container.name), "local", {}, {}, filename, fmt, sink, summary)
+    return dataclasses.replace(record, kind="container-layer")
+
+
+def _volume_record(
+    volume: Volume,
+    driver: str,
+    options: Mapping[str, str],
+    labels: Mapping[str, str],
+    filename: str,
+    fmt: PartFormat,
+    sink: BackgroundWriter,
+    summary: ArchiveSummary,
+) -> VolumeRecord:
+    root = summary.root
+    return VolumeRecord(
+        key=volume.key,
+        source=volume.name,
+        driver=driver,
+        driver_opts=dict(options),
+        labels=dict(labels),
+        file=filename,
+        compression=fmt.compression,
+        archive_sha256=sink.sha256.hexdigest(),
+        archive_bytes=sink.size,
+        content_digest=summary.digest,
+        bytes=summary.bytes,
+        files=summary.files,
+        directories=summary.directories,
+        symlinks=summary.symlinks,
+        entries=summary.entries,
+        root=RootEntry(root.mode, root.uid, root.gid) if root is not None else None,
+        absolute_symlinks=summary.absolute_symlinks,
+        encryption=fmt.encryption,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupRequest:
+    """What to back up and how."""
+
+    volume_keys: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    name: str | None = None
+    reason: str = "manual"
+    compression: str | None = None  # None: the project's x-persist (default zstd)
+    quiesce: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupResult:
+    """A published snapshot, and how long the work took (from the lock on: waiting is not work)."""
+
+    manifest: Manifest
+    seconds: float
+
+
+def backup(ws: Workspace, store: Store, request: BackupRequest, lock_timeout: float = LOCK_TIMEOUT) -> BackupResult:
+    """Take a snapshot of the project's volumes and publish it atomically.
+
+    Raise ConfigError for bad input (nothing is touched), SnapshotExistsError for a name in
+    use, BusyError if another operation holds the project (after `lock_timeout` seconds),
+    UnfinishedOperationError while a restore is unfinished, and HookFailedError or
+    RestartFailedError from quiescing.
+    """
+    project = ws.project
+    keys = list(request.volume_keys) + _volumes_for_service(project, request.services)
+    volumes = select_volumes(project, keys)
+    name = check_snapshot_name(request.name) if request.name else None
+    fmt = part_format(project, request.compression)
+    with ws.journal.hold("backup", lock_timeout), store.lock(project.name, timeout=lock_timeout):
+        started = time.monotonic()
+        recover(ws)
+        refuse_incomplete(ws, [v.name for v in volumes])
+        manifest = _backup_locked(ws, store, volumes, name, request, fmt)
+        return BackupResult(manifest, time.monotonic() - started)
+
+
+def refuse_incomplete(ws: Workspace, volumes: Sequence[str]) -> None:
+    """Raise UnfinishedOperationError if one of `volumes` holds part of a restore (a snapshot of it would be
+    of broken data, and would become the newest)."""
+    from docker_persist.actions.recover import UnfinishedOperationError
+    from docker_persist.engine.markers import incomplete_volumes
+
+    marked = incomplete_volumes(ws.engine, ws.project.name)
+    partial = [v for v in volumes if v in marked]
+    if partial:
+        raise UnfinishedOperationError(
+            f"volume {partial[0]} holds part of snapshot {marked[partial[0]]!r}: a restore into it was interrupted. "
+            f"Finish it (`docker persist restore {marked[partial[0]]} --yes`, or `docker persist up` if `up` was "
+            "restoring it) before backing it up"
+        )
+
+
+def publish_snapshot(
+    pending: PendingSnapshot,
+    project: str,
+    name: str,
+    reason: str,
+    records: Sequence[VolumeRecord],
+    plans: Sequence[QuiescePlan] = (),
+    created: datetime.datetime | None = None,
+) -> Manifest:
+    """Write the manifest last and make the snapshot visible, atomically; return the manifest.
+
+    On any failure the staged parts are removed: nothing partial is ever visible.
+    """
+    manifest = Manifest(
+        name=name,
+        project=project,
+        created=created or now_utc(),
+        tool_version=__version__,
+        reason=reason,
+        volumes=tuple(records),
+        services=tuple(ServiceRecord(p.service, p.consistency, p.pre, p.post) for p in plans),
+        format=ENCRYPTED_FORMAT if any(r.encryption for r in records) else FORMAT,
+    )
+    try:
+        pending.publish(dump_manifest(manifest))
+    except BaseException:
+        pending.abort()
+        raise
+    return manifest
+
+
+def unique_automatic_name(store: Store, project: str, reason: str) -> str:
+    """Return an automatic name (UTC time and reason) no snapshot of the project has yet."""
+    base = automatic_name(now_utc(), reason)
+    taken = set(store.list_snapshots(project))
+    name, number = base, 2
+    while name in taken:
+        name, number = f"{base}-{number}", number + 1
+    return name
+
+
+def _backup_locked(
+    ws: Workspace,
+    store: Store,
+    volumes: list[Volume],
+    name: str | None,
+    request: BackupRequest,
+    fmt: PartFormat,
+) -> Manifest:
+    project, engine = ws.project, ws.engine
+    if name is None:
+        name = unique_automatic_name(store, project.name, request.reason)
+    elif name in store.list_snapshots(project.name):
+        from docker_persist.store import SnapshotExistsError
+
+        raise SnapshotExistsError(
+            f"snapshot {name!r} already exists in project {project.name!r}: choose another --name"
+        )
+    if remove_leftovers(engine, project.name):
+        ws.say("removed what an interrupted run left (helper containers, scratch volumes)")
+    plans = plan_quiesce(project, [v.key for v in volumes]) if request.quiesce else []
+    created = now_utc()
+    pending = store.begin(project.name, name)
+    try:
+        with quiesced(engine, project.name, plans, ws.say, ws.journal):
+            crash_point("backup:quiesced")
+            records = [backup_volume(engine, project.name, v, pending, fmt, ws.progress) for v in volumes]
+            crash_point("backup:parts-written")
+    except BaseException:
+        pending.abort()
+        raise
+    manifest = publish_snapshot(pending, project.name, name, request.reason, records, plans, created)
+    crash_point("backup:published")
+    return manifest

@@ -1,0 +1,215 @@
+"""Reading snapshots from a store: manifests, keys, and archives streamed back with every check."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from docker_persist.actions.common import IntegrityError, Progress
+from docker_persist.core.archive import ArchiveSummary, MalformedArchiveError, TarDigester, UnsafeArchiveError
+from docker_persist.core.manifest import (
+    Manifest,
+    RootEntry,
+    VolumeRecord,
+    check_snapshot_name,
+    load_manifest,
+)
+from docker_persist.engine import Engine
+from docker_persist.errors import PersistError, SnapshotNotFoundError
+from docker_persist.host.faults import crash_point
+from docker_persist.store import Store, not_found
+from docker_persist.streams.compression import CorruptArchiveError, iter_decompressed
+from docker_persist.streams.encryption import DecryptionError, IdentityError
+from docker_persist.streams.pipeline import in_background
+
+
+def read_manifest(store: Store, project: str, name: str) -> Manifest:
+    """Return the manifest of snapshot `name`. Raise SnapshotNotFoundError with the closest names."""
+    check_snapshot_name(name)
+    try:
+        data = store.read_manifest(project, name)
+    except SnapshotNotFoundError:
+        raise not_found(project, name, store.list_snapshots(project)) from None
+    return load_manifest(data, f"{store.url}/{project}/{name}/manifest.json")
+
+
+def list_manifests(store: Store, project: str) -> list[Manifest]:
+    """Return every snapshot of the project, oldest first."""
+    manifests = [read_manifest(store, project, name) for name in store.list_snapshots(project)]
+    return sorted(manifests, key=lambda m: (m.created, m.name))
+
+
+def load_keys(
+    store: Store, project: str, manifest: Manifest, records: Sequence[VolumeRecord], identity: str | None
+) -> tuple[Any, ...]:
+    """Return the identities that open the encrypted parts among `records` (none if none is encrypted).
+
+    `identity` is the identity file (--identity, else $DOCKER_PERSIST_IDENTITY). Each encrypted
+    part's age header is tried, so a missing or wrong key fails here, before anything is touched.
+    Raise IdentityError (a ConfigError), or IntegrityError for a damaged header.
+    """
+    from docker_persist.streams.encryption import HEAD_BYTES, check_identities, require_identities
+
+    encrypted = [r for r in records if r.encryption]
+    if not encrypted:
+        return ()
+    identities = tuple(require_identities(identity, f"snapshot {manifest.name!r}"))
+    for record in encrypted:
+        with store.open_part(project, manifest.name, record.file) as part:
+            head = part.read(HEAD_BYTES)
+        try:
+            check_identities(head, identities, f"snapshot {manifest.name!r}: {record.file}")
+        except DecryptionError as error:
+            raise IntegrityError(str(error)) from error
+    return identities
+
+
+def iter_archive(
+    store: Store,
+    project: str,
+    manifest: Manifest,
+    record: VolumeRecord,
+    digester: TarDigester | None = None,
+    identities: Sequence[Any] = (),
+) -> Iterator[bytes]:
+    """Yield the tar bytes of one volume of a snapshot; check the stored file's size and sha256 at its end.
+
+    Reading, hashing, decrypting (with `identities`, see load_keys), decompressing and (if
+    given) feeding the digester run in background threads, beside the caller's work. Raise
+    IntegrityError if the file differs from the manifest (once its last byte is read) or
+    cannot be decrypted or decompressed.
+    """
+    from docker_persist.streams.encryption import iter_decrypted
+
+    if record.encryption and not identities:
+        raise IdentityError(f"snapshot {manifest.name!r}: {record.file} is encrypted, and no identity was given")
+
+    def produce() -> Iterator[bytes]:
+        sha256 = hashlib.sha256()
+        size = 0
+
+        def compressed() -> Iterator[bytes]:
+            nonlocal size
+            with store.open_part(project, manifest.name, record.file) as part:
+                while data := part.read(1 << 20):
+                    sha256.update(data)
+                    size += len(data)
+                    yield data
+
+        where = f"snapshot {manifest.name!r}: {record.file}"
+        stored = compressed()
+        if record.encryption:
+            stored = iter_decrypted(stored, identities, where)
+        try:
+            for data in iter_decompressed(record.compression, stored):
+                if digester is not None:
+                    digester.feed(data)
+                yield data
+        except DecryptionError as error:
+            raise IntegrityError(str(error)) from error
+        except CorruptArchiveError as error:
+            raise IntegrityError(f"{where}: {error}") from error
+        if size != record.archive_bytes or sha256.hexdigest() != record.archive_sha256:
+            raise IntegrityError(
+                f"snapshot {manifest.name!r}: {record.file} does not match its manifest "
+                f"(sha256 {sha256.hexdigest()[:16]}…, {size} bytes; expected {record.archive_sha256[:16]}…, "
+                f"{record.archive_bytes} bytes): the archive is corrupt or was changed"
+            )
+
+    return in_background(produce())
+
+
+def check_archive(
+    store: Store,
+    project: str,
+    manifest: Manifest,
+    record: VolumeRecord,
+    progress: Progress,
+    identities: Sequence[Any] = (),
+) -> ArchiveSummary:
+    """Read a volume's archive end to end and change nothing.
+
+    Checks the stored file's size and sha256, that it decompresses, that every entry is safe to
+    extract, the entry count and the content digest: everything that can refuse the archive, so
+    that a restore refuses before it stops a service or replaces a volume. Raise IntegrityError,
+    naming the file and the fault.
+    """
+    digester = TarDigester(check_safety=True, allowed_absolute_symlinks=record.absolute_symlinks)
+    try:
+        for chunk in iter_archive(store, project, manifest, record, digester, identities):
+            progress(record.key, len(chunk))
+        summary = digester.finish()
+    except (IntegrityError, SnapshotNotFoundError, IdentityError):
+        raise
+    except PersistError as error:  # unsafe or malformed entries, store errors
+        raise IntegrityError(f"snapshot {manifest.name!r}: {record.file}: {error}") from error
+    if summary.entries != record.entries:
+        raise IntegrityError(
+            f"snapshot {manifest.name!r}: {record.file} holds {summary.entries} entries, its manifest says "
+            f"{record.entries}: the archive or the manifest was changed"
+        )
+    if summary.digest != record.content_digest:
+        raise IntegrityError(
+            f"snapshot {manifest.name!r}: the content of {record.file} does not match the content digest its "
+            "manifest records: the archive or the manifest was changed"
+        )
+    return summary
+
+
+def extract_into_volume(
+    engine: Engine,
+    store: Store,
+    project: str,
+    manifest: Manifest,
+    record: VolumeRecord,
+    target: str,
+    progress: Progress,
+    identities: Sequence[Any] = (),
+    crash: str = "restore:extracting",
+) -> ArchiveSummary:
+    """Extract a volume's archive into the empty volume `target`, setting its root; return what was written.
+
+    `crash` names the crash point reached once the first bytes are in (see host/faults.py).
+    Raise IntegrityError if what was streamed does not match the manifest.
+    """
+    root = record.root or RootEntry(0o755, 0, 0)
+    digester = TarDigester(check_safety=True, allowed_absolute_symlinks=record.absolute_symlinks)
+
+    def stream() -> Iterator[bytes]:
+        for chunk in iter_archive(store, project, manifest, record, digester, identities):
+            progress(record.key, len(chunk))
+            yield chunk
+            crash_point(crash)
+
+    try:
+        engine.extract_volume_archive(target, project, (root.mode, root.uid, root.gid), stream())
+    except (UnsafeArchiveError, MalformedArchiveError) as error:
+        raise IntegrityError(f"snapshot {manifest.name!r}: {record.file}: {error}") from error
+    summary = digester.finish()
+    if summary.digest != record.content_digest:
+        raise IntegrityError(f"volume {target!r}: the restored content does not match snapshot {manifest.name!r}")
+    return summary
+
+
+def volume_is_empty(engine: Engine, project: str, volume: str) -> bool:
+    """Return True if a volume holds no entry at all but its root (an empty file or folder is an entry).
+
+    Only the start of the volume's archive is read.
+    """
+    digester = TarDigester(check_safety=False, hash_data=False)
+    with engine.volume_archive(volume, project) as archive:
+        for chunk in archive:
+            digester.feed(chunk)
+            if digester.entries_seen > 1:
+                return False
+    return digester.finish().entries <= 1
+
+
+def volume_read_digest(engine: Engine, project: str, volume: str) -> ArchiveSummary:
+    """Return the content summary of a volume as it is now, read back through the engine."""
+    digester = TarDigester(check_safety=False)
+    with engine.volume_archive(volume, project) as archive:
+        for chunk in archive:
+            digester.feed(chunk)
+    return digester.finish()

@@ -1,0 +1,54 @@
+"""What the actions share: the workspace they act in, the callbacks they report through, the
+lock wait, and the error for a snapshot that does not match its manifest."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Callable, Sequence
+
+from docker_persist.config.model import Project
+from docker_persist.engine import Engine
+from docker_persist.errors import PersistError
+from docker_persist.host.journal import Journal
+
+Say = Callable[[str], None]
+Progress = Callable[[str, int], None]  # (label, bytes just moved)
+ComposeRunner = Callable[[Sequence[str]], None]  # runs `docker compose [project flags] ARGS`
+
+LOCK_TIMEOUT = 5.0
+"""How long an operation waits for another one on the same project (or store) to finish."""
+
+
+class IntegrityError(PersistError):
+    """A snapshot's archive does not match its manifest: corrupt or tampered."""
+
+
+def _quiet(message: str) -> None:
+    del message
+
+
+def _no_progress(label: str, size: int) -> None:
+    del label, size
+
+
+def _no_compose(args: Sequence[str]) -> None:
+    raise PersistError(f"cannot run `docker compose {' '.join(args)}` here")
+
+
+@dataclasses.dataclass(frozen=True)
+class Workspace:
+    """One project on one engine, as an action sees it: the engine, the project, its journal and
+    lock, how to run `docker compose` for it, and where to report."""
+
+    engine: Engine
+    project: Project
+    journal: Journal
+    compose: ComposeRunner = _no_compose
+    say: Say = _quiet
+    progress: Progress = _no_progress
+
+
+def now_utc() -> datetime.datetime:
+    """Return the current UTC time, to the second."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)

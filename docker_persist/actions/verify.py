@@ -1,0 +1,145 @@
+"""`verify`: restore drills into scratch volumes, recorded in the manifests."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from docker_persist.actions.catalog import extract_into_volume, load_keys, read_manifest, volume_read_digest
+from docker_persist.actions.common import LOCK_TIMEOUT, IntegrityError, Progress, Workspace, now_utc
+from docker_persist.config.model import Project
+from docker_persist.core.manifest import (
+    Manifest,
+    Verification,
+    VolumeRecord,
+    dump_manifest,
+)
+from docker_persist.engine import LABEL_ROLE, Engine
+from docker_persist.engine.markers import remove_leftovers
+from docker_persist.errors import PersistError
+from docker_persist.store import Store
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyCommand:
+    """A service's `x-persist.verify`, run in its image over a restored volume."""
+
+    image: str
+    target: str  # where the service mounts the volume
+    command: str
+
+
+def verify_commands(project: Project) -> dict[str, VerifyCommand]:
+    """Return, per volume key, the verify command of the service that mounts it (the first with one)."""
+    commands: dict[str, VerifyCommand] = {}
+    for service in project.services:
+        if service.policy is None or not service.policy.verify or not service.image:
+            continue
+        for mount in service.mounts:
+            if mount.type == "volume" and mount.source and mount.source not in commands:
+                commands[mount.source] = VerifyCommand(service.image, mount.target, service.policy.verify)
+    return commands
+
+
+def _drill(
+    engine: Engine,
+    store: Store,
+    project: str,
+    manifest: Manifest,
+    record: VolumeRecord,
+    command: VerifyCommand | None,
+    progress: Progress,
+    identities: Sequence[Any] = (),
+) -> str:
+    """Restore one volume into a scratch volume and check it; return what passed. Raise on failure."""
+    import secrets
+
+    from docker_persist.actions.quiesce import unescape_compose
+    from docker_persist.engine import LABEL_PROJECT, ContainerSpec, VolumeMount
+
+    # No separate check pass: the scratch volume holds nothing to protect, and the
+    # extraction checks every entry and the stored file's sha256 itself.
+    scratch = f"docker-persist-verify-{secrets.token_hex(6)}"
+    engine.create_volume(scratch, labels={LABEL_ROLE: "scratch", LABEL_PROJECT: project})
+    try:
+        extract_into_volume(
+            engine, store, project, manifest, record, scratch, progress, identities, "verify:extracting"
+        )
+        restored = volume_read_digest(engine, project, scratch)
+        if restored.digest != record.content_digest:
+            raise IntegrityError(f"{record.key}: the volume read back after the drill differs from the snapshot")
+        if record.root is not None and restored.root is not None:
+            got = (restored.root.mode & 0o7777, restored.root.uid, restored.root.gid)
+            want = (record.root.mode & 0o7777, record.root.uid, record.root.gid)
+            if got != want:
+                raise IntegrityError(f"{record.key}: the restored volume root is {got}, the snapshot says {want}")
+        detail = f"{record.key}: {restored.files} files, digest matches"
+        if command is not None:
+            spec = ContainerSpec(
+                image=command.image,
+                entrypoint=("sh", "-c"),
+                command=(unescape_compose(command.command),),
+                labels={LABEL_ROLE: "helper", LABEL_PROJECT: project},
+                mounts=(VolumeMount(scratch, command.target),),
+            )
+            code, output = engine.run_container(spec)
+            if code != 0:
+                last = " | ".join(output.strip().splitlines()[-3:])
+                raise IntegrityError(
+                    f"{record.key}: verify command exited {code}: {command.command}" + (f" ({last})" if last else "")
+                )
+            detail += f", verify command passed ({command.command})"
+        return detail
+    finally:
+        engine.remove_volume(scratch, force=True)
+
+
+def verify(
+    ws: Workspace, store: Store, names: Sequence[str], identity: str | None = None
+) -> list[tuple[Manifest, Verification]]:
+    """Run a restore drill for each snapshot named; record each result in its manifest and return them.
+
+    A failed drill is a result, not an exception: the caller decides the exit code. A
+    missing or wrong identity for an encrypted snapshot is not a result: it raises
+    IdentityError before any drill, and nothing is recorded. The scratch volumes carry the
+    project's label, and the drill holds the project lock, so that what a killed drill left is
+    removed by the next operation, and only then.
+    """
+    project, engine = ws.project, ws.engine
+    commands = verify_commands(project)
+    results = []
+    with ws.journal.hold("verify", LOCK_TIMEOUT), store.lock(project.name, timeout=LOCK_TIMEOUT):
+        if remove_leftovers(engine, project.name):
+            ws.say("removed what an interrupted run left (helper containers, scratch volumes)")
+        manifests = [read_manifest(store, project.name, name) for name in names]
+        keys: list[tuple[Any, ...] | IntegrityError] = []
+        for manifest in manifests:
+            try:
+                keys.append(load_keys(store, project.name, manifest, manifest.volumes, identity))
+            except IntegrityError as error:  # a damaged age header: a failed drill, recorded below
+                keys.append(error)
+        for manifest, loaded in zip(manifests, keys, strict=True):
+            name = manifest.name
+            details, ok = [], True
+            identities: tuple[Any, ...] = ()
+            if isinstance(loaded, IntegrityError):
+                details, ok = [str(loaded)], False
+            else:
+                identities = loaded
+            for record in manifest.volumes if ok else ():
+                ws.say(f"{name}: drilling {record.key}")
+                command = commands.get(record.key)
+                try:
+                    drilled = _drill(engine, store, project.name, manifest, record, command, ws.progress, identities)
+                    details.append(drilled)
+                except PersistError as error:
+                    ok = False
+                    details.append(str(error))
+            verification = Verification(
+                at=now_utc(), ok=ok, detail="; ".join(details), volumes=tuple(r.key for r in manifest.volumes)
+            )
+            updated = manifest.with_verification(verification)
+            store.replace_manifest(project.name, name, dump_manifest(updated))
+            results.append((updated, verification))
+    return results

@@ -1,0 +1,241 @@
+"""Crash-safe recovery, against the in-memory engine and store: kill -9 at every step, then the next command.
+
+Each test arms one crash point (host/faults.py), runs an operation until it dies there, and
+puts back exactly what the dead process left. The next command must then find the data old or
+new (never half), the services running, the guards in place, nothing left behind, and an undo
+snapshot of whatever a restore replaced.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from docker_persist.actions.backup import BackupRequest, backup
+from docker_persist.actions.catalog import list_manifests
+from docker_persist.actions.down import DownRequest, down
+from docker_persist.actions.protect import protect
+from docker_persist.actions.recover import UnfinishedOperationError, abandon, recover
+from docker_persist.actions.restore import RestoreRequest, restore
+from docker_persist.actions.up import prepare_volumes
+from docker_persist.actions.verify import verify
+from docker_persist.core.state import LiveState
+from docker_persist.engine.livestate import static_state
+from docker_persist.engine.markers import incomplete_volumes
+from docker_persist.errors import PersistError
+from tests.unit.fakes import PROJECT, VOLUME, Bed, make_bed
+
+RESTORE_POINTS = [
+    "restore:planned",
+    "restore:stopped",
+    "restore:undo-taken",
+    "restore:containers-removed",
+    "restore:replacing",
+    "restore:volume-created",
+    "restore:extracting",
+    "restore:volume-replaced",
+    "restore:replaced",
+]
+# Where a killed restore has destroyed data it has not put back: only that restore may go on.
+UNFINISHED = {"restore:replacing", "restore:volume-created", "restore:extracting"}
+# Where it has put everything back: what is left is to start the services.
+DONE = {"restore:volume-replaced", "restore:replaced"}
+
+
+def prepared(tmp_path: Path) -> tuple[Bed, dict[str, tuple[object, ...]], dict[str, tuple[object, ...]]]:
+    """A guarded project with a snapshot `base`, whose data then changed: (bed, base files, changed files)."""
+    bed = make_bed(tmp_path)
+    ws = bed.workspace()
+    protect(ws, [("data", VOLUME)])
+    backup(ws, bed.store, BackupRequest(name="base"))
+    base = bed.engine.files(VOLUME)
+    bed.engine.write(VOLUME, "added", b"only in the changed data\n")
+    bed.engine.write(VOLUME, "notes.txt", b"edited\n", mode=0o600)
+    return bed, base, bed.engine.files(VOLUME)
+
+
+def undo_snapshots(bed: Bed) -> list[str]:
+    return [m.name for m in list_manifests(bed.store, PROJECT) if m.reason == "pre-restore"]
+
+
+def files_of_snapshot(bed: Bed, name: str) -> dict[str, tuple[object, ...]]:
+    """Restore a snapshot aside, into a new volume, and return its files."""
+    restore(bed.workspace(), bed.store, RestoreRequest(name, ("data",), to=f"aside-{name}"))
+    files = bed.engine.files(f"aside-{name}")
+    del bed.engine.volumes[f"aside-{name}"]
+    return files
+
+
+def assert_settled(bed: Bed) -> None:
+    assert bed.app() == "running"
+    assert bed.guarded()
+    assert bed.journal.read().operation is None and not bed.journal.read().stopped
+    assert bed.leftovers() == []
+    assert incomplete_volumes(bed.engine, PROJECT) == {}
+
+
+@pytest.mark.parametrize("point", RESTORE_POINTS)
+def test_a_restore_killed_at_each_step_is_finished_by_running_it_again(tmp_path: Path, point: str) -> None:
+    bed, base, changed = prepared(tmp_path)
+    with bed.crash_at(point) as reached:
+        restore(bed.workspace(), bed.store, RestoreRequest("base"))
+    assert reached == [point]
+    result = restore(bed.workspace(), bed.store, RestoreRequest("base"))
+    assert bed.engine.files(VOLUME) == base
+    assert_settled(bed)
+    # The undo snapshot taken before anything was replaced holds the changed data. A restore killed
+    # before it was done is taken over, undo snapshot and all; one killed once done was done, and
+    # the run again is a restore of its own (of the restored data: a second undo snapshot).
+    undo = undo_snapshots(bed)
+    assert len(undo) == (2 if point in DONE else 1)
+    assert files_of_snapshot(bed, undo[0]) == changed
+    assert result.undo == undo[-1]
+
+
+@pytest.mark.parametrize("point", RESTORE_POINTS)
+def test_after_a_killed_restore_another_command_recovers_or_refuses(tmp_path: Path, point: str) -> None:
+    bed, base, changed = prepared(tmp_path)
+    with bed.crash_at(point):
+        restore(bed.workspace(), bed.store, RestoreRequest("base"))
+    if point in UNFINISHED:
+        with pytest.raises(UnfinishedOperationError) as refused:
+            backup(bed.workspace(), bed.store, BackupRequest(name="after"))
+        assert "restore base" in str(refused.value) and "recover --abandon" in str(refused.value)
+        assert bed.app() != "running"  # nothing starts on a half-restored volume
+        assert "after" not in bed.store.list_snapshots(PROJECT)
+        with pytest.raises(UnfinishedOperationError):
+            prepare_volumes(bed.workspace(), bed.store, static_state)
+        return
+    backup(bed.workspace(), bed.store, BackupRequest(name="after"))
+    assert bed.engine.files(VOLUME) == (base if point in DONE else changed)
+    assert_settled(bed)
+
+
+def test_an_undo_snapshot_that_fails_takes_the_restore_back(tmp_path: Path) -> None:
+    """The store fills up while the undo snapshot is written: nothing was replaced, the service runs again,
+    no record is left, and the next command is not blocked."""
+    bed, _, changed = prepared(tmp_path)
+    bed.store.fail_next["publish"] = PersistError("no space left on the store's disk")
+    with pytest.raises(PersistError, match="no space left") as failed:
+        restore(bed.workspace(), bed.store, RestoreRequest("base"))
+    assert "nothing was changed" in " ".join(getattr(failed.value, "__notes__", []))
+    assert bed.engine.files(VOLUME) == changed
+    assert undo_snapshots(bed) == []
+    assert_settled(bed)
+    backup(bed.workspace(), bed.store, BackupRequest(name="after"))
+
+
+def test_a_restore_refused_into_a_new_volume_leaves_no_record(tmp_path: Path) -> None:
+    bed, _, _ = prepared(tmp_path)
+    bed.engine.fail_next["extract_volume_archive"] = PersistError("tar: File name too long")
+    with pytest.raises(PersistError, match="File name too long"):
+        restore(bed.workspace(), bed.store, RestoreRequest("base", ("data",), to="fresh"))
+    assert "fresh" not in bed.engine.volumes
+    assert bed.journal.read().operation is None
+    backup(bed.workspace(), bed.store, BackupRequest(name="after"))  # not blocked
+
+
+def test_abandon_leaves_the_volumes_as_they_are_and_unblocks(tmp_path: Path) -> None:
+    bed, _, _ = prepared(tmp_path)
+    with bed.crash_at("restore:extracting"):
+        restore(bed.workspace(), bed.store, RestoreRequest("base"))
+    partial = bed.engine.files(VOLUME)
+    operation = abandon(bed.workspace())
+    assert operation is not None and operation.snapshot == "base" and operation.undo
+    assert bed.engine.files(VOLUME) == partial
+    assert bed.journal.read().operation is None and incomplete_volumes(bed.engine, PROJECT) == {}
+    recover(bed.workspace())  # nothing left to refuse
+
+
+def test_restoring_the_undo_snapshot_takes_an_unfinished_restore_back(tmp_path: Path) -> None:
+    bed, _, changed = prepared(tmp_path)
+    with bed.crash_at("restore:extracting"):
+        restore(bed.workspace(), bed.store, RestoreRequest("base"))
+    (undo,) = undo_snapshots(bed)
+    restore(bed.workspace(), bed.store, RestoreRequest(undo))
+    assert bed.engine.files(VOLUME) == changed
+    assert undo_snapshots(bed) == [undo]  # no snapshot of the half-restored volume
+    assert_settled(bed)
+
+
+BACKUP_POINTS = ["backup:quiesced", "backup:parts-written", "backup:published"]
+
+
+@pytest.mark.parametrize("point", BACKUP_POINTS)
+def test_a_backup_killed_at_each_step(tmp_path: Path, point: str) -> None:
+    bed = make_bed(tmp_path, consistency="stop")
+    before = bed.engine.files(VOLUME)
+    with bed.crash_at(point) as reached:
+        backup(bed.workspace(), bed.store, BackupRequest(name="k"))
+    assert reached == [point]
+    # Killed while `consistency: stop` held it, or once it had started it again and published.
+    assert bed.app() == ("running" if point == "backup:published" else "exited")
+    again = backup(bed.workspace(), bed.store, BackupRequest(name="k2"))
+    assert bed.app() == "running"
+    assert bed.engine.files(VOLUME) == before
+    assert ("k" in bed.store.list_snapshots(PROJECT)) is (point == "backup:published")
+    assert again.manifest.name in bed.store.list_snapshots(PROJECT)
+    assert bed.journal.read().stopped == []
+
+
+UP_POINTS = ["up:extracting", "up:restored"]
+
+
+@pytest.mark.parametrize("point", UP_POINTS)
+def test_an_up_restore_killed_at_each_step_is_redone_by_the_next_up(tmp_path: Path, point: str) -> None:
+    bed = make_bed(tmp_path, restore="latest")
+    backup(bed.workspace(), bed.store, BackupRequest(name="base"))
+    base = bed.engine.files(VOLUME)
+    # The volume is gone (down -v): `up` makes it again and restores the latest snapshot into it.
+    for container in list(bed.engine.containers.values()):
+        bed.engine.remove_container(container.id)
+    bed.engine.remove_volume(VOLUME)
+
+    def state() -> LiveState:
+        return LiveState(
+            now=static_state().now,
+            volumes=bed.engine.list_volumes(with_sizes=True),
+            guards=tuple(bed.engine.list_guards(PROJECT)),
+        )
+
+    with bed.crash_at(point) as reached:
+        prepare_volumes(bed.workspace(), bed.store, state)
+    assert reached == [point]
+    if point == "up:extracting":
+        assert incomplete_volumes(bed.engine, PROJECT) == {VOLUME: "base"}
+    prepare_volumes(bed.workspace(), bed.store, state)
+    assert bed.engine.files(VOLUME) == base
+    assert bed.guarded() and bed.journal.read().operation is None
+    assert incomplete_volumes(bed.engine, PROJECT) == {} and bed.leftovers() == []
+
+
+def test_a_killed_verify_leaves_a_scratch_volume_that_the_next_command_removes(tmp_path: Path) -> None:
+    bed = make_bed(tmp_path)
+    backup(bed.workspace(), bed.store, BackupRequest(name="base"))
+    with bed.crash_at("verify:extracting"):
+        verify(bed.workspace(), bed.store, ["base"])
+    assert any(v.startswith("docker-persist-verify-") for v in bed.engine.volumes)
+    backup(bed.workspace(), bed.store, BackupRequest(name="next"))
+    assert bed.leftovers() == []
+
+
+@pytest.mark.parametrize("point", ["down:backed-up", "down:guards-released"])
+def test_a_killed_down_gets_its_guards_back(tmp_path: Path, point: str) -> None:
+    bed = make_bed(tmp_path)
+    protect(bed.workspace(), [("data", VOLUME)])
+
+    def state() -> LiveState:
+        return LiveState(
+            now=static_state().now,
+            containers=tuple(bed.engine.list_project_containers(PROJECT)),
+            volumes=bed.engine.list_volumes(with_sizes=True),
+            guards=tuple(bed.engine.list_guards(PROJECT)),
+        )
+
+    with bed.crash_at(point) as reached:
+        down(bed.workspace(), bed.store, DownRequest(remove_volumes=True), state)
+    assert reached == [point]
+    assert any(m.reason == "pre-down" for m in list_manifests(bed.store, PROJECT))
+    recover(bed.workspace())
+    assert bed.guarded() and bed.journal.read().operation is None

@@ -136,6 +136,8 @@ class Actions:
     backup: Callable[[tuple[str, ...]], BackupDone]  # volume keys -> the new snapshot
     forget: Callable[[], int]  # apply the project's retention; return how many snapshots were removed
     verify: Callable[[str], bool]  # drill the named snapshot; return whether it passed
+    # put back the guards that are missing or stopped; return a line for each one put back
+    guard: Callable[[], list[str]] = dataclasses.field(default=lambda: [])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +173,11 @@ class Scheduler:
     def run_group(self, group: ScheduleGroup) -> RunResult:
         """Back up one group, then apply retention, then verify if it is the Nth backup. Never raises PersistError."""
         volumes = ", ".join(group.volume_keys)
+        try:
+            for line in self.actions.guard():
+                self.log(line)
+        except (PersistError, OSError) as error:
+            self.log(f"checking the guards failed: {error}")
         try:
             done = self.actions.backup(group.volume_keys)
         except BusyError as error:

@@ -141,6 +141,19 @@ def test_the_duration_is_the_backup_s_own_work_not_the_wall_clock() -> None:
     assert scheduler.state.durations == {"db": 2.25}
 
 
+def test_missing_guards_are_put_back_on_every_run() -> None:
+    store, clock = FakeStore(), FakeClock()
+    put_back = [["the guard of p_db was missing or stopped: put back"], []]
+    logged: list[str] = []
+    groups = [ScheduleGroup(parse_cron("* * * * *"), ("db",))]
+    actions = Actions(backup=store.backup, forget=store.forget, verify=store.verify, guard=lambda: put_back.pop(0))
+    scheduler = Scheduler(groups, actions, Clock(clock.now, clock.sleep), ScheduleState(), logged.append)
+    scheduler.run_all()
+    assert "the guard of p_db was missing or stopped: put back" in logged
+    scheduler.run_all()
+    assert logged.count("the guard of p_db was missing or stopped: put back") == 1
+
+
 def test_a_failure_is_counted_and_the_loop_goes_on() -> None:
     store, clock = FakeStore(), FakeClock()
     scheduler, logged = make_scheduler(store, clock)

@@ -176,7 +176,15 @@ def make_actions(args: argparse.Namespace, context: Context, pending: PendingPro
             progress.done()
         return all(v.ok for _, v in results)
 
-    return Actions(backup=run_backup, forget=run_forget, verify=run_verify)
+    def run_guard() -> list[str]:
+        from docker_persist.actions.protect import protect
+
+        protected = [(v.key, v.name) for v in project.precious_volumes() if v.policy and v.policy.protect]
+        existing = [(k, n) for k, n in protected if context.engine.inspect_volume(n) is not None]
+        rows = protect(make_workspace(context, pending, project, progress), existing)
+        return [f"the guard of {name} was missing or stopped: put back" for _, name, changed in rows if changed]
+
+    return Actions(backup=run_backup, forget=run_forget, verify=run_verify, guard=run_guard)
 
 
 class StopOnSignals:

@@ -211,6 +211,7 @@ class BackupRequest:
     reason: str = "manual"
     compression: str | None = None  # None: the project's x-persist (default zstd)
     quiesce: bool = True
+    pin: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,6 +267,7 @@ def publish_snapshot(
     records: Sequence[VolumeRecord],
     plans: Sequence[QuiescePlan] = (),
     created: datetime.datetime | None = None,
+    pinned: bool = False,
 ) -> Manifest:
     """Write the manifest last and make the snapshot visible, atomically; return the manifest.
 
@@ -280,6 +282,7 @@ def publish_snapshot(
         volumes=tuple(records),
         services=tuple(ServiceRecord(p.service, p.consistency, p.pre, p.post) for p in plans),
         format=ENCRYPTED_FORMAT if any(r.encryption for r in records) else FORMAT,
+        pinned=pinned,
     )
     try:
         pending.publish(dump_manifest(manifest))
@@ -329,6 +332,6 @@ def _backup_locked(
     except BaseException:
         pending.abort()
         raise
-    manifest = publish_snapshot(pending, project.name, name, request.reason, records, plans, created)
+    manifest = publish_snapshot(pending, project.name, name, request.reason, records, plans, created, request.pin)
     crash_point("backup:published")
     return manifest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -9,7 +10,9 @@ from typing import Any
 from docker_persist.actions.common import IntegrityError, Progress
 from docker_persist.core.archive import ArchiveSummary, MalformedArchiveError, TarDigester, UnsafeArchiveError
 from docker_persist.core.manifest import (
+    UNDO_REASON,
     Manifest,
+    ManifestError,
     RootEntry,
     VolumeRecord,
     check_snapshot_name,
@@ -18,7 +21,7 @@ from docker_persist.core.manifest import (
 from docker_persist.engine import Engine
 from docker_persist.errors import PersistError, SnapshotNotFoundError
 from docker_persist.host.faults import crash_point
-from docker_persist.store import Store, not_found
+from docker_persist.store import Store, StoreError, not_found
 from docker_persist.streams.compression import CorruptArchiveError, iter_decompressed
 from docker_persist.streams.encryption import DecryptionError, IdentityError
 from docker_persist.streams.pipeline import in_background
@@ -34,10 +37,49 @@ def read_manifest(store: Store, project: str, name: str) -> Manifest:
     return load_manifest(data, f"{store.url}/{project}/{name}/manifest.json")
 
 
+@dataclasses.dataclass(frozen=True)
+class Damaged:
+    """A snapshot whose manifest cannot be read: its name and why."""
+
+    name: str
+    problem: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Catalog:
+    """A project's snapshots in a store: those that can be read, oldest first, and those that cannot."""
+
+    manifests: tuple[Manifest, ...]
+    damaged: tuple[Damaged, ...] = ()
+
+    def latest(self, key: str | None = None) -> Manifest | None:
+        """Return the newest snapshot (holding volume `key`, if given) a user would want back: never an
+        undo snapshot (pre-restore), which holds what a restore replaced."""
+        for manifest in reversed(self.manifests):
+            if manifest.reason != UNDO_REASON and (key is None or manifest.volume(key) is not None):
+                return manifest
+        return None
+
+
+def read_catalog(store: Store, project: str) -> Catalog:
+    """Return every snapshot of the project: a damaged manifest is listed as damaged, not fatal.
+
+    Raise StoreError only if the store itself cannot be listed.
+    """
+    manifests, damaged = [], []
+    for name in store.list_snapshots(project):
+        try:
+            manifests.append(read_manifest(store, project, name))
+        except ManifestError as error:
+            damaged.append(Damaged(name, str(error)))
+        except StoreError as error:  # a manifest that cannot be read (gone since listed, unreadable)
+            damaged.append(Damaged(name, str(error)))
+    return Catalog(tuple(sorted(manifests, key=lambda m: (m.created, m.name))), tuple(damaged))
+
+
 def list_manifests(store: Store, project: str) -> list[Manifest]:
-    """Return every snapshot of the project, oldest first."""
-    manifests = [read_manifest(store, project, name) for name in store.list_snapshots(project)]
-    return sorted(manifests, key=lambda m: (m.created, m.name))
+    """Return every snapshot of the project that can be read, oldest first (see read_catalog for the rest)."""
+    return list(read_catalog(store, project).manifests)
 
 
 def load_keys(

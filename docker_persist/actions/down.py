@@ -37,13 +37,13 @@ from docker_persist.core.manifest import Manifest, VolumeRecord
 from docker_persist.core.operations import Operation
 from docker_persist.core.planner import DEFAULT_LAYER_THRESHOLD, DownPlan, is_ephemeral_path, plan_down
 from docker_persist.core.state import LiveState
-from docker_persist.core.units import format_bytes
 from docker_persist.engine.guards import create_guard, remove_guards
 from docker_persist.engine.volumeio import layer_paths
 from docker_persist.errors import UnsafeOperationError
 from docker_persist.host.faults import crash_point
 from docker_persist.host.signals import interrupts_deferred
 from docker_persist.store import Store
+from docker_persist.units import format_bytes
 
 
 @dataclasses.dataclass(frozen=True)

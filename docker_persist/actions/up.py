@@ -17,15 +17,15 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from docker_persist.actions.catalog import extract_into_volume, list_manifests, load_keys, volume_is_empty
+from docker_persist.actions.catalog import extract_into_volume, load_keys, read_catalog, volume_is_empty
 from docker_persist.actions.common import LOCK_TIMEOUT, Workspace
 from docker_persist.actions.recover import UnfinishedOperationError, recover, roll_back
 from docker_persist.actions.restore import compose_volume_labels
 from docker_persist.config.model import Volume
 from docker_persist.core.manifest import Manifest, VolumeRecord
 from docker_persist.core.operations import Operation, Target
-from docker_persist.core.planner import UpPlan, UpStep, latest_snapshot_with, plan_up
-from docker_persist.core.state import LiveState, SnapshotInfo
+from docker_persist.core.planner import UpPlan, UpStep, plan_up
+from docker_persist.core.state import LiveState
 from docker_persist.engine.guards import create_guard
 from docker_persist.engine.markers import clear_incomplete, incomplete_volumes, mark_incomplete
 from docker_persist.errors import PersistError, SnapshotNotFoundError, add_note
@@ -141,19 +141,24 @@ def _restore_sources(ws: Workspace, store: Store, plan: UpPlan, identity: str | 
     restores = [step.key for step in plan.steps if step.action == "restore"]
     if not restores:
         return {}
-    manifests = list_manifests(store, project.name)
-    infos = tuple(SnapshotInfo(m.name, m.created, tuple(v.key for v in m.volumes)) for m in manifests)
+    catalog = read_catalog(store, project.name)
+    manifests = catalog.manifests
     sources: dict[str, Source] = {}
     for key in restores:
         policy = project.volumes[key].policy
         assert policy is not None
         if policy.restore == "latest":
-            newest = latest_snapshot_with(infos, key)
-            manifest = next((m for m in manifests if newest and m.name == newest.name), None)
+            manifest = catalog.latest(key)
             if manifest is None:
                 continue
         else:
             manifest = next((m for m in manifests if m.name == policy.restore), None)
+            damaged = next((d for d in catalog.damaged if d.name == policy.restore), None)
+            if damaged is not None:
+                raise SnapshotNotFoundError(
+                    f"volumes.{key}.x-persist.restore names snapshot {damaged.name!r}, which is damaged "
+                    f"({damaged.problem}); nothing was created"
+                )
             if manifest is None:
                 error = not_found(project.name, policy.restore, [m.name for m in manifests])
                 raise SnapshotNotFoundError(

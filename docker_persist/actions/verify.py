@@ -11,6 +11,7 @@ from docker_persist.actions.common import LOCK_TIMEOUT, IntegrityError, Progress
 from docker_persist.config.model import Project
 from docker_persist.core.manifest import (
     Manifest,
+    ManifestError,
     Verification,
     VolumeRecord,
     dump_manifest,
@@ -97,10 +98,11 @@ def _drill(
 
 def verify(
     ws: Workspace, store: Store, names: Sequence[str], identity: str | None = None
-) -> list[tuple[Manifest, Verification]]:
+) -> list[tuple[str, Verification]]:
     """Run a restore drill for each snapshot named; record each result in its manifest and return them.
 
-    A failed drill is a result, not an exception: the caller decides the exit code. A
+    A failed drill is a result, not an exception: the caller decides the exit code. So is a
+    damaged snapshot (its manifest cannot be read, so the result is not recorded in it). A
     missing or wrong identity for an encrypted snapshot is not a result: it raises
     IdentityError before any drill, and nothing is recorded. The scratch volumes carry the
     project's label, and the drill holds the project lock, so that what a killed drill left is
@@ -108,11 +110,17 @@ def verify(
     """
     project, engine = ws.project, ws.engine
     commands = verify_commands(project)
-    results = []
+    results: list[tuple[str, Verification]] = []
     with ws.journal.hold("verify", LOCK_TIMEOUT), store.lock(project.name, timeout=LOCK_TIMEOUT):
         if remove_leftovers(engine, project.name):
             ws.say("removed what an interrupted run left (helper containers, scratch volumes)")
-        manifests = [read_manifest(store, project.name, name) for name in names]
+        manifests: list[Manifest] = []
+        for name in names:
+            try:
+                manifests.append(read_manifest(store, project.name, name))
+            except ManifestError as error:
+                at, volumes = now_utc(), ()
+                results.append((name, Verification(at=at, ok=False, detail=f"damaged: {error}", volumes=volumes)))
         keys: list[tuple[Any, ...] | IntegrityError] = []
         for manifest in manifests:
             try:
@@ -141,5 +149,5 @@ def verify(
             )
             updated = manifest.with_verification(verification)
             store.replace_manifest(project.name, name, dump_manifest(updated))
-            results.append((updated, verification))
+            results.append((name, verification))
     return results

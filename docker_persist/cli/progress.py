@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-from docker_persist.core.units import format_bytes
+from docker_persist.units import format_bytes
 
 __all__ = ["Progress", "format_bytes"]
 

@@ -15,27 +15,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from docker_persist.errors import ConfigError
+from docker_persist.units import Duration, parse_duration
 
 CONSISTENCY = ("stop", "pause", "none")
 ON_DOWN = ("backup", "refuse", "allow")
 COMPRESSION = ("zstd", "gzip", "none")
-
-_DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_DURATION_UNITS = (7 * 86400, 86400, 3600, 60, 1)
-
-
-def parse_duration(text: str) -> int:
-    """Return the seconds in a duration such as `26h`, `30d`, `1w2d` or `90m`.
-
-    Raise ConfigError for anything else, or for zero.
-    """
-    match = _DURATION.match(text.strip()) if text.strip() else None
-    if match is None:
-        raise ConfigError(f"invalid duration {text!r}: expected e.g. 26h, 7d, 2w, 90m")
-    seconds = sum(int(value) * unit for value, unit in zip(match.groups(), _DURATION_UNITS, strict=True) if value)
-    if seconds <= 0:
-        raise ConfigError(f"invalid duration {text!r}: must be more than zero")
-    return seconds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +56,8 @@ class ProjectPolicy:
     keep: KeepPolicy | None = None
     on_down: str = "backup"
     schedule: str | None = None
-    max_age: int | None = None  # seconds; a newer snapshot is required, else `check` warns
-    verify_max_age: int | None = None  # seconds; a newer passing verify is required
+    max_age: Duration | None = None  # a newer snapshot is required, else `check` warns
+    verify_max_age: Duration | None = None  # a newer passing verify is required
     ignore: tuple[str, ...] = ()
     encrypt: EncryptPolicy | None = None
 
@@ -84,8 +68,8 @@ class VolumePolicy:
 
     protect: bool = True
     restore: str = "none"  # latest | none | <snapshot name>
-    max_age: int | None = None
-    verify_max_age: int | None = None
+    max_age: Duration | None = None
+    verify_max_age: Duration | None = None
     schedule: str | None = None
 
 
@@ -187,7 +171,7 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
-def _duration(value: Any) -> int | None:
+def _duration(value: Any) -> Duration | None:
     return None if value is None else parse_duration(str(value))
 
 

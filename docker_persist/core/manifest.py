@@ -6,7 +6,7 @@ Pure: no I/O. The store moves the bytes; `dump_manifest` and `load_manifest` tur
 The JSON form (format 1), written with an indent of 2 and a trailing newline:
 
 - top level, in this order: `format`, `name`, `project`, `created`, `reason`, `tool_version`,
-  `volumes`, `services`, `verifications`;
+  `volumes`, `services`, `verifications`, and `pinned` (true) only for a pinned snapshot;
 - inside each record (volume, root, service, verification) and each string map (driver
   options, labels), keys are sorted;
 - datetimes are UTC, `"2026-11-26T15:30:00Z"`, with microseconds (`...:00.250000Z`) only when
@@ -48,6 +48,10 @@ SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 PART_NAME = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
 """A file inside a snapshot: a plain name, never a path ("." and ".." are refused separately)."""
 MANIFEST_FILE = "manifest.json"
+AUTOMATIC_REASONS = ("pre-restore", "pre-down")
+"""The reasons of the snapshots docker-persist takes on its own. Retention gives them slots of their
+own, and `latest` never means a pre-restore (undo) snapshot."""
+UNDO_REASON = "pre-restore"
 
 UTC = datetime.timezone.utc
 
@@ -175,6 +179,7 @@ class Manifest:
     services: tuple[ServiceRecord, ...] = ()
     verifications: tuple[Verification, ...] = ()  # history, oldest first
     format: int = FORMAT
+    pinned: bool = False  # kept by every retention policy, until unpinned
 
     def volume(self, key: str) -> VolumeRecord | None:
         """Return the record of the volume with this key, or None."""
@@ -189,6 +194,11 @@ class Manifest:
         """Return a copy with `verification` appended, keeping the newest MAX_VERIFICATIONS."""
         history = (*self.verifications, verification)[-MAX_VERIFICATIONS:]
         return dataclasses.replace(self, verifications=history)
+
+    @property
+    def automatic(self) -> bool:
+        """Return True for a snapshot docker-persist took on its own (an undo snapshot, or before a down)."""
+        return self.reason in AUTOMATIC_REASONS
 
     @property
     def total_bytes(self) -> int:
@@ -212,6 +222,8 @@ def dump_manifest(manifest: Manifest) -> bytes:
         "services": [_dump_service(s) for s in manifest.services],
         "verifications": [_dump_verification(v) for v in manifest.verifications],
     }
+    if manifest.pinned:
+        document["pinned"] = True
     # ensure_ascii keeps lone surrogates (non-UTF-8 names read from tar) encodable, and loads restores them.
     return (json.dumps(document, indent=2, ensure_ascii=True) + "\n").encode("ascii")
 
@@ -328,6 +340,7 @@ def load_manifest(data: bytes, where: str) -> Manifest:
         services=tuple(_load_service(item) for item in top.records("services", optional=True)),
         verifications=tuple(_load_verification(item) for item in top.records("verifications", optional=True)),
         format=version,
+        pinned=top.boolean("pinned") if "pinned" in top.value else False,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from docker_persist.config.model import Project, Volume
+from docker_persist.core.manifest import UNDO_REASON
 from docker_persist.core.state import LiveState, SnapshotInfo, is_anonymous_volume_name
 
 DEFAULT_LAYER_THRESHOLD = 10_000_000
@@ -77,8 +78,9 @@ class DownPlan:
 
 
 def latest_snapshot_with(snapshots: tuple[SnapshotInfo, ...], key: str) -> SnapshotInfo | None:
-    """Return the newest snapshot that holds volume `key`, or None."""
-    holding = [s for s in snapshots if key in s.volumes]
+    """Return `latest` for volume `key`: the newest snapshot that holds it and is not an undo snapshot
+    (pre-restore: what a restore replaced), or None."""
+    holding = [s for s in snapshots if key in s.volumes and s.reason != UNDO_REASON and s.damaged is None]
     return max(holding, key=lambda s: s.created) if holding else None
 
 
@@ -93,7 +95,9 @@ def _restore_detail(volume: Volume, state: LiveState) -> str | None:
     if wanted == "latest":
         latest = latest_snapshot_with(state.snapshots, volume.key)
         return f"snapshot {latest.name!r} (latest)" if latest else None
-    return f"snapshot {wanted!r}" if any(s.name == wanted for s in state.snapshots) else None
+    if any(s.name == wanted and s.damaged is None for s in state.snapshots):
+        return f"snapshot {wanted!r}"
+    return f"snapshot {wanted!r}, which the store does not have (or is damaged): `up` refuses and creates nothing"
 
 
 def plan_up(project: Project, state: LiveState) -> UpPlan:

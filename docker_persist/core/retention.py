@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import re
 from collections.abc import Callable, Sequence
 
 from docker_persist.config.model import KeepPolicy
 from docker_persist.errors import ConfigError
+from docker_persist.units import EARLIEST, Duration, parse_duration
 
 UTC = datetime.timezone.utc
-EARLIEST = datetime.datetime.min.replace(tzinfo=UTC)
 
 EMPTY_POLICY_MESSAGE = "refusing to forget with an empty policy: give at least one --keep-* option"
-
-_WITHIN_TEXT = re.compile(r"(?:[0-9]+[ymdh])+")
-_WITHIN_PART = re.compile(r"([0-9]+)([ymdh])")
-_WITHIN_UNITS = {"y": "years", "m": "months", "d": "days", "h": "hours"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,64 +38,13 @@ class Decision:
     reasons: tuple[str, ...]
 
 
-@dataclasses.dataclass(frozen=True)
-class CalendarDuration:
-    """A restic duration such as `1y2m3d4h`: calendar years, months and days, then hours."""
+def parse_within(text: str) -> Duration:
+    """Return the Duration of a `within` rule, in docker-persist's one duration grammar (core/units.py):
+    `30d`, `12h`, `1y6mo`, `2w`. `0d` is accepted and turns the rule off, as restic does.
 
-    years: int = 0
-    months: int = 0
-    days: int = 0
-    hours: int = 0
-
-    def __str__(self) -> str:
-        """Return the duration as restic prints it: `1y2m3d4h`, leaving out the zero parts."""
-        parts = ((self.years, "y"), (self.months, "m"), (self.days, "d"), (self.hours, "h"))
-        return "".join(f"{value}{unit}" for value, unit in parts if value)
-
-    def is_zero(self) -> bool:
-        """Return True if every part is zero: restic then treats the rule as off."""
-        return not (self.years or self.months or self.days or self.hours)
-
-    def subtract_from(self, moment: datetime.datetime) -> datetime.datetime:
-        """Return `moment` less this duration, as Go's `AddDate(-y, -m, -d).Add(-h hours)` computes it.
-
-        Years and months move the calendar month; a day-of-month the new month does not have
-        overflows into the next month, as Go normalises it, rather than being clamped: March 31
-        less 1m is March 3 (March 2 in a leap year), not February 28. The days are then counted
-        off, and the hours are exact hours. A result before year 1 is returned as EARLIEST.
-        """
-        month_index = moment.month - 1 - self.months
-        year = moment.year - self.years + month_index // 12
-        month = month_index % 12 + 1
-        try:
-            first_of_month = moment.replace(year=year, month=month, day=1)
-            return first_of_month + datetime.timedelta(days=moment.day - 1 - self.days, hours=-self.hours)
-        except (ValueError, OverflowError):
-            return EARLIEST
-
-
-def parse_within(text: str) -> CalendarDuration:
-    """Return the CalendarDuration of a restic duration such as `1y2m3d4h`, `30d` or `12h`.
-
-    The units are y (years), m (months, not minutes), d (days) and h (hours), in any order,
-    each at most once; there are no weeks. Surrounding blanks are ignored. `0d` is accepted
-    and turns the within rule off, as restic does.
-
-    Raise ConfigError if the text is empty, has another unit, a sign, inner blanks or a
-    repeated unit.
+    Raise ConfigError for anything else (a bare `m` is ambiguous: restic reads months).
     """
-    stripped = text.strip()
-    if not _WITHIN_TEXT.fullmatch(stripped):
-        raise ConfigError(
-            f"invalid within duration {text!r}: expected e.g. 30d, 12h or 1y2m3d4h "
-            "(y years, m months, d days, h hours; no weeks or minutes)"
-        )
-    values: dict[str, int] = {}
-    for number, unit in _WITHIN_PART.findall(stripped):
-        if _WITHIN_UNITS[unit] in values:
-            raise ConfigError(f"invalid within duration {text!r}: the unit {unit!r} is given twice")
-        values[_WITHIN_UNITS[unit]] = int(number)
-    return CalendarDuration(**values)
+    return parse_duration(text, allow_zero=True)
 
 
 # --- buckets: restic's bucker functions ---------------------------------------------
@@ -205,7 +149,7 @@ def apply_policy(
     - within D keeps every snapshot taken after (newest snapshot - D), measured from the
       newest snapshot dated strictly before `now` (default: the current time), not from
       `now` itself. Years and months are calendar arithmetic with Go's normalisation (see
-      CalendarDuration.subtract_from). If no snapshot is dated before `now`, within keeps
+      units.Duration.subtract_from). If no snapshot is dated before `now`, within keeps
       them all, as restic does.
     - The oldest snapshot (restic 0.16 and later): while a count rule has buckets left when
       the walk reaches the oldest snapshot, that rule keeps it too, even if a newer snapshot
@@ -221,7 +165,7 @@ def apply_policy(
         raise ConfigError(EMPTY_POLICY_MESSAGE)
     counts = _validated_counts(policy)
     if policy.within is not None and not isinstance(policy.within, str):
-        raise ConfigError(f"invalid keep within {policy.within!r}: expected a duration such as 30d or 1y2m3d4h")
+        raise ConfigError(f"invalid keep within {policy.within!r}: expected a duration such as 30d or 1y6mo")
     within = parse_within(policy.within) if policy.within is not None else None
     if within is not None and within.is_zero():
         within = None
@@ -264,3 +208,67 @@ def apply_policy(
                     rule.remaining -= 1
         decisions.append(Decision(snapshot=snapshot, keep=bool(reasons), reasons=tuple(reasons)))
     return decisions
+
+
+# --- per volume: what docker-persist's `forget` and `keep` apply ----------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotFacts:
+    """What retention needs to know of a snapshot beyond its name and time."""
+
+    name: str
+    created: datetime.datetime
+    volumes: tuple[str, ...]  # the volume keys it holds
+    automatic: bool = False  # pre-restore or pre-down: docker-persist took it on its own
+    pinned: bool = False
+    verified: bool = False  # its newest drill passed
+
+
+def plan_forget(
+    snapshots: Sequence[SnapshotFacts], policy: KeepPolicy, now: datetime.datetime | None = None
+) -> list[Decision]:
+    """Return one Decision per snapshot, newest first: the policy applied to each volume's history.
+
+    A snapshot is kept if any volume in it is kept, so forgetting never takes the last copy of a
+    volume another snapshot happens not to hold. Per volume, snapshots taken by hand or on
+    schedule and automatic ones (pre-restore, pre-down) are counted apart, each with the whole
+    policy: automatic snapshots never use up the slots of the others. Also always kept:
+
+    - a pinned snapshot ("pinned");
+    - the newest snapshot of each volume whose last drill passed ("newest verified snapshot of V").
+
+    Each reason names its volume: "daily snapshot of db_data". Raise ConfigError for a policy that
+    apply_policy refuses (empty, or keeping nothing).
+    """
+    groups: dict[tuple[str, bool], list[SnapshotRef]] = {}
+    for snapshot in snapshots:
+        for volume in snapshot.volumes or ("",):
+            groups.setdefault((volume, snapshot.automatic), []).append(SnapshotRef(snapshot.name, snapshot.created))
+    reasons: dict[str, list[str]] = {s.name: [] for s in snapshots}
+    if not snapshots:
+        apply_policy([], policy, now)  # the policy is checked even with nothing to apply it to
+    for (volume, automatic), refs in sorted(groups.items()):
+        suffix = f" of {volume}" if volume else ""
+        suffix += " (automatic)" if automatic else ""
+        for decision in apply_policy(refs, policy, now):
+            reasons[decision.snapshot.name] += [f"{reason}{suffix}" for reason in decision.reasons]
+    newest_verified: dict[str, SnapshotFacts] = {}
+    for snapshot in snapshots:
+        if snapshot.verified:
+            for volume in snapshot.volumes:
+                held = newest_verified.get(volume)
+                if held is None or (snapshot.created, snapshot.name) > (held.created, held.name):
+                    newest_verified[volume] = snapshot
+    for volume, snapshot in sorted(newest_verified.items()):
+        reasons[snapshot.name].append(f"newest verified snapshot of {volume}")
+    for snapshot in snapshots:
+        if snapshot.pinned:
+            reasons[snapshot.name].insert(0, "pinned")
+    ordered = sort_snapshots([SnapshotRef(s.name, s.created) for s in snapshots])
+    return [Decision(ref, bool(reasons[ref.name]), tuple(reasons[ref.name])) for ref in ordered]
+
+
+def validate_policy(policy: KeepPolicy) -> None:
+    """Raise ConfigError if applying `policy` would be refused: check it before any work it follows."""
+    apply_policy([], policy, datetime.datetime.now(UTC))

@@ -17,9 +17,13 @@ from collections.abc import Callable, Iterable, Sequence
 from docker_persist.config.images import KnownImage, lookup_image
 from docker_persist.config.model import Mount, Project, Service, Volume
 from docker_persist.core.findings import Finding, severity_rank
+from docker_persist.core.manifest import AUTOMATIC_REASONS
+from docker_persist.core.retention import SnapshotFacts, plan_forget
 from docker_persist.core.state import LiveState, SnapshotInfo, is_anonymous_volume_name
+from docker_persist.errors import ConfigError
+from docker_persist.units import DEFAULT_MAX_AGE, DEFAULT_VERIFY_MAX_AGE, Duration
 
-SCHEDULED_MAX_AGE = 26 * 3600  # a daily schedule plus slack, when x-persist sets a schedule but no max_age
+SCHEDULED_MAX_AGE = Duration(hours=26)  # a daily schedule plus slack, when x-persist sets a schedule but no max_age
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,8 +31,8 @@ class CheckOptions:
     """Thresholds and defaults for the rules, and whether the engine was read at all."""
 
     layer_threshold: int = 10 * 1024 * 1024  # bytes in a writable layer that count as data
-    default_max_age: int = 7 * 86400  # seconds, when x-persist sets neither max_age nor schedule
-    default_verify_max_age: int = 30 * 86400  # seconds, when x-persist sets no verify_max_age
+    default_max_age: Duration = DEFAULT_MAX_AGE  # when x-persist sets neither max_age nor schedule
+    default_verify_max_age: Duration = DEFAULT_VERIFY_MAX_AGE  # when x-persist sets no verify_max_age
     engine_read: bool = True  # False for `check --static`: an empty LiveState says nothing about what is missing
     encrypt_problem: str | None = None  # why x-persist.encrypt's recipients cannot be loaded (the command reads them)
 
@@ -290,7 +294,7 @@ def _format_duration(seconds: float) -> str:
         return f"{seconds // 86400}d"
     if seconds >= 3600:
         return f"{seconds // 3600}h"
-    return f"{seconds // 60}m"
+    return f"{seconds // 60}min"
 
 
 def _format_size(size: int) -> str:
@@ -300,7 +304,11 @@ def _format_size(size: int) -> str:
     return f"{size} B"
 
 
-def _max_age(project: Project, volume: Volume, options: CheckOptions) -> int:
+def _older_than(state: LiveState, moment: datetime.datetime, limit: Duration) -> bool:
+    return moment < limit.subtract_from(state.now)
+
+
+def _max_age(project: Project, volume: Volume, options: CheckOptions) -> Duration:
     policy = volume.policy
     explicit = (policy.max_age if policy else None) or project.policy.max_age
     if explicit:
@@ -309,7 +317,7 @@ def _max_age(project: Project, volume: Volume, options: CheckOptions) -> int:
     return SCHEDULED_MAX_AGE if scheduled else options.default_max_age
 
 
-def _verify_max_age(project: Project, volume: Volume, options: CheckOptions) -> int:
+def _verify_max_age(project: Project, volume: Volume, options: CheckOptions) -> Duration:
     explicit = (volume.policy.verify_max_age if volume.policy else None) or project.policy.verify_max_age
     return explicit or options.default_verify_max_age
 
@@ -498,11 +506,11 @@ def find_stale_snapshots(project: Project, state: LiveState, options: CheckOptio
         if not snapshots:
             problem = "precious, but no snapshot contains it"
             fix = f'{backup} now, and schedule it with a top-level `x-persist: {{schedule: "0 3 * * *"}}`'
-        elif _seconds_since(state, snapshots[-1].created) > limit:
+        elif _older_than(state, snapshots[-1].created, limit):
             newest = snapshots[-1]
             problem = (
                 f"newest snapshot '{newest.name}' is {_format_duration(_seconds_since(state, newest.created))} old "
-                f"(limit {_format_duration(limit)})"
+                f"(limit {limit})"
             )
             fix = f"{backup}; if backups are scheduled, check that the scheduler still runs"
         else:
@@ -527,10 +535,7 @@ def find_unverified_snapshots(project: Project, state: LiveState, options: Check
         passed = [s for s in snapshots if s.verified_ok is True]
         last_pass = max((s.verified_at for s in passed if s.verified_at), default=None)
         limit = _verify_max_age(project, volume, options)
-        drill = (
-            "run `docker persist verify` (a restore drill into a scratch volume) "
-            f"at least every {_format_duration(limit)}"
-        )
+        drill = f"run `docker persist verify` (a restore drill into a scratch volume) at least every {limit}"
         if newest.verified_ok is False:
             problem = f"its newest snapshot '{newest.name}' failed verify"
             fix = (
@@ -540,9 +545,9 @@ def find_unverified_snapshots(project: Project, state: LiveState, options: Check
         elif not passed:
             problem = "no snapshot of it has ever passed verify, so no restore of it has been tested"
             fix = drill
-        elif last_pass is not None and _seconds_since(state, last_pass) > limit:
+        elif last_pass is not None and _older_than(state, last_pass, limit):
             age = _format_duration(_seconds_since(state, last_pass))
-            problem = f"last passed verify {age} ago (limit {_format_duration(limit)})"
+            problem = f"last passed verify {age} ago (limit {limit})"
             fix = drill
         else:
             continue
@@ -910,6 +915,49 @@ def find_unusable_encryption(project: Project, state: LiveState, options: CheckO
     ]
 
 
+def find_damaged_snapshots(project: Project, state: LiveState, options: CheckOptions) -> list[Finding]:
+    """DP019: return a finding for each snapshot whose manifest cannot be read."""
+    return [
+        Finding(
+            rule="DP019",
+            severity="warning",
+            message=f"snapshot '{s.name}' is damaged: {s.damaged}",
+            fix=f"if a copy of it exists elsewhere, copy it back; otherwise `docker persist forget {s.name}`",
+        )
+        for s in state.snapshots or ()
+        if s.damaged is not None
+    ]
+
+
+def find_retention_preview(project: Project, state: LiveState, options: CheckOptions) -> list[Finding]:
+    """DP020: return what x-persist.keep would forget at the next backup, before it does (info)."""
+    keep = project.policy.keep
+    if keep is None or keep.is_empty() or not state.snapshots:
+        return []
+    facts = [
+        SnapshotFacts(s.name, s.created, s.volumes, s.reason in AUTOMATIC_REASONS, s.pinned, s.verified_ok is True)
+        for s in state.snapshots
+        if s.damaged is None
+    ]
+    try:
+        decisions = plan_forget(facts, keep, state.now)
+    except ConfigError as error:
+        return [Finding(rule="DP020", severity="error", message=f"x-persist.keep cannot be applied: {error}",
+                        fix="fix x-persist.keep: every backup would fail to apply it")]  # fmt: skip
+    gone = [d.snapshot.name for d in decisions if not d.keep]
+    if not gone:
+        return []
+    listed = ", ".join(f"'{name}'" for name in gone[:5]) + (f" and {len(gone) - 5} more" if len(gone) > 5 else "")
+    return [
+        Finding(
+            rule="DP020",
+            severity="info",
+            message=f"x-persist.keep forgets {len(gone)} snapshot(s) at the next backup: {listed}",
+            fix="`docker persist forget --dry-run` shows why each is kept or not; `docker persist pin NAME` keeps one",
+        )
+    ]
+
+
 def find_incomplete_volumes(project: Project, state: LiveState, options: CheckOptions) -> list[Finding]:
     """DP018: return findings for the project's volumes that hold part of a restore that was interrupted."""
     findings = []
@@ -947,6 +995,8 @@ RULES: dict[str, Rule] = {
         Rule("DP016", "warning", "Database copied live", find_unquiesced_databases),
         Rule("DP017", "error", "Snapshots cannot be encrypted as x-persist asks", find_unusable_encryption),
         Rule("DP018", "error", "Volume holds part of an interrupted restore", find_incomplete_volumes),
+        Rule("DP019", "warning", "Damaged snapshot", find_damaged_snapshots),
+        Rule("DP020", "info", "What retention forgets next", find_retention_preview),
     )
 }
 

@@ -75,6 +75,9 @@ class SnapshotInfo:
     volumes: tuple[str, ...]  # volume keys in the project
     verified_at: datetime.datetime | None = None
     verified_ok: bool | None = None
+    reason: str = "manual"  # manual | scheduled | pre-restore | pre-down
+    pinned: bool = False
+    damaged: str | None = None  # why its manifest cannot be read (it then holds no volume we know of)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,10 +14,10 @@ from docker_persist.config.model import (
     ServicePolicy,
     VolumePolicy,
     build_project,
-    parse_duration,
     parse_size,
 )
 from docker_persist.errors import ConfigError
+from docker_persist.units import Duration, parse_duration
 
 DOCUMENT: dict[str, Any] = {
     "name": "shop",
@@ -89,7 +89,7 @@ def test_build_project() -> None:
 
 def test_volume_policies() -> None:
     volumes = build_project(DOCUMENT, "/srv/shop").volumes
-    assert volumes["db_data"].policy == VolumePolicy(restore="latest", max_age=26 * 3600)
+    assert volumes["db_data"].policy == VolumePolicy(restore="latest", max_age=Duration(hours=26))
     # A mount's own `x-persist` marks its volume precious, with the defaults.
     assert volumes["uploads"].policy == VolumePolicy()
     assert volumes["cache"].policy is None and volumes["cache"].disposable
@@ -133,15 +133,25 @@ def test_project_without_name() -> None:
         build_project({"services": {}}, "/")
 
 
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("26h", 93600), ("7d", 604800), ("2w", 1209600), ("1w2d", 777600), ("90m", 5400), ("45s", 45), ("1d12h", 129600)],
-)
-def test_parse_duration(text: str, seconds: int) -> None:
-    assert parse_duration(text) == seconds
+DURATIONS = [
+    ("26h", Duration(hours=26)),
+    ("7d", Duration(days=7)),
+    ("2w", Duration(weeks=2)),
+    ("1w2d", Duration(weeks=1, days=2)),
+    ("90min", Duration(minutes=90)),
+    ("45s", Duration(seconds=45)),
+    ("1d12h", Duration(days=1, hours=12)),
+    ("6mo", Duration(months=6)),
+    ("1y6mo", Duration(years=1, months=6)),
+]
 
 
-@pytest.mark.parametrize("text", ["", "3 days", "7", "h", "0d", "1d1w", "-1d", "1.5h"])
+@pytest.mark.parametrize(("text", "duration"), DURATIONS)
+def test_parse_duration(text: str, duration: Duration) -> None:
+    assert parse_duration(text) == duration
+
+
+@pytest.mark.parametrize("text", ["", "3 days", "7", "h", "0d", "1d1w", "-1d", "1.5h", "90m", "6m"])
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ConfigError):
         parse_duration(text)

@@ -21,14 +21,16 @@ from docker_persist.config.model import KeepPolicy
 from docker_persist.core.retention import (
     EARLIEST,
     EMPTY_POLICY_MESSAGE,
-    CalendarDuration,
     Decision,
+    SnapshotFacts,
     SnapshotRef,
     apply_policy,
     parse_within,
+    plan_forget,
     sort_snapshots,
 )
 from docker_persist.errors import ConfigError
+from docker_persist.units import Duration
 
 GOLDEN = Path(__file__).parent / "golden" / "retention"
 UTC = datetime.timezone.utc
@@ -134,7 +136,7 @@ GOLDEN_CASES = [
     ("daily_monthly_6", "daily", KeepPolicy(monthly=6)),
     ("daily_yearly_all", "daily", KeepPolicy(yearly=-1)),
     ("daily_yearly_5", "daily", KeepPolicy(yearly=5)),
-    ("daily_within_1m", "daily", KeepPolicy(within="1m")),
+    ("daily_within_1mo", "daily", KeepPolicy(within="1mo")),
     ("daily_combined", "daily", KeepPolicy(last=3, daily=7, weekly=4, monthly=6, yearly=-1)),
     ("year_end_weekly_all", "year_end", KeepPolicy(weekly=-1)),
 ]
@@ -326,14 +328,14 @@ def test_within_months_overflow_as_go_does() -> None:
         snap("2026-03-03T12:00"),
         snap("2026-03-01T12:00"),
     ]
-    decisions = apply_policy(snapshots, KeepPolicy(within="1m"), now=NOW)
+    decisions = apply_policy(snapshots, KeepPolicy(within="1mo"), now=NOW)
     assert kept(decisions) == ["2026-03-31T120000Z", "2026-03-03T120001Z"]
 
 
 def test_within_combines_calendar_parts_and_hours() -> None:
     snapshots = [snap("2026-03-10T08:00"), snap("2025-01-07T04:00:01"), snap("2025-01-07T04:00")]
-    decisions = apply_policy(snapshots, KeepPolicy(within="1y2m3d4h"), now=NOW)
-    assert [d.reasons for d in decisions] == [("within 1y2m3d4h",), ("within 1y2m3d4h",), ()]
+    decisions = apply_policy(snapshots, KeepPolicy(within="1y2mo3d4h"), now=NOW)
+    assert [d.reasons for d in decisions] == [("within 1y2mo3d4h",), ("within 1y2mo3d4h",), ()]
 
 
 def test_within_reason_is_printed_as_restic_prints_it() -> None:
@@ -344,22 +346,22 @@ def test_within_reason_is_printed_as_restic_prints_it() -> None:
 @pytest.mark.parametrize(
     ("moment", "duration", "expected"),
     [
-        ("2026-01-31T10:00", CalendarDuration(months=1), "2025-12-31T10:00"),
-        ("2026-03-31T10:00", CalendarDuration(months=1), "2026-03-03T10:00"),
-        ("2028-03-31T10:00", CalendarDuration(months=1), "2028-03-02T10:00"),
-        ("2028-02-29T10:00", CalendarDuration(years=1), "2027-03-01T10:00"),
-        ("2026-01-15T10:00", CalendarDuration(months=13), "2024-12-15T10:00"),
-        ("2026-03-01T02:00", CalendarDuration(days=1, hours=3), "2026-02-27T23:00"),
-        ("2026-03-10T08:00", CalendarDuration(days=40), "2026-01-29T08:00"),
+        ("2026-01-31T10:00", Duration(months=1), "2025-12-31T10:00"),
+        ("2026-03-31T10:00", Duration(months=1), "2026-03-03T10:00"),
+        ("2028-03-31T10:00", Duration(months=1), "2028-03-02T10:00"),
+        ("2028-02-29T10:00", Duration(years=1), "2027-03-01T10:00"),
+        ("2026-01-15T10:00", Duration(months=13), "2024-12-15T10:00"),
+        ("2026-03-01T02:00", Duration(days=1, hours=3), "2026-02-27T23:00"),
+        ("2026-03-10T08:00", Duration(days=40), "2026-01-29T08:00"),
     ],
 )
-def test_subtract_from_follows_go_add_date(moment: str, duration: CalendarDuration, expected: str) -> None:
+def test_subtract_from_follows_go_add_date(moment: str, duration: Duration, expected: str) -> None:
     assert duration.subtract_from(at(moment)) == at(expected)
 
 
 def test_subtract_from_before_year_one_is_the_earliest_time() -> None:
-    assert CalendarDuration(years=5000).subtract_from(at("2026-03-10T08:00")) == EARLIEST
-    assert CalendarDuration(days=10**6).subtract_from(at("2026-03-10T08:00")) == EARLIEST
+    assert Duration(years=5000).subtract_from(at("2026-03-10T08:00")) == EARLIEST
+    assert Duration(days=10**6).subtract_from(at("2026-03-10T08:00")) == EARLIEST
 
 
 # --- order, ties and sizes ------------------------------------------------------------
@@ -450,30 +452,32 @@ def test_a_count_that_is_not_a_whole_number_is_refused(value: object) -> None:
 
 
 def test_an_invalid_within_is_refused() -> None:
-    with pytest.raises(ConfigError, match="invalid within duration '2w'"):
-        apply_policy([], KeepPolicy(within="2w"), now=NOW)
+    with pytest.raises(ConfigError, match="invalid duration '6m': 'm' is ambiguous"):
+        apply_policy([], KeepPolicy(within="6m"), now=NOW)
     with pytest.raises(ConfigError, match="invalid keep within 2"):
         apply_policy([], KeepPolicy(within=2), now=NOW)  # type: ignore[arg-type]
 
 
-# --- parse_within ---------------------------------------------------------------------
+# --- parse_within: the one duration grammar (docker_persist/units.py), 0 allowed ----------------
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("1y2m3d4h", CalendarDuration(years=1, months=2, days=3, hours=4)),
-        ("30d", CalendarDuration(days=30)),
-        ("12h", CalendarDuration(hours=12)),
-        ("6m", CalendarDuration(months=6)),
-        ("2y", CalendarDuration(years=2)),
-        ("12h1d", CalendarDuration(days=1, hours=12)),
-        (" 7d ", CalendarDuration(days=7)),
-        ("0d", CalendarDuration()),
-        ("0100h", CalendarDuration(hours=100)),
+        ("1y2mo3d4h", Duration(years=1, months=2, days=3, hours=4)),
+        ("30d", Duration(days=30)),
+        ("12h", Duration(hours=12)),
+        ("6mo", Duration(months=6)),
+        ("2y", Duration(years=2)),
+        ("2w3d", Duration(weeks=2, days=3)),
+        ("1d12h", Duration(days=1, hours=12)),
+        ("90min", Duration(minutes=90)),
+        (" 7d ", Duration(days=7)),
+        ("0d", Duration()),
+        ("0100h", Duration(hours=100)),
     ],
 )
-def test_parse_within_accepts(text: str, expected: CalendarDuration) -> None:
+def test_parse_within_accepts(text: str, expected: Duration) -> None:
     assert parse_within(text) == expected
 
 
@@ -483,14 +487,13 @@ def test_parse_within_accepts(text: str, expected: CalendarDuration) -> None:
         "",
         "  ",
         "3 days",
-        "1w",
-        "2w3d",
+        "6m",
+        "1y6m",
+        "12h1d",
         "1d 2h",
         "d",
         "5",
         "1.5d",
-        "1s",
-        "30min",
         "1M",
         "1D",
         "-1d",
@@ -501,10 +504,92 @@ def test_parse_within_accepts(text: str, expected: CalendarDuration) -> None:
     ],
 )
 def test_parse_within_rejects(text: str) -> None:
-    with pytest.raises(ConfigError, match="invalid within duration"):
+    with pytest.raises(ConfigError, match="invalid duration"):
         parse_within(text)
 
 
-@pytest.mark.parametrize(("text", "printed"), [("1y2m3d4h", "1y2m3d4h"), ("0y2d", "2d"), ("4h1y", "1y4h"), ("0d", "")])
-def test_a_within_duration_prints_as_restic_prints_it(text: str, printed: str) -> None:
+@pytest.mark.parametrize(("text", "printed"), [("1y2mo3d4h", "1y2mo3d4h"), ("0y2d", "2d"), ("2w", "2w"), ("0d", "0s")])
+def test_a_within_duration_prints_as_it_is_written(text: str, printed: str) -> None:
     assert str(parse_within(text)) == printed
+
+
+# --- plan_forget: per volume, pins, automatic snapshots apart, the newest verified kept --------------
+
+
+def facts(
+    name: str, when: str, volumes: tuple[str, ...] = ("data",), automatic: bool = False, pinned: bool = False,
+    verified: bool = False,
+) -> SnapshotFacts:  # fmt: skip
+    return SnapshotFacts(name, at(when), volumes, automatic, pinned, verified)
+
+
+def plan(snapshots: list[SnapshotFacts], policy: KeepPolicy) -> dict[str, tuple[str, ...]]:
+    return {d.snapshot.name: d.reasons for d in plan_forget(snapshots, policy, now=NOW)}
+
+
+def test_a_volume_s_last_copy_is_never_forgotten_for_another_volume_s_sake() -> None:
+    """keep last 2: a snapshot of va and vb, then two of va alone. vb's only copy stays."""
+    snapshots = [
+        facts("full", "2026-03-01T00:00", ("va", "vb")),
+        facts("va-1", "2026-03-02T00:00", ("va",)),
+        facts("va-2", "2026-03-03T00:00", ("va",)),
+    ]
+    reasons = plan(snapshots, KeepPolicy(last=2))
+    assert reasons["full"] == ("last snapshot of vb",)
+    assert reasons["va-2"] == ("last snapshot of va",) and reasons["va-1"] == ("last snapshot of va",)
+    assert plan(snapshots, KeepPolicy(last=1))["va-1"] == ()
+
+
+def test_automatic_snapshots_do_not_use_up_the_slots_of_the_others() -> None:
+    snapshots = [
+        facts("before-upgrade", "2026-03-01T00:00"),
+        facts("2026-03-02T000000Z-pre-restore", "2026-03-02T00:00", automatic=True),
+        facts("2026-03-03T000000Z-pre-down", "2026-03-03T00:00", automatic=True),
+        facts("2026-03-04T000000Z-pre-restore", "2026-03-04T00:00", automatic=True),
+    ]
+    reasons = plan(snapshots, KeepPolicy(last=1))
+    assert reasons["before-upgrade"] == ("last snapshot of data",)
+    assert reasons["2026-03-04T000000Z-pre-restore"] == ("last snapshot of data (automatic)",)
+    assert reasons["2026-03-03T000000Z-pre-down"] == reasons["2026-03-02T000000Z-pre-restore"] == ()
+
+
+def test_pinned_snapshots_and_the_newest_verified_are_kept_by_any_policy() -> None:
+    snapshots = [
+        facts("old-pinned", "2025-01-01T00:00", pinned=True),
+        facts("verified", "2026-01-01T00:00", verified=True),
+        facts("older-verified", "2025-06-01T00:00", verified=True),
+        facts("a", "2026-03-01T00:00"),
+        facts("b", "2026-03-02T00:00"),
+    ]
+    reasons = plan(snapshots, KeepPolicy(last=1))
+    assert reasons["old-pinned"] == ("pinned",)
+    assert reasons["verified"] == ("newest verified snapshot of data",)
+    assert reasons["older-verified"] == ()
+    assert reasons["b"] == ("last snapshot of data",) and reasons["a"] == ()
+
+
+def test_plan_forget_refuses_what_apply_policy_refuses_even_with_nothing_to_forget() -> None:
+    with pytest.raises(ConfigError):
+        plan_forget([], KeepPolicy(), now=NOW)
+    with pytest.raises(ConfigError, match="keeps nothing"):
+        plan_forget([], KeepPolicy(last=0), now=NOW)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_plan_forget_never_forgets_the_newest_snapshot_of_any_volume(seed: int) -> None:
+    rng = random.Random(seed)
+    volumes = ["va", "vb", "vc"]
+    snapshots = []
+    for index in range(rng.randint(1, 25)):
+        held = tuple(v for v in volumes if rng.random() < 0.5) or (rng.choice(volumes),)
+        when = at("2026-01-01T00:00") + datetime.timedelta(hours=rng.randint(0, 24 * 90))
+        snapshots.append(SnapshotFacts(f"s{index:02d}", when, held, rng.random() < 0.3, rng.random() < 0.1))
+    policy = rng.choice([KeepPolicy(last=1), KeepPolicy(daily=2), KeepPolicy(weekly=1, within="3d")])
+    kept = {d.snapshot.name for d in plan_forget(snapshots, policy, now=NOW) if d.keep}
+    for volume in volumes:
+        for automatic in (False, True):
+            holding = [s for s in snapshots if volume in s.volumes and s.automatic == automatic]
+            if holding:
+                newest = max(holding, key=lambda s: (s.created, s.name))
+                assert newest.name in kept, (volume, automatic, newest.name)
+    assert all(s.name in kept for s in snapshots if s.pinned)

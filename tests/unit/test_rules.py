@@ -27,6 +27,7 @@ from docker_persist.core.state import (
     SnapshotInfo,
     VolumeState,
 )
+from docker_persist.units import Duration
 
 GOLDEN = Path(__file__).parent / "golden" / "rules"
 NOW = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.timezone.utc)
@@ -221,7 +222,7 @@ def test_every_finding_is_one_line_and_names_its_service() -> None:
 
 
 def test_registry_ids_are_stable() -> None:
-    assert list(RULES) == [f"DP{n:03d}" for n in range(1, 19)]
+    assert list(RULES) == [f"DP{n:03d}" for n in range(1, 21)]
     for rule_id, rule in RULES.items():
         assert rule.id == rule_id and rule.severity in SEVERITIES and rule.title
 
@@ -598,7 +599,7 @@ def test_dp005_no_snapshot() -> None:
         ({}, {"schedule": "0 3 * * *"}, 30 * HOUR, "26h"),
         ({"schedule": "0 * * * *"}, None, 30 * HOUR, "26h"),
         ({"max_age": "2h"}, {"max_age": "30d"}, 3 * HOUR, "2h"),
-        ({}, {"max_age": "1d"}, 25 * HOUR, "24h"),
+        ({}, {"max_age": "1d"}, 25 * HOUR, "1d"),  # the limit as it is written
     ],
 )
 def test_dp005_stale_snapshot(volume_policy: Any, x_persist: Any, age: datetime.timedelta, limit: str) -> None:
@@ -646,7 +647,8 @@ def test_dp006_fires(snapshots: tuple[SnapshotInfo, ...], problem: str) -> None:
 def test_dp006_verify_max_age_is_configurable() -> None:
     state = live(snapshots=(snapshot("a", 5 * DAY, "db_data", verified=4 * DAY, ok=True),))
     assert rules_of(check("DP006", precious_db({"verify_max_age": "2d"}), state)) == ["DP006"]
-    assert rules_of(check("DP006", precious_db(), state, CheckOptions(default_verify_max_age=86400))) == ["DP006"]
+    options = CheckOptions(default_verify_max_age=Duration(days=1))
+    assert rules_of(check("DP006", precious_db(), state, options)) == ["DP006"]
 
 
 @pytest.mark.parametrize(
@@ -1114,3 +1116,21 @@ def test_dp018_a_volume_that_holds_part_of_a_restore() -> None:
     assert finding.severity == "error" and "part of snapshot 'before-upgrade'" in finding.message
     assert "docker persist restore before-upgrade --yes" in finding.fix
     assert check("DP018", precious_db(), live()) == []
+
+
+# --- DP019, DP020 -----------------------------------------------------------------------
+
+
+def test_dp019_a_damaged_snapshot() -> None:
+    damaged = SnapshotInfo("broken", NOW, (), damaged="the manifest is not valid JSON")
+    [finding] = check("DP019", precious_db(), live(snapshots=(damaged,)))
+    assert "'broken' is damaged: the manifest is not valid JSON" in finding.message
+    assert "docker persist forget broken" in finding.fix
+
+
+def test_dp020_what_keep_forgets_next() -> None:
+    snapshots = tuple(snapshot(f"s{n}", n * DAY, "db_data") for n in range(1, 5))
+    [finding] = check("DP020", precious_db(x_persist={"keep": {"last": 2}}), live(snapshots=snapshots))
+    assert finding.severity == "info" and "forgets 2 snapshot(s) at the next backup: 's3', 's4'" in finding.message
+    assert check("DP020", precious_db(x_persist={"keep": {"last": 9}}), live(snapshots=snapshots)) == []
+    assert check("DP020", precious_db(), live(snapshots=snapshots)) == []

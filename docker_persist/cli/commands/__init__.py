@@ -86,6 +86,18 @@ def _unprotect() -> Command:
     return protect.UNPROTECT
 
 
+def _pin() -> Command:
+    from docker_persist.cli.commands import pin
+
+    return pin.PIN
+
+
+def _unpin() -> Command:
+    from docker_persist.cli.commands import pin
+
+    return pin.UNPIN
+
+
 def _recover() -> Command:
     from docker_persist.cli.commands import recover
 
@@ -136,6 +148,8 @@ COMMANDS: dict[str, Entry] = {
         Entry("restore", "Restore volumes from a snapshot by name", _restore),
         Entry("verify", "Run a restore drill and compare content digests", _verify),
         Entry("forget", "Remove snapshots by a retention policy", _forget),
+        Entry("pin", "Keep snapshots from every retention policy", _pin),
+        Entry("unpin", "Let retention policies forget snapshots again", _unpin),
         Entry("recover", "Finish or take back what an interrupted operation left", _recover),
         Entry("copy", "Copy snapshots to another store (e.g. off-site, to S3)", _copy),
         Entry("up", "Create, restore and protect the precious volumes, then run docker compose up", _up),

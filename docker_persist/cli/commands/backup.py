@@ -29,6 +29,7 @@ def add_arguments(parser: DockerArgumentParser) -> None:
     )
     parser.add_argument("--compression", metavar="string", help='"zstd", "gzip" or "none" (default: x-persist, zstd)')
     parser.add_argument("--no-quiesce", action="store_true", help="Do not run hooks or stop/pause services")
+    parser.add_argument("--pin", action="store_true", help="Pin the snapshot: no retention policy forgets it")
     add_store_flag(parser)
     add_project_flags(parser)
     add_format_flag(parser)
@@ -38,6 +39,8 @@ def run(args: argparse.Namespace, context: Context) -> int:
     from docker_persist.actions.backup import BackupRequest, backup
     from docker_persist.actions.forget import forget
     from docker_persist.cli.progress import format_bytes
+    from docker_persist.core.retention import validate_policy
+    from docker_persist.errors import PersistError
     from docker_persist.streams.compression import check_compression
 
     output = check_format(args, "backup")
@@ -53,16 +56,26 @@ def run(args: argparse.Namespace, context: Context) -> int:
         name=args.name,
         compression=args.compression,
         quiesce=not args.no_quiesce,
+        pin=args.pin,
     )
+    keep = project.policy.keep if project.policy.keep is not None and not project.policy.keep.is_empty() else None
+    if keep is not None:
+        validate_policy(keep)  # a policy that would be refused fails now, not after the backup
     try:
         result = backup(make_workspace(context, pending, project, progress), store, request)
     finally:
         progress.done()
     manifest, elapsed = result.manifest, result.seconds
     forgotten: list[str] = []
-    if project.policy.keep is not None and not project.policy.keep.is_empty():
-        decisions = forget(store, project.name, project.policy.keep, dry_run=False)
-        forgotten = [d.snapshot.name for d in decisions if not d.keep]
+    retention_error: PersistError | None = None
+    damaged: list[str] = []
+    if keep is not None:
+        try:
+            applied = forget(store, project.name, keep, dry_run=False)
+            forgotten = [d.snapshot.name for d in applied.decisions if not d.keep]
+            damaged = [d.name for d in applied.damaged]
+        except PersistError as error:  # the snapshot is published: the retention failure is reported apart
+            retention_error = error
     if output == "json":
         document = {
             "name": manifest.name,
@@ -71,19 +84,32 @@ def run(args: argparse.Namespace, context: Context) -> int:
             "volumes": [{"key": v.key, "source": v.source, "bytes": v.bytes, "archive_bytes": v.archive_bytes,
                          "files": v.files, "content_digest": v.content_digest} for v in manifest.volumes],
             "seconds": round(elapsed, 3),
+            "pinned": manifest.pinned,
             "forgotten": forgotten,
+            "retention_error": str(retention_error) if retention_error else None,
+            "damaged": damaged,
         }  # fmt: skip
         context.env.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
         size = sum(v.bytes for v in manifest.volumes)
         stored = sum(v.archive_bytes for v in manifest.volumes)
+        pinned = ", pinned" if manifest.pinned else ""
         context.env.stdout.write(
-            f"Snapshot {manifest.name} of project {manifest.project}: {len(manifest.volumes)} volume(s), "
-            f"{format_bytes(size)} ({format_bytes(stored)} stored) in {elapsed:.1f} s\n"
+            f"Snapshot {manifest.name} of project {manifest.project} in {store.url}: {len(manifest.volumes)} "
+            f"volume(s), {format_bytes(size)} of data ({format_bytes(stored)} stored) in {elapsed:.1f} s{pinned}\n"
         )
         for name in forgotten:
             context.env.stdout.write(f"Forgot {name} (retention)\n")
-    return ExitStatus.OK
+    if retention_error is not None:
+        context.env.stderr.write(
+            f"Error: the snapshot is safe, but retention (x-persist.keep) failed: {retention_error}\n"
+        )
+    for name in damaged:
+        context.env.stderr.write(
+            f"Warning: snapshot {name} is damaged: retention left it alone "
+            f"(`docker persist snapshots` says why; `docker persist forget {name}` removes it)\n"
+        )
+    return ExitStatus.FAILED if retention_error is not None or damaged else ExitStatus.OK
 
 
 COMMAND = Command(add_arguments=add_arguments, run=run, usage="[OPTIONS] [VOLUME...]")

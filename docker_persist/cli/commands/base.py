@@ -11,6 +11,7 @@ from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
 from docker_persist.errors import UsageError
 
 if TYPE_CHECKING:
+    from docker_persist.actions.catalog import Catalog
     from docker_persist.actions.common import Workspace
     from docker_persist.cli.progress import Progress
     from docker_persist.config.model import Project
@@ -194,17 +195,25 @@ def read_snapshot_infos(
     context: Context, args: argparse.Namespace, project: Project
 ) -> tuple[SnapshotInfo, ...] | None:
     """Return what `check` and `plan` need to know of the project's snapshots; None if the store cannot be read."""
-    from docker_persist.core.state import SnapshotInfo
     from docker_persist.errors import PersistError
 
     try:
-        from docker_persist.actions.catalog import list_manifests
+        from docker_persist.actions.catalog import read_catalog
 
-        manifests = list_manifests(open_project_store(context, args, project), project.name)
+        catalog = read_catalog(open_project_store(context, args, project), project.name)
     except PersistError:
         return None
+    return snapshot_infos(catalog)
+
+
+def snapshot_infos(catalog: Catalog) -> tuple[SnapshotInfo, ...]:
+    """Return what the pure core needs to know of each snapshot of a catalog, damaged ones included."""
+    import datetime
+
+    from docker_persist.core.state import SnapshotInfo
+
     infos = []
-    for manifest in manifests:
+    for manifest in catalog.manifests:
         last = manifest.last_verification  # the latest drill of this snapshot, passed or not
         infos.append(
             SnapshotInfo(
@@ -213,8 +222,12 @@ def read_snapshot_infos(
                 volumes=tuple(v.key for v in manifest.volumes),
                 verified_at=last.at if last is not None else None,
                 verified_ok=last.ok if last is not None else None,
+                reason=manifest.reason,
+                pinned=manifest.pinned,
             )
         )
+    epoch = datetime.datetime.fromtimestamp(0, datetime.timezone.utc)
+    infos += [SnapshotInfo(d.name, epoch, (), damaged=d.problem) for d in catalog.damaged]
     return tuple(infos)
 
 

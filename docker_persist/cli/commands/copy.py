@@ -28,7 +28,9 @@ def add_arguments(parser: DockerArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, context: Context) -> int:
+    from docker_persist.actions.common import IntegrityError
     from docker_persist.actions.copy import copy_snapshot
+    from docker_persist.core.manifest import ManifestError
     from docker_persist.store import open_store
 
     if not args.to:
@@ -43,15 +45,23 @@ def run(args: argparse.Namespace, context: Context) -> int:
     names = list(args.names) or [n for n in source.list_snapshots(project.name)
                                  if n not in set(target.list_snapshots(project.name))]  # fmt: skip
     progress = make_progress(context)
+    failed: list[str] = []
     try:
         for name in names:
-            copy_snapshot(source, target, project.name, name, progress)
+            try:
+                copy_snapshot(source, target, project.name, name, progress)
+            except (IntegrityError, ManifestError) as error:
+                # A damaged snapshot is the source's fault, not the copy's: the others still go.
+                failed.append(f"{name}: {error}")
+                continue
             context.env.stdout.write(f"Copied {name} to {target.url}\n")
     finally:
         progress.done()
     if not names:
         context.env.stdout.write(f"{target.url} already has every snapshot of {project.name}.\n")
-    return ExitStatus.OK
+    for line in failed:
+        context.env.stderr.write(f"Not copied, damaged: {line}\n")
+    return ExitStatus.FAILED if failed else ExitStatus.OK
 
 
 COMMAND = Command(add_arguments=add_arguments, run=run, usage="[OPTIONS] NAME... --to STORE_URL")

@@ -18,7 +18,7 @@ from docker_persist.cli.context import Context
 from docker_persist.cli.helpformat import DockerArgumentParser
 from docker_persist.cli.projectflags import add_project_flags
 from docker_persist.core.planner import DEFAULT_LAYER_THRESHOLD
-from docker_persist.core.units import format_bytes
+from docker_persist.units import format_bytes
 
 EPILOG = """Every other option, -v/--volumes included, is docker compose down's (written as Compose reads
 them: -vt0, --volumes=false, ...), and is checked by Compose before anything is touched."""

@@ -166,7 +166,7 @@ def make_actions(args: argparse.Namespace, context: Context, pending: PendingPro
         keep = project.policy.keep
         if keep is None or keep.is_empty():
             return 0
-        return sum(1 for d in forget(store, project.name, keep, dry_run=False) if not d.keep)
+        return sum(1 for d in forget(store, project.name, keep, dry_run=False).decisions if not d.keep)
 
     def run_verify(name: str) -> bool:
         try:

@@ -26,14 +26,15 @@ def add_arguments(parser: DockerArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, context: Context) -> int:
-    from docker_persist.actions.catalog import list_manifests
+    from docker_persist.actions.catalog import read_catalog
     from docker_persist.cli.progress import format_bytes
     from docker_persist.core.manifest import format_datetime as format_time
 
     output = check_format(args, "snapshots")
     project, _ = PendingProject(context, args).wait()
     store = open_project_store(context, args, project)
-    manifests = list_manifests(store, project.name)
+    catalog = read_catalog(store, project.name)
+    manifests = catalog.manifests
     if output == "json":
         rows = []
         for m in manifests:
@@ -47,13 +48,15 @@ def run(args: argparse.Namespace, context: Context) -> int:
                     "bytes": sum(v.bytes for v in m.volumes),
                     "stored_bytes": m.total_bytes,
                     "encrypted": any(v.encryption for v in m.volumes),
+                    "pinned": m.pinned,
                     "verified": None if last is None else {"at": format_time(last.at), "ok": last.ok},
                 }
             )
+        rows += [{"name": d.name, "damaged": d.problem} for d in catalog.damaged]
         context.env.stdout.write(json.dumps({"project": project.name, "store": store.url, "snapshots": rows}, indent=2))
         context.env.stdout.write("\n")
         return ExitStatus.OK
-    if not manifests:
+    if not manifests and not catalog.damaged:
         context.env.stdout.write(f"No snapshots of project {project.name} in {store.url}.\n")
         return ExitStatus.OK
     table = [("NAME", "CREATED", "VOLUMES", "SIZE", "REASON", "VERIFIED")]
@@ -66,16 +69,21 @@ def run(args: argparse.Namespace, context: Context) -> int:
                 format_time(m.created),
                 ",".join(v.key for v in m.volumes),
                 format_bytes(m.total_bytes),
-                m.reason,
+                m.reason + (", pinned" if m.pinned else ""),
                 verified,
             )
         )
+    table += [(d.name, "?", "?", "?", "DAMAGED", "-") for d in catalog.damaged]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         context.env.stdout.write(
             "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
         context.env.stdout.write("\n")
+    for damaged in catalog.damaged:
+        context.env.stderr.write(
+            f"damaged: {damaged.name}: {damaged.problem}; `docker persist forget {damaged.name}` removes it\n"
+        )
     return ExitStatus.OK
 
 

@@ -46,9 +46,13 @@ def run(args: argparse.Namespace, context: Context) -> int:
     if not names:
         raise UsageError(f"project {project.name!r} has no snapshots to verify in {store.url}", f"{ROOT} verify")
     if not args.names and not args.all:
-        from docker_persist.actions.catalog import list_manifests
+        from docker_persist.actions.catalog import read_catalog
 
-        names = [list_manifests(store, project.name)[-1].name]
+        latest = read_catalog(store, project.name).latest()  # never an undo snapshot
+        if latest is None:
+            raise UsageError(f"project {project.name!r} has no snapshot to verify but undo snapshots: name one",
+                             f"{ROOT} verify")  # fmt: skip
+        names = [latest.name]
     progress = make_progress(context)
     try:
         identity = identity_path(context, args)
@@ -56,12 +60,12 @@ def run(args: argparse.Namespace, context: Context) -> int:
     finally:
         progress.done()
     if output == "json":
-        rows = [{"name": m.name, "ok": v.ok, "at": format_datetime(v.at), "detail": v.detail} for m, v in results]
+        rows = [{"name": name, "ok": v.ok, "at": format_datetime(v.at), "detail": v.detail} for name, v in results]
         context.env.stdout.write(json.dumps({"project": project.name, "results": rows}, indent=2) + "\n")
     else:
-        for manifest, verification in results:
+        for name, verification in results:
             status = "ok" if verification.ok else "FAILED"
-            context.env.stdout.write(f"{manifest.name}: {status}: {verification.detail}\n")
+            context.env.stdout.write(f"{name}: {status}: {verification.detail}\n")
     return ExitStatus.OK if all(v.ok for _, v in results) else ExitStatus.FAILED
 
 

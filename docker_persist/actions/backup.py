@@ -13,7 +13,7 @@ from docker_persist.actions.common import LOCK_TIMEOUT, Progress, Workspace, now
 from docker_persist.actions.quiesce import QuiescePlan, plan_quiesce, quiesced
 from docker_persist.actions.recover import recover
 from docker_persist.config.model import Project, Volume
-from docker_persist.core.archive import ArchiveSummary, TarDigester
+from docker_persist.core.archive import ArchiveSummary, TarDigester, UnrestorableError
 from docker_persist.core.manifest import (
     ENCRYPTED_FORMAT,
     FORMAT,
@@ -111,7 +111,7 @@ def _archive_into(
     """
     from docker_persist.streams.encryption import EncryptingSink
 
-    digester = TarDigester(check_safety=False)
+    digester = TarDigester(check_safety=False, restorable=True)
     with pending.open_part(filename) as part:
         sink = BackgroundWriter(part)
         encrypting = EncryptingSink(sink, fmt.recipients) if fmt.recipients else None
@@ -145,8 +145,11 @@ def backup_volume(
     if live is None:
         raise PersistError(f"volume {volume.name!r} ({volume.key}) does not exist: nothing to back up")
     filename = fmt.filename(volume.key)
-    with engine.volume_archive(volume.name, project) as archive:
-        sink, summary = _archive_into(pending, filename, fmt, archive, volume.key, progress)
+    try:
+        with engine.volume_archive(volume.name, project) as archive:
+            sink, summary = _archive_into(pending, filename, fmt, archive, volume.key, progress)
+    except UnrestorableError as error:
+        raise UnrestorableError(f"cannot back up volume {volume.key} ({volume.name}): {error}") from None
     record = _volume_record(volume, live.driver, live.options, live.labels, filename, fmt, sink, summary)
     return dataclasses.replace(record, kind=kind)
 
@@ -196,7 +199,6 @@ def _volume_record(
         symlinks=summary.symlinks,
         entries=summary.entries,
         root=RootEntry(root.mode, root.uid, root.gid) if root is not None else None,
-        absolute_symlinks=summary.absolute_symlinks,
         encryption=fmt.encryption,
     )
 

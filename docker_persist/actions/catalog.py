@@ -177,7 +177,7 @@ def check_archive(
     that a restore refuses before it stops a service or replaces a volume. Raise IntegrityError,
     naming the file and the fault.
     """
-    digester = TarDigester(check_safety=True, allowed_absolute_symlinks=record.absolute_symlinks)
+    digester = TarDigester(check_safety=True)
     try:
         for chunk in iter_archive(store, project, manifest, record, digester, identities):
             progress(record.key, len(chunk))
@@ -216,7 +216,7 @@ def extract_into_volume(
     Raise IntegrityError if what was streamed does not match the manifest.
     """
     root = record.root or RootEntry(0o755, 0, 0)
-    digester = TarDigester(check_safety=True, allowed_absolute_symlinks=record.absolute_symlinks)
+    digester = TarDigester(check_safety=True)
 
     def stream() -> Iterator[bytes]:
         for chunk in iter_archive(store, project, manifest, record, digester, identities):

@@ -52,3 +52,10 @@ class Workspace:
 def now_utc() -> datetime.datetime:
     """Return the current UTC time, to the second."""
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+
+
+def project_images(project: Project, key: str) -> list[str]:
+    """Return the project's images, those of the services that mount volume `key` first: one with a shell
+    empties a volume whose files outlive it."""
+    first = [s.image for s in project.services_using(key) if s.image]
+    return list(dict.fromkeys([*first, *(s.image for s in project.services if s.image)]))

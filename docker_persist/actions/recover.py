@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from docker_persist.actions.common import Workspace
+from docker_persist.actions.common import Workspace, project_images
 from docker_persist.core.operations import Operation, Target, describe, recovery
 from docker_persist.engine import EngineNotFoundError
 from docker_persist.engine.guards import create_guard, remove_guards
@@ -136,8 +136,12 @@ def _empty_again(ws: Workspace, target: Target) -> None:
         ws.engine.remove_container(container.id, force=True)
     remove_guards(ws.engine, target.volume)
     ws.engine.remove_volume(target.volume, force=True)
-    if target.before == "empty":
+    if target.before == "empty" or target.outlives:
         ws.engine.create_volume(target.volume, target.driver, target.driver_opts, target.labels)
+        if target.outlives:  # creating it again did not empty it
+            ws.engine.empty_volume(target.volume, ws.project.name, project_images(ws.project, target.key))
+        if target.before != "empty":
+            ws.engine.remove_volume(target.volume, force=True)
 
 
 def incomplete_report(ws: Workspace) -> dict[str, str]:

@@ -23,6 +23,7 @@ goes) and otherwise leaves the record, so that running the same restore again fi
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,8 +34,15 @@ from docker_persist.actions.backup import (
     publish_snapshot,
     unique_automatic_name,
 )
-from docker_persist.actions.catalog import check_archive, extract_into_volume, load_keys, read_manifest, volume_is_empty
-from docker_persist.actions.common import LOCK_TIMEOUT, Workspace
+from docker_persist.actions.catalog import (
+    check_archive,
+    extract_into_volume,
+    load_keys,
+    read_manifest,
+    volume_is_empty,
+    volume_read_digest,
+)
+from docker_persist.actions.common import LOCK_TIMEOUT, IntegrityError, Workspace, project_images
 from docker_persist.actions.recover import (
     UnfinishedOperationError,
     recover,
@@ -52,6 +60,8 @@ from docker_persist.errors import ConfigError, PersistError, add_note
 from docker_persist.host.faults import crash_point
 from docker_persist.host.signals import interrupts_deferred
 from docker_persist.store import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +186,18 @@ def _plan_targets(ws: Workspace, resolved: ResolvedRestore, request: RestoreRequ
         else:
             driver, options, labels = "local", {}, {}  # a new --to volume: claims no project
         target = Target(record.key, name, "absent", driver=driver, driver_opts=options, labels=labels)
+        if (record.driver or "local", dict(record.driver_opts)) != (driver, options):
+            # The store is untrusted: how a volume is made comes from the project, never from a manifest.
+            log.warning(
+                "snapshot %s recorded volume %s with driver %s and options %s; it is restored with the "
+                "project's: driver %s, options %s",
+                resolved.manifest.name,
+                record.key,
+                record.driver,
+                dict(record.driver_opts),
+                driver,
+                options,
+            )
         users: list[ContainerSummary] = []
         for container in engine.containers_using_volume(name) if live is not None else []:
             if container.role == "guard":
@@ -189,6 +211,12 @@ def _plan_targets(ws: Workspace, resolved: ResolvedRestore, request: RestoreRequ
                     f"volume {name!r} is used by container {container.name!r}, which is not part of project "
                     f"{project.name!r}: stop and remove it first, or restore with --to NEW_VOLUME"
                 )
+        if live is not None and target.outlives and engine.emptying(name, project_images(project, record.key)) is None:
+            raise ConfigError(
+                f"cannot restore into volume {name!r} in place: its files outlive it (driver {target.driver}, "
+                f"options {dict(target.driver_opts)}), so it must be emptied first, and this engine is not on this "
+                "host and no image of the project has a shell to do it; restore with --to NEW_VOLUME instead"
+            )
         plan.targets.append(target)
         plan.users[name] = users
         plan.records[name] = record
@@ -350,8 +378,18 @@ def _replace(
     mark_incomplete(engine, target.volume, ws.project.name, resolved.manifest.name)
     crash_point("restore:volume-created")
     record = plan.records[target.volume]
+    if target.outlives and not volume_is_empty(engine, ws.project.name, target.volume):
+        ws.say(f"emptying {target.volume}: its files outlive the volume")
+        engine.empty_volume(target.volume, ws.project.name, project_images(ws.project, record.key))
     ws.say(f"restoring {record.key} into {target.volume}")
     extract_into_volume(engine, store, source, resolved.manifest, record, target.volume, ws.progress, resolved.keys)
+    if target.outlives:  # what it holds is what it was given, and nothing else: read it back
+        held = volume_read_digest(engine, ws.project.name, target.volume)
+        if held.digest != record.content_digest:
+            raise IntegrityError(
+                f"volume {target.volume!r} holds more than snapshot {resolved.manifest.name!r} after the restore: "
+                "its driver kept files that docker-persist could not remove"
+            )
     with interrupts_deferred():
         clear_incomplete(engine, target.volume)
         if target.guarded:

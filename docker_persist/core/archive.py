@@ -74,17 +74,20 @@ the offending header arrives, when:
 - a hard link's target is absolute, has a ".." component, or is not an earlier non-directory
   entry (without safety checks, the last is `MalformedArchiveError`: there is no content to
   share);
-- a symlink's target is relative and, resolved lexically from the link's directory, leaves
-  the root ("a/l -> ../../x");
-- a symlink's target is absolute and its path is not in `allowed_absolute_symlinks` (the
-  manifest lists those seen at backup time);
 - an entry's parent, or a hard link's target's parent, is a path that was a symlink earlier
   in the archive (writing through a symlink);
 - an entry is a character or block device;
 - the root entry "." is not a directory.
 
-Without it (backup), nothing is refused for safety; absolute symlinks are still listed.
-Truncated, corrupt and unsupported archives raise `MalformedArchiveError` either way.
+A symlink is data, whatever its target: `relesc -> ../data-x` and `cfg -> /etc/app` are common
+in real volumes, and are restored as links. What is refused is writing *through* one, which
+is the only way a link lets an extraction reach outside the volume.
+
+Without safety checks (backup), nothing is refused for safety; absolute symlinks are still
+listed. With `restorable` (backup), what no restore could create is refused at once, naming
+the path, with `UnrestorableError`: device nodes, a path of 4096 bytes or more, a name
+component over 255 bytes, a symlink target of 4096 bytes or more. Truncated, corrupt and
+unsupported archives raise `MalformedArchiveError` either way.
 """
 
 from __future__ import annotations
@@ -97,7 +100,6 @@ import hashlib
 import math
 import struct
 import urllib.parse
-from collections.abc import Collection
 from zlib import adler32
 
 from docker_persist.errors import PersistError
@@ -144,6 +146,14 @@ _LIBARCHIVE_XATTR = b"LIBARCHIVE.xattr."
 
 class UnsafeArchiveError(PersistError):
     """An archive was refused: extracting it could write outside the volume, or create device nodes."""
+
+
+class UnrestorableError(PersistError):
+    """A volume holds something a restore could not create: the backup fails, naming the path."""
+
+
+MAX_PATH = 4095  # bytes in a path a restore can create (PATH_MAX, 4096, with its NUL)
+MAX_NAME = 255  # bytes in one component of it (NAME_MAX)
 
 
 class MalformedArchiveError(PersistError):
@@ -229,17 +239,15 @@ class TarDigester:
         self,
         strip_prefix: str | None = None,
         check_safety: bool = True,
-        allowed_absolute_symlinks: Collection[str] | None = None,
         hash_data: bool = True,
+        restorable: bool = False,
     ) -> None:
         # hash_data=False reads only the structure (names, types, safety, counts): about five
         # times faster; the summary's digest is then "" because file contents were not read.
         self._hash_data = hash_data
         self._check_safety = check_safety
         self._prefix = _split_name(strip_prefix or "")[1]
-        self._allowed_absolute = frozenset(
-            _join_lenient(*_split_name(path)) for path in allowed_absolute_symlinks or ()
-        )
+        self._restorable = restorable
         self._nodes: dict[str, _Node] = {}
         self._symlink_paths: set[str] = set()  # every path that was a symlink at some point
         self._root: RootEntry | None = None
@@ -474,6 +482,8 @@ class TarDigester:
             )
 
         path = self._entry_path(name, name)
+        if self._restorable:
+            _check_restorable(name_raw, link_raw if kind == "symlink" else b"", kind, name)
         mode &= 0o7777
         if kind == "hardlink":
             self._add_hard_link(path, name, link_raw.decode("utf-8", "surrogateescape"))
@@ -506,7 +516,6 @@ class TarDigester:
         if kind == "symlink":
             node.mode = 0
             node.target = link_raw.decode("utf-8", "surrogateescape")
-            self._check_symlink(path, name, node.target)
             self._symlink_paths.add(path)
         elif kind in ("char", "block"):
             if self._check_safety:
@@ -565,27 +574,6 @@ class TarDigester:
         if path == ".":
             self._root = None
         self._nodes[path] = node
-
-    def _check_symlink(self, path: str, name: str, target: str) -> None:
-        if not self._check_safety:
-            return
-        if target.startswith("/"):
-            if path not in self._allowed_absolute:
-                raise UnsafeArchiveError(
-                    f"unsafe archive: symlink {name!r} points to the absolute path {target!r}, "
-                    "and the snapshot's manifest does not list it"
-                )
-            return
-        depth = path.count("/") if path != "." else -1  # components of the link's directory
-        for part in target.split("/"):
-            if part == "..":
-                depth -= 1
-                if depth < 0:
-                    raise UnsafeArchiveError(
-                        f"unsafe archive: symlink {name!r} points to {target!r}, which leaves the volume"
-                    )
-            elif part and part != ".":
-                depth += 1
 
     # --- the summary -----------------------------------------------------------------
 
@@ -671,6 +659,31 @@ def _serialize_node_fields(node: _Node) -> tuple[bytes, bytes, bytes]:
     for name in sorted(node.xattrs):
         tail.append(_netstring(b"xattr." + name) + _netstring(node.xattrs[name].encode()))
     return head, middle, b"".join(tail)
+
+
+def _check_restorable(name_raw: bytes, target: bytes, kind: str, name: str) -> None:
+    """Raise UnrestorableError if no restore could create this entry."""
+    shown = name if len(name) <= 120 else f"{name[:60]}...{name[-40:]}"
+    if kind in ("char", "block"):
+        raise UnrestorableError(
+            f"{shown!r} is a {kind} device node: a restore never creates device nodes (they reach the host's "
+            "devices), so it cannot be backed up; remove it from the volume (containers get their devices from "
+            "the engine, not from a volume)"
+        )
+    path = name_raw.removeprefix(b"./")
+    if len(path) > MAX_PATH:
+        raise UnrestorableError(
+            f"{shown!r} is {len(path)} bytes long: no restore can create a path over {MAX_PATH} bytes; "
+            "shorten it (rename a folder on its way)"
+        )
+    longest = max(path.split(b"/"), key=len, default=b"")
+    if len(longest) > MAX_NAME:
+        raise UnrestorableError(
+            f"{shown!r} has a name of {len(longest)} bytes: no file system here takes names over {MAX_NAME} bytes; "
+            "rename it"
+        )
+    if len(target) > MAX_PATH:
+        raise UnrestorableError(f"the symlink {shown!r} points to a target of {len(target)} bytes: over {MAX_PATH}")
 
 
 def _split_name(name: str) -> tuple[bool, list[str]]:

@@ -64,6 +64,12 @@ class Target:
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
+    def outlives(self) -> bool:
+        """Return True if the volume's files outlive it (a bound host folder, a network share, another
+        driver): creating it again does not empty it, so it is emptied before it is filled."""
+        return self.driver != "local" or bool(self.driver_opts)
+
+    @property
     def held_data(self) -> bool:
         """Return True if the volume held something before the operation."""
         return self.before == "data"

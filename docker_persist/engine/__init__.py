@@ -238,3 +238,16 @@ class Engine(Protocol):
     def container_layer_archive(self, container_id: str, paths: Sequence[str]) -> Iterator[bytes]:
         """Yield one tar, rooted like a volume's, of the given paths of a container's file system."""
         ...
+
+    def emptying(self, volume: str, images: Sequence[str]) -> str | None:
+        """Return how `empty_volume` would empty this volume here (a sentence), or None if it cannot.
+
+        Needed for a volume whose data outlives it (the local driver bound to a host folder, an
+        NFS share, another driver): removing and creating it again keeps the files.
+        """
+        ...
+
+    def empty_volume(self, volume: str, project: str, images: Sequence[str]) -> None:
+        """Remove every entry of a volume but its root: on the host when the engine is local and the data
+        is reachable, else in a container of one of `images` that has a shell. Raise EngineError if neither."""
+        ...

@@ -474,6 +474,18 @@ class DockerEngine:
 
         return container_layer_archive(self, container_id, paths)
 
+    def emptying(self, volume: str, images: Sequence[str]) -> str | None:
+        """Return how `empty_volume` would empty this volume here, or None if it cannot."""
+        from docker_persist.engine.volumeio import emptying
+
+        return emptying(self, volume, images)
+
+    def empty_volume(self, volume: str, project: str, images: Sequence[str]) -> None:
+        """Remove every entry of a volume but its root (on the host, or in a container of one of `images`)."""
+        from docker_persist.engine.volumeio import empty_volume
+
+        empty_volume(self, volume, project, images)
+
 
 def _summary(item: Mapping[str, Any]) -> ContainerSummary:
     names = item.get("Names") or [str(item["Id"])[:12]]

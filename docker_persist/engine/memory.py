@@ -89,6 +89,7 @@ class MemoryEngine:
         self.volumes: dict[str, MemVolume] = {}
         self.containers: dict[str, MemContainer] = {}
         self.images: set[str] = set()
+        self.host_folders: dict[str, dict[str, Node]] = {}  # device -> files: what bound volumes keep
         self.calls: list[str] = []  # every method called, in order
         self.fail_next: dict[str, BaseException] = {}  # method name -> what its next call raises
         self.on_exec: Callable[[MemContainer, str], tuple[int, str]] = lambda container, command: (0, "")
@@ -231,7 +232,11 @@ class MemoryEngine:
         """Create a volume; creating one that exists is fine, as it is for the engine."""
         self._call("create_volume")
         if name not in self.volumes:
-            self.volumes[name] = MemVolume(name, driver or "local", dict(driver_opts or {}), dict(labels or {}))
+            volume = MemVolume(name, driver or "local", dict(driver_opts or {}), dict(labels or {}))
+            device = volume.options.get("device") if volume.options.get("o") == "bind" else None
+            if device is not None:  # a folder of the host: its files outlive the volume, as with the real engine
+                volume.files = self.host_folders.setdefault(device, {".": Node("dir", 0o755)})
+            self.volumes[name] = volume
 
     def remove_volume(self, name: str, force: bool = False) -> None:
         """Remove a volume; refused while a container (in any state) mounts it."""
@@ -376,6 +381,18 @@ class MemoryEngine:
         mode, uid, gid = root
         node = files["."]
         node.mode, node.uid, node.gid = mode & 0o7777, uid, gid
+
+    def emptying(self, volume: str, images: Sequence[str]) -> str | None:
+        """Return "in memory": the fake can empty any volume."""
+        self._call("emptying")
+        return "in memory"
+
+    def empty_volume(self, volume: str, project: str, images: Sequence[str]) -> None:
+        """Remove every entry of a volume but its root."""
+        self._call("empty_volume")
+        files = self._volume(volume).files
+        for path in [p for p in files if p != "."]:
+            del files[path]
 
     def container_layer_archive(self, container_id: str, paths: Sequence[str]) -> Iterator[bytes]:
         """Yield a tar of the given paths of a container's writable layer."""

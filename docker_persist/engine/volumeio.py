@@ -12,12 +12,21 @@ import contextlib
 import io
 import os
 import posixpath
+import shutil
 import tarfile
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from docker_persist import __version__
-from docker_persist.engine import LABEL_PROJECT, LABEL_ROLE, LABEL_VOLUME, ContainerSpec, Engine, VolumeMount
+from docker_persist.engine import (
+    LABEL_PROJECT,
+    LABEL_ROLE,
+    LABEL_VOLUME,
+    ContainerSpec,
+    Engine,
+    EngineError,
+    VolumeMount,
+)
 
 if TYPE_CHECKING:
     from docker_persist.engine.docker import DockerEngine
@@ -127,6 +136,66 @@ def local_volume_path(engine: DockerEngine, volume: str, writable: bool = False)
     path = root + state.mountpoint
     mode = os.R_OK | os.X_OK | (os.W_OK if writable else 0)
     return path if os.path.isdir(path) and os.access(path, mode) else None
+
+
+def host_data_path(engine: DockerEngine, volume: str) -> str | None:
+    """Return where a local-driver volume keeps its files on this host, bound folders included; else None."""
+    root = engine.local_root
+    state = engine.inspect_volume(volume)
+    if root is None or state is None or state.driver != "local":
+        return None
+    options = state.options
+    if options.get("type") == "none" and "bind" in options.get("o", "").split(",") and options.get("device"):
+        path = root + options["device"]
+    elif not options and state.mountpoint:
+        path = root + state.mountpoint
+    else:
+        return None
+    return path if os.path.isdir(path) and os.access(path, os.R_OK | os.W_OK | os.X_OK) else None
+
+
+EMPTY_SCRIPT = 'cd /data && for f in * .[!.]* ..?*; do if [ -e "$f" ] || [ -L "$f" ]; then rm -rf -- "$f"; fi; done'
+
+
+def emptying(engine: DockerEngine, volume: str, images: Sequence[str]) -> str | None:
+    """Return how a volume can be emptied here (see Engine.emptying), or None."""
+    path = host_data_path(engine, volume)
+    if path is not None:
+        return f"on this host, in {path}"
+    image = next((i for i in images if engine.image_exists(i)), None)
+    return f"in a container of {image}" if image is not None else None
+
+
+def empty_volume(engine: DockerEngine, volume: str, project: str, images: Sequence[str]) -> None:
+    """Remove every entry of a volume but its root (see Engine.empty_volume)."""
+    path = host_data_path(engine, volume)
+    if path is not None:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+        return
+    image = next((i for i in images if engine.image_exists(i)), None)
+    if image is None:
+        raise EngineError(
+            f"cannot empty volume {volume!r}: its files outlive it (driver options or another driver), the engine "
+            "is not on this host, and no image of the project with a shell is present to do it"
+        )
+    spec = ContainerSpec(
+        image=image,
+        entrypoint=("sh", "-c"),
+        command=(EMPTY_SCRIPT,),
+        labels={LABEL_ROLE: "helper", LABEL_PROJECT: project, LABEL_VOLUME: volume},
+        mounts=(VolumeMount(volume, MOUNT_POINT),),
+        user="0:0",
+    )
+    code, output = engine.run_container(spec)
+    if code != 0:
+        raise EngineError(
+            f"emptying volume {volume!r} in a container of {image} failed (exit {code}): {output.strip()}"
+        )
 
 
 @contextlib.contextmanager

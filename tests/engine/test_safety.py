@@ -4,6 +4,7 @@ docker-persist once lost data, left a service down, or blocked every later backu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -299,10 +300,17 @@ def test_one_scheduler_per_project_and_busy_runs_are_skipped(
         lock = docker.state / "docker-persist" / "journal"
         wait_for(lambda: any("backup" in p.read_text() for p in lock.glob(f"*-{project.name}.lock")), 60,
                  "the manual backup to hold the project", backup)  # fmt: skip
+        plugin = [pid for pid in descendants(backup.pid) if "docker-persist" in cmdline(pid)]
+        for pid in plugin:  # held still, so that the backup cannot finish before the scheduler looks
+            os.kill(pid, signal.SIGSTOP)
         skipped = project.persist("schedule", "--once")
         assert skipped.returncode == 1 and "skipped" in skipped.stderr, skipped.stderr
     finally:
+        for pid in descendants(backup.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
         backup.communicate(timeout=300)
+    assert backup.returncode == 0
     assert snapshot_names(project) == ["manual"]
 
 

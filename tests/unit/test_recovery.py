@@ -239,3 +239,25 @@ def test_a_killed_down_gets_its_guards_back(tmp_path: Path, point: str) -> None:
     assert any(m.reason == "pre-down" for m in list_manifests(bed.store, PROJECT))
     recover(bed.workspace())
     assert bed.guarded() and bed.journal.read().operation is None
+
+
+def test_a_volume_whose_files_outlive_it_is_replaced_not_merged(tmp_path: Path) -> None:
+    """A volume bound to a host folder keeps its files when removed and created again: the restore
+    empties it first, and reads it back to prove it holds the snapshot and nothing else."""
+    bed = make_bed(tmp_path)
+    engine = bed.engine
+    for container in list(engine.containers.values()):
+        engine.remove_container(container.id)
+    del engine.volumes[VOLUME]
+    engine.create_volume(VOLUME, "local", {"type": "none", "o": "bind", "device": "/srv/data"}, {})
+    engine.write(VOLUME, "kept.txt", b"v1\n")
+    engine.write(VOLUME, "gone.txt", b"deleted later\n")
+    engine.add_compose_container(PROJECT, "app", {VOLUME: "/data"})
+    backup(bed.workspace(), bed.store, BackupRequest(name="s1"))
+    base = engine.files(VOLUME)
+    engine.write(VOLUME, "kept.txt", b"v2\n")
+    del engine.volumes[VOLUME].files["gone.txt"]
+    engine.write(VOLUME, "new", b"added after s1\n")
+    restore(bed.workspace(), bed.store, RestoreRequest("s1"))
+    assert engine.files(VOLUME) == base
+    assert "empty_volume" in engine.calls

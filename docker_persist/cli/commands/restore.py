@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from docker_persist.cli.commands.base import (
     Command,
@@ -22,6 +23,10 @@ from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
 from docker_persist.cli.projectflags import add_project_flags
 from docker_persist.errors import ExitStatus, UnsafeOperationError, UsageError
 
+if TYPE_CHECKING:
+    from docker_persist.actions.restore import ResolvedRestore
+    from docker_persist.config.model import Project
+
 
 def add_arguments(parser: DockerArgumentParser) -> None:
     parser.add_argument("name", nargs="?", metavar="NAME", help=argparse.SUPPRESS)
@@ -38,12 +43,39 @@ def add_arguments(parser: DockerArgumentParser) -> None:
 
 
 def confirm(context: Context, question: str) -> bool:
-    """Ask on the terminal; without one, refuse (the user must pass --yes)."""
+    """Ask on the terminal. Raise UnsafeOperationError without one (the user must pass --yes)."""
     if not (context.env.stderr_isatty and getattr(context.env.stdin, "isatty", lambda: False)()):
-        return False
+        raise UnsafeOperationError(
+            "this restore replaces volumes and there is no terminal to ask on: pass --yes to restore without asking"
+        )
     context.env.stderr.write(f"{question} [y/N] ")
     context.env.stderr.flush()
     return context.env.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def describe_restore(context: Context, project: Project, resolved: ResolvedRestore, to: str | None) -> tuple[str, bool]:
+    """Return what the restore will do, a line per volume, and whether it replaces anything that exists."""
+    from docker_persist.core.manifest import format_datetime
+    from docker_persist.units import format_bytes
+
+    manifest = resolved.manifest
+    size = sum(r.bytes for r in resolved.records)
+    lines = [f"Restore from snapshot {manifest.name!r} ({format_datetime(manifest.created)}, "
+             f"{format_bytes(size)} of data, {manifest.reason}):"]  # fmt: skip
+    replaces = False
+    for record in resolved.records:
+        name = to or project.volumes[record.key].name
+        exists = context.engine.inspect_volume(name) is not None
+        replaces = replaces or exists
+        users = [s.name for s in project.services_using(record.key)] if to is None else []
+        used = f", used by {', '.join(users)} (stopped, then started again)" if users else ""
+        state = "replacing what it holds now" if exists else "a new volume"
+        lines.append(f"  {record.key} ({format_bytes(record.bytes)}) -> volume {name}{used}: {state}")
+    if replaces:
+        lines.append(
+            "An undo snapshot of what they hold now is taken first (docker persist restore UNDO takes it back)."
+        )
+    return "\n".join(lines), replaces
 
 
 def run(args: argparse.Namespace, context: Context) -> int:
@@ -57,11 +89,11 @@ def run(args: argparse.Namespace, context: Context) -> int:
     store = open_project_store(context, args, project)
     request = RestoreRequest(args.name, tuple(args.volume), args.to, args.from_project, identity_path(context, args))
     resolved = resolve_restore(store, project, request)  # a bad name, --volume or key fails before anyone is asked
-    what = f"volume(s) {', '.join(args.volume)}" if args.volume else "every volume in it"
-    if not args.yes and not confirm(
-        context, f"Restore {what} from snapshot {args.name!r}, replacing what is there (an undo snapshot is taken)?"
-    ):
-        raise UnsafeOperationError("restore not confirmed: pass --yes to restore without asking")
+    if not args.yes:
+        text, replaces = describe_restore(context, project, resolved, args.to)
+        if replaces and not confirm(context, f"{text}\nGo ahead?"):
+            context.env.stderr.write("Nothing was changed.\n")
+            return ExitStatus.FAILED
     progress = make_progress(context)
     try:
         result = restore(make_workspace(context, pending, project, progress), store, request, resolved)

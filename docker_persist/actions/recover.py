@@ -120,8 +120,8 @@ def start_services(ws: Workspace, operation: Operation) -> tuple[str, ...]:
     if running:
         ws.say(f"starting again: {', '.join(running)}")
         ws.compose(["up", "--detach", "--no-deps", *running])
-    if created:
-        ws.compose(["create", "--no-deps", *created])
+    if created:  # `create` has no --no-deps; --no-recreate leaves the containers that exist (dependencies) alone
+        ws.compose(["create", "--no-recreate", *created])
     return tuple(running)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -15,8 +16,8 @@ from docker_persist.actions.recover import recover
 from docker_persist.config.model import Project, Volume
 from docker_persist.core.archive import ArchiveSummary, TarDigester, UnrestorableError
 from docker_persist.core.manifest import (
-    ENCRYPTED_FORMAT,
     FORMAT,
+    SEALED_FORMAT,
     Manifest,
     RootEntry,
     ServiceRecord,
@@ -24,6 +25,7 @@ from docker_persist.core.manifest import (
     automatic_name,
     check_snapshot_name,
     dump_manifest,
+    private_document,
 )
 from docker_persist.core.state import ContainerState
 from docker_persist.engine import Engine
@@ -33,6 +35,8 @@ from docker_persist.host.faults import crash_point
 from docker_persist.store import PendingSnapshot, Store
 from docker_persist.streams.compression import EXTENSIONS, make_compressor
 from docker_persist.streams.pipeline import BackgroundWriter, in_background
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,23 +274,30 @@ def publish_snapshot(
     plans: Sequence[QuiescePlan] = (),
     created: datetime.datetime | None = None,
     pinned: bool = False,
+    recipients: Sequence[Any] = (),
 ) -> Manifest:
     """Write the manifest last and make the snapshot visible, atomically; return the manifest.
 
-    On any failure the staged parts are removed: nothing partial is ever visible.
+    With `recipients` (the parts are encrypted), what the manifest tells of the content is sealed
+    to them (format 3). On any failure the staged parts are removed: nothing partial is ever visible.
     """
-    manifest = Manifest(
-        name=name,
-        project=project,
-        created=created or now_utc(),
-        tool_version=__version__,
-        reason=reason,
-        volumes=tuple(records),
-        services=tuple(ServiceRecord(p.service, p.consistency, p.pre, p.post) for p in plans),
-        format=ENCRYPTED_FORMAT if any(r.encryption for r in records) else FORMAT,
-        pinned=pinned,
-    )
     try:
+        manifest = Manifest(
+            name=name,
+            project=project,
+            created=created or now_utc(),
+            tool_version=__version__,
+            reason=reason,
+            volumes=tuple(records),
+            services=tuple(ServiceRecord(p.service, p.consistency, p.pre, p.post) for p in plans),
+            format=FORMAT,
+            pinned=pinned,
+        )
+        if recipients:
+            from docker_persist.streams.encryption import seal
+
+            sealed = seal(private_document(manifest), recipients)
+            manifest = dataclasses.replace(manifest, format=SEALED_FORMAT, sealed=sealed)
         pending.publish(dump_manifest(manifest))
     except BaseException:
         pending.abort()
@@ -324,6 +335,13 @@ def _backup_locked(
     if remove_leftovers(engine, project.name):
         ws.say("removed what an interrupted run left (helper containers, scratch volumes)")
     plans = plan_quiesce(project, [v.key for v in volumes]) if request.quiesce else []
+    partial = [v.key for v in volumes if not engine.reads_all_xattrs(v.name)]
+    if partial:
+        log.warning(
+            "%s read through the engine's archive API, which carries no POSIX ACL and no xattr but "
+            "security.capability: those are not saved. Run docker persist as root on the engine's host to keep them",
+            ", ".join(partial) + (" is" if len(partial) == 1 else " are"),
+        )
     created = now_utc()
     pending = store.begin(project.name, name)
     try:
@@ -334,6 +352,8 @@ def _backup_locked(
     except BaseException:
         pending.abort()
         raise
-    manifest = publish_snapshot(pending, project.name, name, request.reason, records, plans, created, request.pin)
+    manifest = publish_snapshot(
+        pending, project.name, name, request.reason, records, plans, created, request.pin, fmt.recipients
+    )
     crash_point("backup:published")
     return manifest

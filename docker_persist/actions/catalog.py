@@ -17,6 +17,7 @@ from docker_persist.core.manifest import (
     VolumeRecord,
     check_snapshot_name,
     load_manifest,
+    open_sealed,
 )
 from docker_persist.engine import Engine
 from docker_persist.errors import PersistError, SnapshotNotFoundError
@@ -94,7 +95,7 @@ def load_keys(
     from docker_persist.streams.encryption import HEAD_BYTES, check_identities, require_identities
 
     encrypted = [r for r in records if r.encryption]
-    if not encrypted:
+    if not encrypted and not manifest.locked:
         return ()
     identities = tuple(require_identities(identity, f"snapshot {manifest.name!r}"))
     for record in encrypted:
@@ -105,6 +106,27 @@ def load_keys(
         except DecryptionError as error:
             raise IntegrityError(str(error)) from error
     return identities
+
+
+def unlock(
+    store: Store, project: str, manifest: Manifest, keys: Sequence[str], identity: str | None
+) -> tuple[Manifest, list[VolumeRecord], tuple[Any, ...]]:
+    """Return the manifest with its sealed fields read, the records of volume `keys`, and their identities.
+
+    See load_keys; for an encrypted snapshot the identity also opens the manifest's sealed fields.
+    Raise IdentityError, or IntegrityError if what is sealed is damaged.
+    """
+    from docker_persist.streams.encryption import unseal
+
+    identities = load_keys(store, project, manifest, [r for r in manifest.volumes if r.key in keys], identity)
+    if manifest.locked:
+        where = f"{store.url}/{project}/{manifest.name}/manifest.json"
+        try:
+            manifest = open_sealed(manifest, unseal(manifest.sealed, identities, where), where)
+        except (DecryptionError, ManifestError) as error:
+            raise IntegrityError(str(error)) from error
+    by_key = {r.key: r for r in manifest.volumes}
+    return manifest, [by_key[key] for key in keys], identities
 
 
 def iter_archive(
@@ -255,3 +277,17 @@ def volume_read_digest(engine: Engine, project: str, volume: str) -> ArchiveSumm
         for chunk in archive:
             digester.feed(chunk)
     return digester.finish()
+
+
+def holds_exactly(engine: Engine, project: str, volume: str, expected: ArchiveSummary) -> ArchiveSummary | None:
+    """Read a volume back; return its summary if it holds exactly what `expected` describes, else None.
+
+    Through the engine's archive API, which sends no xattr but security.capability, the
+    comparison leaves the others out: they went in, but cannot be read back that way.
+    """
+    held = volume_read_digest(engine, project, volume)
+    if held.digest == expected.digest:
+        return held
+    if not engine.reads_all_xattrs(volume) and held.portable_digest == expected.portable_digest:
+        return held
+    return None

@@ -192,7 +192,7 @@ def backup_before_down(ws: Workspace, store: Store, plan: DownPlan, state: LiveS
     except BaseException:
         pending.abort()
         raise
-    return publish_snapshot(pending, project.name, name, "pre-down", records, plans)
+    return publish_snapshot(pending, project.name, name, "pre-down", records, plans, recipients=fmt.recipients)
 
 
 def describe_losses(plan: DownPlan) -> Sequence[str]:

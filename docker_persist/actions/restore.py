@@ -37,10 +37,10 @@ from docker_persist.actions.backup import (
 from docker_persist.actions.catalog import (
     check_archive,
     extract_into_volume,
-    load_keys,
+    holds_exactly,
     read_manifest,
+    unlock,
     volume_is_empty,
-    volume_read_digest,
 )
 from docker_persist.actions.common import LOCK_TIMEOUT, IntegrityError, Workspace, project_images
 from docker_persist.actions.recover import (
@@ -125,6 +125,8 @@ def resolve_restore(store: Store, project: Project, request: RestoreRequest) -> 
     manifest = read_manifest(store, source, request.name)
     if manifest.project != project.name and request.from_project is None:
         raise ConfigError(f"snapshot {request.name!r} belongs to project {manifest.project!r}: use --from-project")
+    if manifest.locked:  # what the volumes hold (and their source names) is sealed with the parts' key
+        manifest = unlock(store, source, manifest, [], request.identity)[0]
     records = _pick_records(manifest, request.volume_keys)
     if request.to and len(records) != 1:
         raise ConfigError("--to restores one volume: choose it with --volume")
@@ -147,7 +149,8 @@ def resolve_restore(store: Store, project: Project, request: RestoreRequest) -> 
                 f"snapshot {manifest.name!r} holds volume {missing[0]!r}, which project {project.name!r} does not "
                 f"have: restore it into a volume of your choice with --volume {missing[0]} --to NEW_VOLUME"
             )
-    return ResolvedRestore(manifest, records, load_keys(store, source, manifest, records, request.identity))
+    manifest, records, keys = unlock(store, source, manifest, [r.key for r in records], request.identity)
+    return ResolvedRestore(manifest, records, keys)
 
 
 @dataclasses.dataclass
@@ -382,14 +385,15 @@ def _replace(
         ws.say(f"emptying {target.volume}: its files outlive the volume")
         engine.empty_volume(target.volume, ws.project.name, project_images(ws.project, record.key))
     ws.say(f"restoring {record.key} into {target.volume}")
-    extract_into_volume(engine, store, source, resolved.manifest, record, target.volume, ws.progress, resolved.keys)
-    if target.outlives:  # what it holds is what it was given, and nothing else: read it back
-        held = volume_read_digest(engine, ws.project.name, target.volume)
-        if held.digest != record.content_digest:
-            raise IntegrityError(
-                f"volume {target.volume!r} holds more than snapshot {resolved.manifest.name!r} after the restore: "
-                "its driver kept files that docker-persist could not remove"
-            )
+    written = extract_into_volume(
+        engine, store, source, resolved.manifest, record, target.volume, ws.progress, resolved.keys
+    )
+    # What an outliving volume holds is what it was given, and nothing else: read it back.
+    if target.outlives and holds_exactly(engine, ws.project.name, target.volume, written) is None:
+        raise IntegrityError(
+            f"volume {target.volume!r} holds more than snapshot {resolved.manifest.name!r} after the restore: "
+            "its driver kept files that docker-persist could not remove"
+        )
     with interrupts_deferred():
         clear_incomplete(engine, target.volume)
         if target.guarded:
@@ -438,5 +442,5 @@ def _take_undo_snapshot(ws: Workspace, store: Store, fmt: PartFormat, targets: l
     except BaseException:
         pending.abort()
         raise
-    publish_snapshot(pending, ws.project.name, name, "pre-restore", records)
+    publish_snapshot(pending, ws.project.name, name, "pre-restore", records, recipients=fmt.recipients)
     return name

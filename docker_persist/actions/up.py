@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from docker_persist.actions.catalog import extract_into_volume, load_keys, read_catalog, volume_is_empty
+from docker_persist.actions.catalog import extract_into_volume, read_catalog, unlock, volume_is_empty
 from docker_persist.actions.common import LOCK_TIMEOUT, Workspace
 from docker_persist.actions.recover import UnfinishedOperationError, recover, roll_back
 from docker_persist.actions.restore import compose_volume_labels
@@ -171,5 +171,6 @@ def _restore_sources(ws: Workspace, store: Store, plan: UpPlan, identity: str | 
                 f"volumes.{key}.x-persist.restore: snapshot {manifest.name!r} does not hold volume {key!r}; "
                 "nothing was created"
             )
-        sources[key] = (manifest, record, load_keys(store, project.name, manifest, [record], identity))
+        manifest, records, keys = unlock(store, project.name, manifest, [key], identity)
+        sources[key] = (manifest, records[0], keys)
     return sources

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from docker_persist.actions.catalog import extract_into_volume, load_keys, read_manifest, volume_read_digest
+from docker_persist.actions.catalog import extract_into_volume, holds_exactly, read_manifest, unlock
 from docker_persist.actions.common import LOCK_TIMEOUT, IntegrityError, Progress, Workspace, now_utc
 from docker_persist.config.model import Project
 from docker_persist.core.manifest import (
@@ -64,11 +64,11 @@ def _drill(
     scratch = f"docker-persist-verify-{secrets.token_hex(6)}"
     engine.create_volume(scratch, labels={LABEL_ROLE: "scratch", LABEL_PROJECT: project})
     try:
-        extract_into_volume(
+        written = extract_into_volume(
             engine, store, project, manifest, record, scratch, progress, identities, "verify:extracting"
         )
-        restored = volume_read_digest(engine, project, scratch)
-        if restored.digest != record.content_digest:
+        restored = holds_exactly(engine, project, scratch, written)
+        if restored is None:
             raise IntegrityError(f"{record.key}: the volume read back after the drill differs from the snapshot")
         if record.root is not None and restored.root is not None:
             got = (restored.root.mode & 0o7777, restored.root.uid, restored.root.gid)
@@ -122,10 +122,13 @@ def verify(
                 at, volumes = now_utc(), ()
                 results.append((name, Verification(at=at, ok=False, detail=f"damaged: {error}", volumes=volumes)))
         keys: list[tuple[Any, ...] | IntegrityError] = []
-        for manifest in manifests:
+        for index, manifest in enumerate(manifests):
             try:
-                keys.append(load_keys(store, project.name, manifest, manifest.volumes, identity))
-            except IntegrityError as error:  # a damaged age header: a failed drill, recorded below
+                manifests[index], _, opened = unlock(
+                    store, project.name, manifest, [r.key for r in manifest.volumes], identity
+                )
+                keys.append(opened)
+            except IntegrityError as error:  # a damaged age header or sealed part: a failed drill, recorded below
                 keys.append(error)
         for manifest, loaded in zip(manifests, keys, strict=True):
             name = manifest.name

@@ -100,6 +100,7 @@ import hashlib
 import math
 import struct
 import urllib.parse
+from collections.abc import Collection, Iterable, Iterator
 from zlib import adler32
 
 from docker_persist.errors import PersistError
@@ -141,6 +142,8 @@ _UNSUPPORTED_TYPES = {
 }
 
 _SCHILY_XATTR = b"SCHILY.xattr."
+# The xattrs that every way of reading a volume back sees: the engine's archive API sends only this one.
+PORTABLE_XATTRS = frozenset({b"security.capability"})
 _LIBARCHIVE_XATTR = b"LIBARCHIVE.xattr."
 
 
@@ -182,6 +185,9 @@ class ArchiveSummary:
     """
 
     digest: str  # "sha256:<hex>", the content digest of the module docstring
+    # The same digest with only the xattrs every path reads back (PORTABLE_XATTRS): the
+    # engine's archive API sends no others, ACLs included.
+    portable_digest: str
     entries: int
     files: int
     directories: int
@@ -189,7 +195,6 @@ class ArchiveSummary:
     hardlinks: int
     bytes: int
     root: RootEntry | None
-    absolute_symlinks: tuple[str, ...]  # paths of the symlinks whose target is absolute, in byte order
 
 
 class _Node:
@@ -591,9 +596,9 @@ class TarDigester:
                 hardlinks += len(paths) - 1
 
         digest = hashlib.sha256(_netstring(DIGEST_VERSION))
+        portable: hashlib._Hash | None = None  # a copy of digest from the first node it differs on
         counts = {"file": 0, "dir": 0, "symlink": 0}
         total_bytes = 0
-        absolute_symlinks: list[bytes] = []
         fields: dict[int, tuple[bytes, bytes, bytes]] = {}  # of the nodes in link groups
         records: list[bytes] = []
         for path_bytes, path in sorted((encoded[path], path) for path in nodes):
@@ -603,8 +608,6 @@ class TarDigester:
                 counts[kind] += 1
             if kind == "file":
                 total_bytes += node.size
-            elif kind == "symlink" and node.target.startswith("/"):
-                absolute_symlinks.append(path_bytes)
             group = link_groups.get(id(node))
             if group is None:
                 head, middle, tail = _serialize_node_fields(node)
@@ -613,13 +616,29 @@ class TarDigester:
                 head, middle, tail = shared
                 head += b"10:link-group,%d:%s," % (len(group), group)
             body = b"%s%s4:path,%d:%s,%s" % (head, middle, len(path_bytes), path_bytes, tail)
-            records.append(b"%d:%s," % (len(body), body))
+            record = b"%d:%s," % (len(body), body)
+            if portable is None and not node.xattrs.keys() <= PORTABLE_XATTRS:
+                digest.update(b"".join(records))
+                records.clear()
+                portable = digest.copy()
+            if portable is not None:
+                if node.xattrs.keys() <= PORTABLE_XATTRS:
+                    portable.update(record)
+                else:
+                    head, middle, tail = _serialize_node_fields(node, PORTABLE_XATTRS)
+                    if group is not None:
+                        head += b"10:link-group,%d:%s," % (len(group), group)
+                    body = b"%s%s4:path,%d:%s,%s" % (head, middle, len(path_bytes), path_bytes, tail)
+                    portable.update(b"%d:%s," % (len(body), body))
+            records.append(record)
             if len(records) >= 1024:
                 digest.update(b"".join(records))
                 records.clear()
         digest.update(b"".join(records))
+        full = f"sha256:{digest.hexdigest()}" if self._hash_data else ""
         return ArchiveSummary(
-            digest=f"sha256:{digest.hexdigest()}" if self._hash_data else "",
+            digest=full,
+            portable_digest=full if portable is None or not self._hash_data else f"sha256:{portable.hexdigest()}",
             entries=len(nodes),
             files=counts["file"],
             directories=counts["dir"],
@@ -627,8 +646,123 @@ class TarDigester:
             hardlinks=hardlinks,
             bytes=total_bytes,
             root=self._root,
-            absolute_symlinks=tuple(path.decode("utf-8", "surrogateescape") for path in absolute_symlinks),
         )
+
+
+# --- moving an archive under a folder ----------------------------------------------------
+
+
+def reroot(chunks: Iterable[bytes], folder: bytes) -> Iterator[bytes]:
+    """Yield the tar stream `chunks` with every entry moved under `folder` ("./a" -> "data/a", "./" -> "data/").
+
+    The engine's archive API refuses to extract a symlink whose target leads out of the folder
+    it extracts into (`x -> ../y` in a volume's root); extracted one level up, under the
+    volume's mount point, the same link is inside. Each entry gets a PAX header carrying its
+    new path (and, for a hard link, its new link path), with the entry's other PAX records;
+    GNU long names become PAX records; data and symlink targets pass through untouched.
+    Streaming, with memory bounded by MAX_META_SIZE. Raise MalformedArchiveError for an entry
+    this cannot move (an absolute or '..' name: the digester refuses those too).
+    """
+    blocks = _Blocks(iter(chunks))
+    records: dict[bytes, bytes] = {}
+    while (block := blocks.take(BLOCK_SIZE)) is not None:
+        if block == _ZERO_BLOCK:
+            yield block
+            yield from blocks.rest()
+            return
+        _, _, _, size = _parse_header_numbers(block, blocks.offset - BLOCK_SIZE)
+        typeflag = block[156:157]
+        if typeflag in (b"x", b"L", b"K"):
+            if size > MAX_META_SIZE:
+                raise MalformedArchiveError(f"unsupported archive: a {_META_TYPES[typeflag]} of {size} bytes")
+            content = blocks.take(size + -size % BLOCK_SIZE) or b""
+            if typeflag == b"x":
+                records.update(_parse_pax(content[:size], blocks.offset))
+            else:
+                records[b"path" if typeflag == b"L" else b"linkpath"] = content[:size].split(b"\0", 1)[0]
+            continue
+        if typeflag != b"g":
+            records[b"path"] = _under(folder, records.get(b"path") or _header_name(block))
+            if typeflag == _HARD_LINK:
+                records[b"linkpath"] = _under(folder, records.get(b"linkpath") or block[157:257].split(b"\0", 1)[0])
+            yield _pax_header(records)
+            records = {}
+        yield block
+        yield from blocks.copy(size + -size % BLOCK_SIZE)
+
+
+class _Blocks:
+    """Exact reads from an iterator of chunks of any size."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = bytearray()
+        self.offset = 0  # bytes taken so far
+
+    def take(self, size: int) -> bytes | None:
+        """Return the next `size` bytes, fewer at the end of the stream, None if none is left."""
+        while len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        if not self._buffer and size:
+            return None
+        taken = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        self.offset += len(taken)
+        return taken
+
+    def copy(self, size: int) -> Iterator[bytes]:
+        """Yield the next `size` bytes (fewer at the end of the stream) as they come."""
+        while size > 0:
+            if not self._buffer:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    return
+                self._buffer += chunk
+            piece = bytes(self._buffer[:size])
+            del self._buffer[: len(piece)]
+            self.offset += len(piece)
+            size -= len(piece)
+            yield piece
+
+    def rest(self) -> Iterator[bytes]:
+        """Yield what is left."""
+        if self._buffer:
+            yield bytes(self._buffer)
+            self._buffer.clear()
+        yield from self._chunks
+
+
+def _under(folder: bytes, name: bytes) -> bytes:
+    parts = [part for part in name.split(b"/") if part not in (b"", b".")]
+    if name.startswith(b"/") or b".." in parts:
+        raise MalformedArchiveError(f"unsafe archive: entry {name!r} cannot be moved under a folder")
+    return b"/".join([folder, *parts]) + (b"/" if name.endswith(b"/") or not parts else b"")
+
+
+def _pax_record(key: bytes, value: bytes) -> bytes:
+    payload = b" %s=%s\n" % (key, value)
+    length = len(payload) + 1
+    while len(b"%d" % length) + len(payload) != length:  # the length counts its own digits
+        length = len(b"%d" % length) + len(payload)
+    return b"%d%s" % (length, payload)
+
+
+def _pax_header(records: dict[bytes, bytes]) -> bytes:
+    body = b"".join(_pax_record(key, value) for key, value in records.items())
+    header = bytearray(BLOCK_SIZE)
+    header[0:14] = b"././@PaxHeader"
+    header[100:108] = b"0000644\0"
+    header[108:116] = header[116:124] = b"0000000\0"
+    header[124:136] = b"%011o\0" % len(body)
+    header[136:148] = b"00000000000\0"
+    header[148:156] = b" " * 8
+    header[156:157] = b"x"
+    header[257:265] = b"ustar\x0000"
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header) + body + bytes(-len(body) % BLOCK_SIZE)
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -638,8 +772,11 @@ def _netstring(value: bytes) -> bytes:
     return b"%d:%s," % (len(value), value)
 
 
-def _serialize_node_fields(node: _Node) -> tuple[bytes, bytes, bytes]:
-    """Return the record fields of a node that come before link-group, between it and path, and after path."""
+def _serialize_node_fields(node: _Node, xattrs: Collection[bytes] | None = None) -> tuple[bytes, bytes, bytes]:
+    """Return the record fields of a node that come before link-group, between it and path, and after path.
+
+    With `xattrs`, only the xattrs named there count.
+    """
     gid = b"%d" % node.gid
     head = b"3:gid,%d:%s," % (len(gid), gid)
     if node.device:
@@ -657,6 +794,8 @@ def _serialize_node_fields(node: _Node) -> tuple[bytes, bytes, bytes]:
     uid = b"%d" % node.uid
     tail.append(b"4:type,%d:%s,3:uid,%d:%s," % (len(kind), kind.encode(), len(uid), uid))
     for name in sorted(node.xattrs):
+        if xattrs is not None and name not in xattrs:
+            continue
         tail.append(_netstring(b"xattr." + name) + _netstring(node.xattrs[name].encode()))
     return head, middle, b"".join(tail)
 

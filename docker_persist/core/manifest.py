@@ -13,7 +13,17 @@ The JSON form (format 1), written with an indent of 2 and a trailing newline:
   they are not zero;
 - a volume root's `mode` is an octal string such as `"0755"`, as `ls -l` users read it;
 - a volume record has `encryption` (`"age"`) only when its part is encrypted, and then the
-  manifest is format 2 (see ENCRYPTED_FORMAT).
+  manifest is format 3 (see SEALED_FORMAT): what the parts hold is sealed too.
+
+Format 3 (encrypted snapshots) keeps readable only what listing, retention, `copy` and the
+stored files' checks need: the name, project, time, reason, tool version and pin; per part its
+key, kind, file, compression, encryption, and the stored (encrypted) file's size and sha256;
+per service its name and consistency; per verification its time, result and volumes. The rest
+(each volume's source name, driver, options and labels, content digest, byte and entry counts
+and root; the services' hook commands) is `sealed`: the JSON of `private_document`, encrypted
+with age to the snapshot's recipients, in base64. A verification's detail, which may quote
+file names or content, is not written at all. Loaded without a key, a format 3 manifest is
+`locked`: its sealed fields are empty until `open_sealed` fills them in.
 
 `load_manifest` is strict about what it knows (every field must be present with the right type,
 except the lists that default to empty) and ignores keys it does not know, so that an older
@@ -37,7 +47,10 @@ ENCRYPTED_FORMAT = 2
 """Format 2 adds a volume record's `encryption` ("age"). It is written only when a part is
 encrypted, so that an older docker-persist refuses those snapshots with "upgrade" rather than
 reading ciphertext as a corrupt archive, and still reads every other snapshot."""
-FORMATS = (FORMAT, ENCRYPTED_FORMAT)
+SEALED_FORMAT = 3
+"""Format 3: an encrypted snapshot whose manifest seals what its parts hold (see the module docstring).
+docker-persist writes it for every encrypted snapshot; format 2 ones are still read."""
+FORMATS = (FORMAT, ENCRYPTED_FORMAT, SEALED_FORMAT)
 ENCRYPTIONS = ("age",)
 MAX_VERIFICATIONS = 20
 """How many verification results a manifest keeps (the newest)."""
@@ -57,6 +70,7 @@ UTC = datetime.timezone.utc
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _CONTENT_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
 _MODE = re.compile(r"^[0-7]{3,6}$")
 _DATETIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?(?:Z|([+-])(\d{2}):(\d{2}))$")
 _REASON_SLUG = re.compile(r"[^a-z0-9]+")
@@ -136,7 +150,6 @@ class VolumeRecord:
     symlinks: int
     entries: int
     root: RootEntry | None
-    absolute_symlinks: tuple[str, ...] = ()
     # volume | anonymous-volume | container-layer (the changed paths of a container's
     # writable layer, saved by `down`); the last two restore only with --to.
     kind: str = "volume"
@@ -180,6 +193,8 @@ class Manifest:
     verifications: tuple[Verification, ...] = ()  # history, oldest first
     format: int = FORMAT
     pinned: bool = False  # kept by every retention policy, until unpinned
+    sealed: str = ""  # format 3: the private document, encrypted (base64); see the module docstring
+    locked: bool = False  # format 3 read without its key: the sealed fields are empty
 
     def volume(self, key: str) -> VolumeRecord | None:
         """Return the record of the volume with this key, or None."""
@@ -211,6 +226,9 @@ def dump_manifest(manifest: Manifest) -> bytes:
 
     Raise ValueError if a datetime in it is naive.
     """
+    sealed = manifest.format == SEALED_FORMAT
+    if sealed and not manifest.sealed:
+        raise ValueError("a format 3 manifest needs its sealed document")
     document = {
         "format": manifest.format,
         "name": manifest.name,
@@ -218,14 +236,61 @@ def dump_manifest(manifest: Manifest) -> bytes:
         "created": format_datetime(manifest.created),
         "reason": manifest.reason,
         "tool_version": manifest.tool_version,
-        "volumes": [_dump_volume(v) for v in manifest.volumes],
-        "services": [_dump_service(s) for s in manifest.services],
-        "verifications": [_dump_verification(v) for v in manifest.verifications],
+        "volumes": [_public_volume(v) if sealed else _dump_volume(v) for v in manifest.volumes],
+        "services": [_dump_service(s, hooks=not sealed) for s in manifest.services],
+        "verifications": [_dump_verification(v, detail=not sealed) for v in manifest.verifications],
     }
     if manifest.pinned:
         document["pinned"] = True
+    if sealed:
+        document["sealed"] = manifest.sealed
     # ensure_ascii keeps lone surrogates (non-UTF-8 names read from tar) encodable, and loads restores them.
     return (json.dumps(document, indent=2, ensure_ascii=True) + "\n").encode("ascii")
+
+
+def private_document(manifest: Manifest) -> bytes:
+    """Return what format 3 seals of `manifest`: per volume key its private fields, per service its hooks."""
+    if manifest.locked:
+        raise ValueError("a locked manifest has nothing to seal")
+    document = {
+        "volumes": {
+            v.key: {k: x for k, x in _dump_volume(v).items() if k not in _PUBLIC_VOLUME} for v in manifest.volumes
+        },
+        "services": {s.name: {"pre": list(s.pre), "post": list(s.post)} for s in manifest.services},
+    }
+    return json.dumps(document, sort_keys=True, ensure_ascii=True).encode("ascii")
+
+
+def open_sealed(manifest: Manifest, document: bytes, where: str) -> Manifest:
+    """Given a locked manifest and its decrypted private document, return the manifest with every field.
+
+    Raise ManifestError if the document is not one `private_document` wrote for these volumes.
+    """
+    try:
+        parsed = json.loads(document.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ManifestError(f"{where}: the sealed part of the manifest is not JSON; the snapshot is damaged") from error
+    top = _Fields(parsed, "sealed", where)
+    private = top.value.get("volumes")
+    hooks = top.value.get("services")
+    if not isinstance(private, dict) or set(private) != {v.key for v in manifest.volumes}:
+        top.fail("volumes", "does not hold the volumes the manifest lists")
+    if not isinstance(hooks, dict) or set(hooks) != {s.name for s in manifest.services}:
+        top.fail("services", "does not hold the services the manifest lists")
+    volumes = []
+    for volume in manifest.volumes:
+        fields = _Fields(private[volume.key], f"sealed.volumes.{volume.key}", where)
+        merged = {**fields.value, **_public_volume(volume)}
+        volumes.append(_load_volume(_Fields(merged, fields.path, where)))
+    services = []
+    for service in manifest.services:
+        fields = _Fields(hooks[service.name], f"sealed.services.{service.name}", where)
+        services.append(
+            dataclasses.replace(
+                service, pre=fields.texts("pre", optional=True), post=fields.texts("post", optional=True)
+            )
+        )
+    return dataclasses.replace(manifest, volumes=tuple(volumes), services=tuple(services), locked=False)
 
 
 def format_datetime(value: datetime.datetime) -> str:
@@ -262,7 +327,6 @@ def _dump_volume(volume: VolumeRecord) -> dict[str, Any]:
         "root": None
         if volume.root is None
         else {"mode": f"{volume.root.mode:04o}", "uid": volume.root.uid, "gid": volume.root.gid},
-        "absolute_symlinks": list(volume.absolute_symlinks),
         "kind": volume.kind,
     }
     if volume.encryption is not None:
@@ -270,21 +334,25 @@ def _dump_volume(volume: VolumeRecord) -> dict[str, Any]:
     return _sorted(record)
 
 
-def _dump_service(service: ServiceRecord) -> dict[str, Any]:
-    record = {
-        "name": service.name,
-        "consistency": service.consistency,
-        "pre": list(service.pre),
-        "post": list(service.post),
-    }
+_PUBLIC_VOLUME = ("archive_bytes", "archive_sha256", "compression", "encryption", "file", "key", "kind")
+
+
+def _public_volume(volume: VolumeRecord) -> dict[str, Any]:
+    return {key: value for key, value in _dump_volume(volume).items() if key in _PUBLIC_VOLUME}
+
+
+def _dump_service(service: ServiceRecord, hooks: bool = True) -> dict[str, Any]:
+    record: dict[str, Any] = {"name": service.name, "consistency": service.consistency}
+    if hooks:
+        record.update(pre=list(service.pre), post=list(service.post))
     return _sorted(record)
 
 
-def _dump_verification(verification: Verification) -> dict[str, Any]:
+def _dump_verification(verification: Verification, detail: bool = True) -> dict[str, Any]:
     record = {
         "at": format_datetime(verification.at),
         "ok": verification.ok,
-        "detail": verification.detail,
+        "detail": verification.detail if detail else "",
         "volumes": list(verification.volumes),
     }
     return _sorted(record)
@@ -323,13 +391,18 @@ def load_manifest(data: bytes, where: str) -> Manifest:
     name = top.text("name")
     if not is_snapshot_name(name):
         top.fail("name", f"{name!r} is not a valid snapshot name")
-    volumes = tuple(_load_volume(item) for item in top.records("volumes"))
+    sealed = top.text("sealed") if version == SEALED_FORMAT else ""
+    if sealed and not _BASE64.fullmatch(sealed):
+        top.fail("sealed", "expected base64 text")
+    volumes = tuple(_load_volume(item, locked=bool(sealed)) for item in top.records("volumes"))
     keys = [v.key for v in volumes]
     duplicate = next((key for key in keys if keys.count(key) > 1), None)
     if duplicate is not None:
         top.fail("volumes", f"the volume key {duplicate!r} appears twice")
     if version < ENCRYPTED_FORMAT and any(v.encryption for v in volumes):
         top.fail("format", f"{version} cannot hold encrypted parts (format {ENCRYPTED_FORMAT} can)")
+    if sealed and not all(v.encryption for v in volumes):
+        top.fail("format", f"{version} is for encrypted snapshots, and a part is not encrypted")
     return Manifest(
         name=name,
         project=top.text("project"),
@@ -341,10 +414,12 @@ def load_manifest(data: bytes, where: str) -> Manifest:
         verifications=tuple(_load_verification(item) for item in top.records("verifications", optional=True)),
         format=version,
         pinned=top.boolean("pinned") if "pinned" in top.value else False,
+        sealed=sealed,
+        locked=bool(sealed),
     )
 
 
-def _load_volume(fields: _Fields) -> VolumeRecord:
+def _load_volume(fields: _Fields, locked: bool = False) -> VolumeRecord:
     compression = fields.text("compression")
     if compression not in COMPRESSIONS:
         fields.fail("compression", f"expected one of {', '.join(COMPRESSIONS)}, got {compression!r}")
@@ -354,18 +429,25 @@ def _load_volume(fields: _Fields) -> VolumeRecord:
     archive_sha256 = fields.text("archive_sha256")
     if not _SHA256_HEX.fullmatch(archive_sha256):
         fields.fail("archive_sha256", f"expected 64 lowercase hex digits, got {archive_sha256!r}")
-    content_digest = fields.text("content_digest")
-    if not _CONTENT_DIGEST.fullmatch(content_digest):
-        fields.fail("content_digest", f"expected 'sha256:' and 64 lowercase hex digits, got {content_digest!r}")
-    root = fields.optional_record("root")
     kind = fields.text("kind") if "kind" in fields.value else "volume"
     if kind not in RECORD_KINDS:
         fields.fail("kind", f"expected one of {', '.join(RECORD_KINDS)}, got {kind!r}")
     encryption = fields.text("encryption") if "encryption" in fields.value else None
     if encryption is not None and encryption not in ENCRYPTIONS:
         fields.fail("encryption", f"expected one of {', '.join(ENCRYPTIONS)}, got {encryption!r}")
+    key, archive_bytes = fields.text("key"), fields.count("archive_bytes")
+    if locked:  # format 3 without its key: the rest is sealed
+        return VolumeRecord(
+            key=key, source="", driver="", driver_opts={}, labels={}, file=file, compression=compression,
+            archive_sha256=archive_sha256, archive_bytes=archive_bytes, content_digest="", bytes=0, files=0,
+            directories=0, symlinks=0, entries=0, root=None, kind=kind, encryption=encryption,
+        )  # fmt: skip
+    content_digest = fields.text("content_digest")
+    if not _CONTENT_DIGEST.fullmatch(content_digest):
+        fields.fail("content_digest", f"expected 'sha256:' and 64 lowercase hex digits, got {content_digest!r}")
+    root = fields.optional_record("root")
     return VolumeRecord(
-        key=fields.text("key"),
+        key=key,
         source=fields.text("source"),
         driver=fields.text("driver"),
         driver_opts=fields.text_map("driver_opts"),
@@ -373,7 +455,7 @@ def _load_volume(fields: _Fields) -> VolumeRecord:
         file=file,
         compression=compression,
         archive_sha256=archive_sha256,
-        archive_bytes=fields.count("archive_bytes"),
+        archive_bytes=archive_bytes,
         content_digest=content_digest,
         bytes=fields.count("bytes"),
         files=fields.count("files"),
@@ -381,7 +463,6 @@ def _load_volume(fields: _Fields) -> VolumeRecord:
         symlinks=fields.count("symlinks"),
         entries=fields.count("entries"),
         root=None if root is None else RootEntry(mode=root.mode("mode"), uid=root.count("uid"), gid=root.count("gid")),
-        absolute_symlinks=fields.texts("absolute_symlinks", optional=True),
         kind=kind,
         encryption=encryption,
     )

@@ -62,7 +62,7 @@ def collect_metrics(
                 volume=key,
                 snapshots=len(holding),
                 last_success=latest[0].created if latest else None,
-                bytes=latest[1].bytes if latest else None,
+                bytes=latest[1].bytes if latest and not latest[0].locked else None,  # sealed: not known
                 stored_bytes=latest[1].archive_bytes if latest else None,
                 duration=durations.get(key),
                 failures=failures.get(key, 0),

@@ -228,6 +228,11 @@ class Engine(Protocol):
         """Return a context that yields the tar stream of a volume, rooted at its root."""
         ...
 
+    def reads_all_xattrs(self, volume: str) -> bool:
+        """Return True if `volume_archive` carries every xattr of the volume, ACLs included; False if only
+        security.capability (the engine's archive API)."""
+        ...
+
     def extract_volume_archive(
         self, volume: str, project: str, root: tuple[int, int, int], tar_stream: Iterable[bytes]
     ) -> None:

@@ -460,6 +460,12 @@ class DockerEngine:
 
         return volume_archive(self, volume, project)
 
+    def reads_all_xattrs(self, volume: str) -> bool:
+        """Return True on the fast path (GNU tar reads every xattr); False through the archive API."""
+        from docker_persist.engine.volumeio import local_volume_path
+
+        return local_volume_path(self, volume) is not None
+
     def extract_volume_archive(
         self, volume: str, project: str, root: tuple[int, int, int], tar_stream: Iterable[bytes]
     ) -> None:

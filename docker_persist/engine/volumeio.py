@@ -114,8 +114,15 @@ def read_volume(engine: DockerEngine, container: str) -> Generator[bytes, None, 
 
 
 def write_volume(engine: DockerEngine, container: str, tar_stream: Iterable[bytes]) -> None:
-    """Extract a tar (entries `./...`) into the helper's volume."""
-    engine.put_archive(container, MOUNT_POINT, tar_stream)
+    """Extract a tar (entries `./...`) into the helper's volume.
+
+    From the container's root, the entries moved under the mount point: the engine refuses a
+    symlink whose target leads out of the folder it extracts into, and `x -> ../y` at the
+    volume's root is data. The volume root's own entry then gives it its mtime too.
+    """
+    from docker_persist.core.archive import reroot
+
+    engine.put_archive(container, "/", reroot(tar_stream, MOUNT_POINT.strip("/").encode()))
 
 
 def local_volume_path(engine: DockerEngine, volume: str, writable: bool = False) -> str | None:

@@ -244,20 +244,21 @@ STDERR_KEPT = 16 << 10
 
 
 def tar_create(tar: str, directory: str, environ: Mapping[str, str]) -> Generator[bytes, None, None]:
-    """Yield a tar of `directory` (entries `./...`) made by GNU tar, as the engine's archive API makes it.
+    """Yield a tar of `directory` (entries `./...`) made by GNU tar. Raise PersistError if tar fails.
 
-    Numeric owners, and the one xattr the engine carries (security.capability), so the
-    content digest is the same as through the API. Whole-second mtimes, as the engine's
-    tar writer keeps them: a PAX header per entry for sub-second mtimes would double the
-    headers to read (100,000 small files: ~2 s). Raise PersistError if tar fails.
+    Numeric owners; every xattr but SELinux labels (a host's policy, not data), POSIX ACLs
+    included as their `system.posix_acl_*` xattrs, which both GNU tar and the engine's
+    archive API put back; and mtimes to the nanosecond, negative or past 2242 too. The
+    content digest leaves mtimes out, and counts the xattrs that only this path reads
+    apart (see ArchiveSummary.portable_digest).
     """
     import subprocess
 
     from docker_persist.errors import PersistError
 
     argv = [tar, "-C", directory, "--numeric-owner", "--format=posix",
-            "--pax-option=delete=atime,delete=ctime,delete=mtime", "--xattrs",
-            "--xattrs-include=security.capability", "--warning=no-file-changed",
+            "--pax-option=delete=atime,delete=ctime", "--xattrs",
+            "--xattrs-exclude=security.selinux", "--warning=no-file-changed",
             "--warning=no-file-removed", "--warning=no-file-ignored", "-cf", "-", "."]  # fmt: skip
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_environ(environ))
     assert process.stdout is not None and process.stderr is not None
@@ -276,7 +277,7 @@ def tar_create(tar: str, directory: str, environ: Mapping[str, str]) -> Generato
 
 
 def tar_extract(tar: str, directory: str, chunks: Iterable[bytes], environ: Mapping[str, str]) -> None:
-    """Extract a tar stream into `directory` with GNU tar, keeping owners, modes and xattrs.
+    """Extract a tar stream into `directory` with GNU tar, keeping owners, modes, mtimes, xattrs and ACLs.
 
     Raise PersistError if tar fails.
     """

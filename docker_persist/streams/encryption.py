@@ -5,10 +5,11 @@ project's recipients, and named `<key>.tar.zst.age`. The standard CLI restores i
 
     age -d -i key.txt < data.tar.zst.age | zstd -d | tar -xpf - -C /restore/here
 
-The manifest stays plaintext, so `snapshots`, `forget`, `copy` and the stored files' sha256
-check need no key. It shows volume names, sizes, entry counts and content digests; file names
-and file contents are only in the encrypted parts. Restore and verify need an identity (a
-private key): `--identity FILE` or $DOCKER_PERSIST_IDENTITY.
+The manifest's own fields that tell of the content (content digests, sizes and entry counts,
+source volumes and their options, hook commands) are sealed with the same recipients
+(`seal`); `snapshots`, `forget`, `copy` and the stored files' sha256 check need no key.
+Restore and verify need an identity (a private key): `--identity FILE` or
+$DOCKER_PERSIST_IDENTITY.
 
 pyrage streams both ways with bounded memory. It pulls from a reader and pushes to a writer,
 so encryption runs in a thread fed by a bounded queue, and decryption in a thread whose output
@@ -166,6 +167,41 @@ def check_identities(head: bytes, identities: Sequence[Any], where: str) -> None
         raise DecryptionError(f"{where}: the age header is damaged ({error})") from error
     except OSError:
         pass  # the header opened; the payload stops at HEAD_BYTES
+
+
+# --- small documents -------------------------------------------------------------------------
+
+
+def seal(data: bytes, recipients: Sequence[Any]) -> str:
+    """Return `data` encrypted with age to `recipients`, in base64 (for a JSON string)."""
+    import base64
+
+    import pyrage
+
+    return base64.b64encode(pyrage.encrypt(data, list(recipients))).decode("ascii")
+
+
+def unseal(text: str, identities: Sequence[Any], where: str) -> bytes:
+    """Return what `seal` sealed. Raise IdentityError if no identity opens it, DecryptionError if it is damaged."""
+    import base64
+    import binascii
+
+    import pyrage
+
+    try:
+        sealed = base64.b64decode(text, validate=True)
+    except binascii.Error as error:
+        raise DecryptionError(f"{where}: the sealed part is not base64; the snapshot is damaged") from error
+    try:
+        return bytes(pyrage.decrypt(sealed, list(identities)))
+    except pyrage.DecryptError as error:
+        if "no matching keys" in str(error).lower():
+            raise IdentityError(
+                f"{where}: none of the identities given can decrypt it: it was encrypted to other recipients"
+            ) from error
+        raise DecryptionError(
+            f"{where}: the sealed part cannot be decrypted ({error}); the snapshot is damaged"
+        ) from error
 
 
 # --- streams --------------------------------------------------------------------------------

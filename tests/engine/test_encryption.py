@@ -77,8 +77,12 @@ def test_encrypted_snapshots_restore_with_the_key_and_by_hand_with_age(
     part = (folder / "data.tar.zst.age").read_bytes()
     assert part.startswith(b"age-encryption.org/v1\n-> X25519 ")
     assert MARKER.encode() not in part and b"owned/deep" not in part
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["format"] == 2 and manifest["volumes"][0]["encryption"] == "age"
+    text = (folder / "manifest.json").read_text()
+    manifest = json.loads(text)
+    assert manifest["format"] == 3 and manifest["volumes"][0]["encryption"] == "age"
+    # What would confirm a guess at the content is sealed: digests, counts, sizes, the root, the source.
+    for sealed in ('"content_digest"', '"bytes"', '"files"', '"entries"', '"root"', '"driver_opts"', volume):
+        assert sealed not in text, sealed
 
     # Listing needs no key.
     listed = project.persist("snapshots", "--format", "json")
@@ -112,6 +116,8 @@ def test_encrypted_snapshots_restore_with_the_key_and_by_hand_with_age(
     done = project.persist("verify", "locked", "--identity", str(identity))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "locked: ok" in done.stdout
+    recorded = json.loads((folder / "manifest.json").read_text())["verifications"]
+    assert [(v["ok"], v["detail"]) for v in recorded] == [(True, "")], "a drill's detail may quote content"
 
     # By hand, with the standard tools only: age -d | zstd -d | tar -x gives the same tree.
     out = tmp_path / "by-hand"

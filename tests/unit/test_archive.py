@@ -24,6 +24,7 @@ from docker_persist.core.archive import (
     UnrestorableError,
     UnsafeArchiveError,
     normalize_entry_name,
+    reroot,
     serialize_digest_record,
 )
 
@@ -408,7 +409,6 @@ def test_summary_counts() -> None:
     assert summary.hardlinks == 2
     assert summary.bytes == sum(len(entry.data) for entry in sample()) + 2 * len(b"shared inode data")
     assert summary.root == RootEntry(mode=0o2775, uid=999, gid=70, mtime=MTIME)
-    assert summary.absolute_symlinks == ()
 
 
 def test_root_entry_is_optional() -> None:
@@ -417,13 +417,19 @@ def test_root_entry_is_optional() -> None:
     assert summarize(pax_time).root == RootEntry(mode=0o700, uid=0, gid=0, mtime=1_700_000_000.25)
 
 
-def test_absolute_symlinks_are_listed_sorted() -> None:
-    entries = [Entry("./z", "symlink", target="/etc/z"), Entry("./a/b", "symlink", target="/usr"), *BASE]
-    summary = summarize(build_archive(entries), check_safety=False)
-    assert summary.absolute_symlinks == ("a/b", "z")
-    checked = summarize(build_archive(entries))
-    assert checked.digest == summary.digest
-    assert checked.absolute_symlinks == ("a/b", "z")
+def test_the_portable_digest_leaves_out_what_the_archive_api_cannot_read() -> None:
+    acl = "\x02\x00\x00\x00\x01\x00\x06\x00\xff\xff\xff\xff"  # system.posix_acl_access: user::rw-
+    capability = ("SCHILY.xattr.security.capability", "\x01\x00\x00\x02")
+    base = [dataclasses.replace(entry, pax=()) for entry in BASE]
+    bare = [*base, Entry("./f", data=b"x", pax=(capability,)), Entry("./g", data=b"y")]
+    rich = [*base, Entry("./f", data=b"x", pax=(capability, ("SCHILY.xattr.user.note", "n"))),
+            Entry("./g", data=b"y", pax=(("SCHILY.xattr.system.posix_acl_access", acl),))]  # fmt: skip
+    plain, full = summarize(build_archive(bare)), summarize(build_archive(rich))
+    assert plain.portable_digest == plain.digest, "nothing to leave out"
+    assert full.digest != plain.digest
+    assert full.portable_digest == plain.digest
+    mode_changed = [*rich[:-1], dataclasses.replace(rich[-1], mode=0o600)]
+    assert summarize(build_archive(mode_changed)).portable_digest != plain.digest
 
 
 def test_strip_prefix() -> None:
@@ -508,9 +514,7 @@ def test_without_safety_checks_nothing_is_refused(entries: list[Entry], message:
         with pytest.raises(MalformedArchiveError, match="which is not an earlier entry of the archive"):
             summarize(archive, check_safety=False)
         return
-    summary = summarize(archive, check_safety=False)
-    if any(entry.kind == "symlink" and entry.target.startswith("/") for entry in entries):
-        assert summary.absolute_symlinks == ("l",)
+    assert summarize(archive, check_safety=False).entries == len({e.name for e in entries})
 
 
 def test_symlinks_are_data_whatever_their_target() -> None:
@@ -768,3 +772,39 @@ def test_memory_stays_flat_for_a_large_archive() -> None:
         tracemalloc.stop()
     assert summary.bytes == size
     assert peak < MIB, f"peak {peak} bytes for a {size}-byte archive"
+
+
+# --- reroot: an archive moved under the mount point, for the engine's archive API ----------
+
+
+def pieces(data: bytes, rng: random.Random) -> list[bytes]:
+    cuts = sorted(rng.randrange(len(data)) for _ in range(rng.randrange(0, 40)))
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+
+
+@pytest.mark.parametrize("format", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+@pytest.mark.parametrize("seed", range(5))
+def test_rerooted_archives_hold_the_same_content_one_folder_down(format: int, seed: int) -> None:
+    entries = sample(xattrs=format == tarfile.PAX_FORMAT, long_target=format != tarfile.USTAR_FORMAT)
+    if format == tarfile.USTAR_FORMAT:
+        entries = [e for e in entries if len(e.name) < 100 and e.uid < 2**21]
+    archive = build_archive(entries, format=format)
+    moved = b"".join(reroot(pieces(archive, random.Random(seed)), b"data"))
+    assert summarize(moved, strip_prefix="data").digest == summarize(archive).digest
+    with tarfile.open(fileobj=io.BytesIO(moved)) as read:
+        members = read.getmembers()
+    assert all(m.name == "data" or m.name.startswith("data/") for m in members)
+    assert all(m.linkname.startswith("data/") for m in members if m.islnk())
+    originals = {e.name.removeprefix("./"): e for e in entries}
+    for member in members:
+        if member.issym():  # targets are data: never moved
+            assert member.linkname == originals[member.name.removeprefix("data/")].target
+
+
+def test_reroot_moves_the_root_and_refuses_what_it_cannot_move() -> None:
+    moved = b"".join(reroot([build_archive(BASE)], b"data"))
+    with tarfile.open(fileobj=io.BytesIO(moved)) as read:
+        assert read.getnames()[0] == "data"
+    for bad in ("../x", "/etc/x", "a/../../x"):
+        with pytest.raises(MalformedArchiveError, match="cannot be moved under a folder"):
+            b"".join(reroot([build_archive([Entry(bad, data=b"x")])], b"data"))

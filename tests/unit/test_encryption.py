@@ -26,6 +26,8 @@ from docker_persist.streams.encryption import (
     load_recipients,
     parse_recipient,
     require_identities,
+    seal,
+    unseal,
 )
 
 IDENTITY = pyrage.x25519.Identity.generate()
@@ -264,3 +266,16 @@ def test_close_without_finish_stops_the_thread() -> None:
     assert threading.active_count() == before
     with pytest.raises(PersistError):
         sink.write(b"more")
+
+
+def test_a_sealed_document_opens_with_the_key_only() -> None:
+    sealed = seal(b'{"secret": 1}', [IDENTITY.to_public()])
+    assert "secret" not in sealed
+    assert unseal(sealed, [IDENTITY], "m") == b'{"secret": 1}'
+    with pytest.raises(IdentityError, match="m: none of the identities given can decrypt it"):
+        unseal(sealed, [OTHER], "m")
+    with pytest.raises(DecryptionError, match="not base64"):
+        unseal("***", [IDENTITY], "m")
+    damaged = sealed[:-8] + ("A" if sealed[-8] != "A" else "B") + sealed[-7:]
+    with pytest.raises(DecryptionError, match="the snapshot is damaged"):
+        unseal(damaged, [IDENTITY], "m")

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
                     "created": format_time(m.created),
                     "reason": m.reason,
                     "volumes": [v.key for v in m.volumes],
-                    "bytes": sum(v.bytes for v in m.volumes),
+                    "bytes": None if m.locked else sum(v.bytes for v in m.volumes),  # sealed with the key
                     "stored_bytes": m.total_bytes,
                     "encrypted": any(v.encryption for v in m.volumes),
                     "pinned": m.pinned,

@@ -101,8 +101,9 @@ def down(
             crash_point("down:backed-up")
         released: tuple[str, ...] = ()
         if request.remove_volumes is True:
-            # Backed up: now Compose may remove exactly these volumes (their guards would stop it).
-            released = plan.release_guards
+            # Backed up: now Compose may remove exactly these volumes (their guards would stop it), and
+            # with --force those on_down refuses (not backed up: the user said so).
+            released = plan.release_guards + (plan.refused_guards if request.force else ())
             operation.released, operation.phase = list(released), "guards-released"
             ws.journal.set_operation(operation)
             for volume in released:

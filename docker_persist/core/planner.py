@@ -65,6 +65,7 @@ class DownPlan:
     on_down: str
     losses: tuple[Loss, ...]
     release_guards: tuple[str, ...]  # volume names whose guards are released (with -v, after the backup)
+    refused_guards: tuple[str, ...] = ()  # guarded volumes on_down refuses: released too only with --force
 
     @property
     def to_back_up(self) -> tuple[Loss, ...]:
@@ -163,7 +164,7 @@ def plan_down(project: Project, state: LiveState, remove_volumes: bool, layer_th
                          on_down)
                 )  # fmt: skip
     guarded = {g.volume for g in state.guards}
-    release = tuple(
-        loss.name for loss in losses if loss.kind == "named-volume" and loss.name in guarded and loss.action != "refuse"
-    )
-    return DownPlan(project.name, remove_volumes, on_down, tuple(losses), release)
+    guarded_losses = [loss for loss in losses if loss.kind == "named-volume" and loss.name in guarded]
+    release = tuple(loss.name for loss in guarded_losses if loss.action != "refuse")
+    refused = tuple(loss.name for loss in guarded_losses if loss.action == "refuse")
+    return DownPlan(project.name, remove_volumes, on_down, tuple(losses), release, refused)

@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
-# Create or refresh the project venv with the dev extras. Idempotent: it reinstalls
-# only when pyproject.toml changed since the last install.
+# Create or refresh the project venv: every dependency from build/requirements.lock, each file
+# checked against its sha256 (pip --require-hashes), then docker-persist itself, editable,
+# without dependencies and without a build environment of its own (its build backend is in the
+# lock too). Idempotent: it reinstalls only when the lock or pyproject.toml changed. To change
+# a dependency, edit pyproject.toml and run build/lock.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="${1:-$root/.venv}"
+lock="$root/build/requirements.lock"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 stamp="$venv/.docker-persist-installed"
-want=$(sha256sum "$root/pyproject.toml" | cut -c1-64)
+want=$(cat "$lock" "$root/pyproject.toml" | sha256sum | cut -c1-64)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "venv: installing docker-persist and its dev tools into $venv" >&2
-    "$venv/bin/pip" install -q --disable-pip-version-check -e "$root[dev]" 2>&1 | grep -v '^WARNING: Location' >&2 || true
-    "$venv/bin/python" -c "import docker_persist, docker, yaml, PyInstaller" \
+    echo "venv: installing the locked dependencies and docker-persist into $venv" >&2
+    pip_install() {  # quiet when it works; its output, less the noise of absent local indexes, when not
+        local out
+        out=$("$venv/bin/pip" install -q --disable-pip-version-check "$@" 2>&1) && return 0
+        printf '%s\n' "$out" | grep -v '^WARNING: Location' >&2
+        echo "venv: pip install $* failed" >&2
+        exit 1
+    }
+    pip_install --require-hashes --no-deps -r "$lock"
+    pip_install --no-deps --no-build-isolation -e "$root"
+    "$venv/bin/pip" check >&2 || { echo "venv: the installed dependencies do not fit together" >&2; exit 1; }
+    "$venv/bin/python" -c "import docker_persist, docker, yaml, zstandard, minio, pyrage, PyInstaller" \
         || { echo "venv: install failed" >&2; exit 1; }
     echo "$want" >"$stamp"
 fi

@@ -3,17 +3,22 @@
 #
 #   plugin/install.sh [--system] [--bundle DIR] [--uninstall]
 #
-# The onedir bundle (build/dist/docker-persist, built by build/build.sh when missing)
-# is copied to ~/.local/lib/docker-persist/<version> (--system: /usr/local/lib/docker-persist/<version>),
+# The onedir bundle (build/dist/docker-persist, built by build/build.sh when missing) is
+# copied to ${XDG_DATA_HOME:-~/.local/share}/docker-persist/bundles/<version> (--system:
+# /usr/local/lib/docker-persist/<version>; DOCKER_PERSIST_PREFIX overrides the folder),
 # and `docker-persist` is symlinked into the Docker CLI plugin dir:
 # ${DOCKER_CONFIG:-~/.docker}/cli-plugins (--system: /usr/local/lib/docker/cli-plugins).
+# It only ever removes what it made: bundles carry a .docker-persist-bundle mark.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 system=0
 uninstall=0
 bundle=
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+mark=.docker-persist-bundle
+# A bundle this script made: the mark, or (made before there was a mark) the bundle's own shape.
+ours() { [ -d "$1" ] && [ ! -L "$1" ] && { [ -f "$1/$mark" ] || { [ -x "$1/docker-persist" ] && [ -d "$1/_internal" ]; }; }; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --system) system=1 ;;
@@ -44,7 +49,10 @@ if [ "$uninstall" = 1 ]; then
     elif [ -e "$link" ]; then
         echo "install: $link is not our symlink; left alone" >&2
     fi
-    if [ -d "$prefix" ]; then rm -rf "$prefix"; echo "install: removed $prefix" >&2; fi
+    for bundle_dir in "$prefix"/* "$prefix"/.staging.*; do
+        if ours "$bundle_dir"; then rm -rf "$bundle_dir"; echo "install: removed $bundle_dir" >&2; fi
+    done
+    rmdir "$prefix" 2>/dev/null || true  # only if nothing else is in it
     exit 0
 fi
 
@@ -59,12 +67,21 @@ version=$("$bundle/docker-persist" --version | awk '{print $NF}')
 mkdir -p "$prefix" "$plugdir"
 target="$prefix/$version"
 staging="$prefix/.staging.$$"
-rm -rf "$staging"
+for old in "$staging" "$target.old"; do
+    if [ -e "$old" ] || [ -L "$old" ]; then
+        ours "$old" || { echo "install: $old is in the way and is not a docker-persist bundle; left alone" >&2; exit 1; }
+        rm -rf "$old"
+    fi
+done
+if { [ -e "$target" ] || [ -L "$target" ]; } && ! ours "$target"; then
+    echo "install: $target exists and is not a docker-persist bundle; left alone" >&2
+    exit 1
+fi
 cp -a "$bundle" "$staging"
-rm -rf "$target.old"
+touch "$staging/$mark"
 [ -e "$target" ] && mv "$target" "$target.old"
 mv "$staging" "$target"
-rm -rf "$target.old"
+if [ -e "$target.old" ]; then rm -rf "$target.old"; fi
 ln -sfn "$target/docker-persist" "$link"
 
 if command -v docker >/dev/null 2>&1 && ! out=$(docker persist --version 2>&1); then

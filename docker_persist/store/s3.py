@@ -11,10 +11,12 @@ us-east-1. Error messages carry the store URL (which holds no secret) and are ma
 credentials anyway.
 
 The client is `minio` (pure Python, over urllib3, which the bundle carries already for the
-Docker SDK; it costs ~12 MB of bundle, mostly pycryptodome that `import minio` pulls in); boto3
-would add botocore's far larger service data. minio has no public API for a multipart upload fed
-from a writable stream, so _PartWriter uses its `_create_multipart_upload`, `_upload_part`,
-`_complete_multipart_upload` and `_abort_multipart_upload` methods (pinned: minio < 8).
+Docker SDK); boto3 would add botocore's far larger service data. `import minio` also imports
+its admin client, which needs pycryptodome and argon2 (~10 MB of bundle) for an API this store
+never calls: `_import_minio` stands a stub in for it, and the bundle leaves those out.
+minio has no public API for a multipart upload fed from a writable stream, so _PartWriter uses
+its `_create_multipart_upload`, `_upload_part`, `_complete_multipart_upload` and
+`_abort_multipart_upload` methods (pinned: minio < 8).
 
 The layout under `s3://BUCKET/PREFIX/`:
 
@@ -311,10 +313,25 @@ def request_timeout(environ: Mapping[str, str]) -> float:
     return value
 
 
+def _import_minio() -> None:
+    """Import minio without minio.minioadmin (the MinIO admin API, which pulls in pycryptodome and
+    argon2): a stub stands in for it. Imported here, not at the top: only s3:// commands pay for it."""
+    import sys
+    import types
+
+    if "minio" not in sys.modules:
+        admin = types.ModuleType("minio.minioadmin", "A stand-in: docker-persist never calls the admin API.")
+        setattr(admin, "MinioAdmin", None)  # noqa: B010 (a module attribute mypy cannot see)
+        sys.modules.setdefault("minio.minioadmin", admin)
+    import minio  # noqa: F401
+
+
 def _make_client(location: S3Location, credentials: Credentials | None, timeout: float = DEFAULT_TIMEOUT) -> Minio:
     import certifi
     import urllib3
-    from minio import Minio  # imported here: only s3:// commands pay for it
+
+    _import_minio()
+    from minio import Minio
 
     parts = urllib.parse.urlsplit(location.endpoint)
     # minio's own client waits 5 minutes a request and retries 5 times: a hung server would stall a
@@ -480,6 +497,7 @@ class S3Store:
             return [(o.object_name or "")[len(prefix) :] for o in objects]
 
     def _object_exists(self, key: str) -> bool:
+        _import_minio()
         from minio.error import S3Error
 
         try:
@@ -519,6 +537,7 @@ class S3Store:
 
     def _get_with_headers(self, key: str, doing: str) -> tuple[bytes, Mapping[str, str]] | None:
         """Return the object's bytes and the response headers, or None if there is no such object."""
+        _import_minio()
         from minio.error import S3Error
 
         try:
@@ -541,6 +560,7 @@ class S3Store:
         return str(result.etag or "")
 
     def _remove_keys(self, keys: Sequence[str], doing: str) -> None:
+        _import_minio()
         from minio.deleteobjects import DeleteObject
 
         if not keys:
@@ -664,6 +684,7 @@ class S3Store:
     @contextlib.contextmanager
     def _translate(self, doing: str, missing: str | None = None) -> Iterator[None]:
         """Turn the client's errors into StoreErrors that say what failed and what to do."""
+        _import_minio()
         from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
         from urllib3.exceptions import HTTPError
 
@@ -874,6 +895,7 @@ class _PartWriter(io.BufferedIOBase):
         self._uploads.append(self._pool.submit(self._upload, len(self._uploads) + 1, chunk, self.upload_id))
 
     def _upload(self, number: int, chunk: bytes, upload_id: str) -> Any:
+        _import_minio()
         from minio.datatypes import Part
 
         with self._store._translate(self._doing):

@@ -31,7 +31,7 @@ def format_root_help() -> str:
         "  -v, --version   Print version information and quit",
         "",
         "Commands:",
-        *format_command_list([(c.name, c.summary) for c in COMMANDS.values()]),
+        *format_command_list([(c.name, c.summary) for c in COMMANDS.values() if c.listed]),
         "",
         f"Run '{ROOT} COMMAND --help' for more information on a command.",
         "",

@@ -18,6 +18,7 @@ class Entry(NamedTuple):
     name: str
     summary: str
     load: Callable[[], Command]
+    listed: bool = True  # in `docker persist --help`; install-plugin is run as `docker-persist install-plugin`
 
 
 def _backup() -> Command:
@@ -134,6 +135,12 @@ def _metrics() -> Command:
     return metrics.COMMAND
 
 
+def _install_plugin() -> Command:
+    from docker_persist.cli.commands import install_plugin
+
+    return install_plugin.COMMAND
+
+
 def _version() -> Command:
     from docker_persist.cli.commands import version
 
@@ -165,5 +172,6 @@ COMMANDS: dict[str, Entry] = {
         ),
         Entry("metrics", "Show per-volume backup metrics in Prometheus' text format", _metrics),
         Entry("version", "Show the docker-persist, Docker engine and Compose versions", _version),
+        Entry("install-plugin", "Link this docker-persist into the Docker CLI's plugin folder", _install_plugin, False),
     )
 }

@@ -182,7 +182,7 @@ def project(docker: DockerCLI, tmp_path: Path, unique: str) -> Iterator[ComposeP
     created.cleanup()
 
 
-# --- SeaweedFS: a real S3-compatible server on loopback (DESIGN.md section 8) ----------------------
+# --- SeaweedFS: a real S3-compatible server on loopback -----------------------------------------
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The reliability matrix (DESIGN.md section 10), through the real CLI against a real engine.
+"""The reliability matrix (the README's Guarantees), through the real CLI against a real engine.
 
 Each test builds a Compose project whose `data` volume is marked with x-persist, fills it
 through the running service, and then breaks something on purpose: a kill -9 mid-backup or

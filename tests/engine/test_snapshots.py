@@ -50,7 +50,7 @@ find . | sort | while IFS= read -r p; do
 done
 """
 
-# Everything the snapshot format promises to keep (DESIGN.md section 5). Ownership is set
+# Everything the snapshot format promises to keep. Ownership is set
 # before modes, because chown clears the set-id bits.
 FILL_SCRIPT = r"""
 set -e

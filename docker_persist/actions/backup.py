@@ -16,6 +16,7 @@ from docker_persist.actions.recover import recover
 from docker_persist.config.model import Project, Volume
 from docker_persist.core.archive import ArchiveSummary, TarDigester, UnrestorableError
 from docker_persist.core.manifest import (
+    ARCHIVE_SUFFIXES,
     FORMAT,
     SEALED_FORMAT,
     Manifest,
@@ -33,7 +34,7 @@ from docker_persist.engine.markers import remove_leftovers
 from docker_persist.errors import ConfigError, PersistError
 from docker_persist.host.faults import crash_point
 from docker_persist.store import PendingSnapshot, Store
-from docker_persist.streams.compression import EXTENSIONS, make_compressor
+from docker_persist.streams.compression import make_compressor
 from docker_persist.streams.pipeline import BackgroundWriter, in_background
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class PartFormat:
     def filename(self, key: str) -> str:
         from docker_persist.streams.encryption import SUFFIX
 
-        return f"{key}{EXTENSIONS[self.compression]}{SUFFIX if self.recipients else ''}"
+        return f"{key}{ARCHIVE_SUFFIXES[self.compression]}{SUFFIX if self.recipients else ''}"
 
 
 def part_format(project: Project, compression: str | None = None) -> PartFormat:

@@ -99,21 +99,7 @@ def quiesced(
         for plan in plans:
             _run_hooks(engine, running[plan.service], plan.service, "pre", plan.pre, say)
         for plan in plans:
-            containers = running[plan.service]
-            if plan.consistency == "stop" and containers:
-                say(f"{plan.service}: stopping {len(containers)} container(s)")
-                undo.append((plan.service, "start", containers))
-                for container in containers:
-                    if journal is not None:
-                        journal.add_to("stopped", container)
-                    engine.stop_container(container)
-            elif plan.consistency == "pause" and containers:
-                say(f"{plan.service}: pausing {len(containers)} container(s)")
-                undo.append((plan.service, "unpause", containers))
-                for container in containers:
-                    if journal is not None:
-                        journal.add_to("paused", container)
-                    engine.pause_container(container)
+            _quiet(engine, plan, running[plan.service], say, journal, undo)
         yield
     except BaseException as error:
         failed = error
@@ -121,14 +107,7 @@ def quiesced(
     finally:
         with interrupts_deferred():  # a second Ctrl-C must not leave a service down
             failures = _undo(engine, undo, say, journal)
-            hook_error: HookFailedError | None = None
-            for plan in plans:
-                try:
-                    _run_hooks(engine, running[plan.service], plan.service, "post", plan.post, say)
-                except HookFailedError as error:
-                    hook_error = hook_error or error
-                except PersistError as error:
-                    failures.append(f"post hook of {plan.service!r}: {error}")
+            hook_error = _post_hooks(engine, plans, running, say, failures)
         if failed is not None:
             # The first error is the one to show (a full store, say); what went wrong putting
             # things back is added to it, never in its place.
@@ -140,6 +119,48 @@ def quiesced(
             raise RestartFailedError("; ".join(failures))
         elif hook_error is not None:
             raise hook_error
+
+
+def _quiet(
+    engine: Engine,
+    plan: QuiescePlan,
+    containers: list[str],
+    say: Callable[[str], None],
+    journal: Journal | None,
+    undo: list[tuple[str, str, list[str]]],
+) -> None:
+    """Stop or pause a service's running containers as its plan says, each journaled first; record the undo."""
+    if plan.consistency not in ("stop", "pause") or not containers:
+        return
+    stop = plan.consistency == "stop"
+    say(f"{plan.service}: {'stopping' if stop else 'pausing'} {len(containers)} container(s)")
+    undo.append((plan.service, "start" if stop else "unpause", containers))
+    for container in containers:
+        if journal is not None:
+            journal.add_to("stopped" if stop else "paused", container)
+        if stop:
+            engine.stop_container(container)
+        else:
+            engine.pause_container(container)
+
+
+def _post_hooks(
+    engine: Engine,
+    plans: Sequence[QuiescePlan],
+    running: dict[str, list[str]],
+    say: Callable[[str], None],
+    failures: list[str],
+) -> HookFailedError | None:
+    """Run every service's post hooks; return the first hook that failed, adding other failures to `failures`."""
+    hook_error: HookFailedError | None = None
+    for plan in plans:
+        try:
+            _run_hooks(engine, running[plan.service], plan.service, "post", plan.post, say)
+        except HookFailedError as error:
+            hook_error = hook_error or error
+        except PersistError as error:
+            failures.append(f"post hook of {plan.service!r}: {error}")
+    return hook_error
 
 
 def _undo(

@@ -53,7 +53,7 @@ from docker_persist.actions.recover import (
 from docker_persist.config.model import Project, Volume
 from docker_persist.core.manifest import Manifest, VolumeRecord
 from docker_persist.core.operations import Operation, Target, recovery
-from docker_persist.engine import COMPOSE_PROJECT, COMPOSE_VOLUME, ContainerSummary
+from docker_persist.engine import COMPOSE_PROJECT, COMPOSE_VOLUME, ContainerSummary, Engine
 from docker_persist.engine.guards import create_guard
 from docker_persist.engine.markers import clear_incomplete, mark_incomplete, remove_leftovers
 from docker_persist.errors import ConfigError, PersistError, add_note
@@ -201,19 +201,7 @@ def _plan_targets(ws: Workspace, resolved: ResolvedRestore, request: RestoreRequ
                 driver,
                 options,
             )
-        users: list[ContainerSummary] = []
-        for container in engine.containers_using_volume(name) if live is not None else []:
-            if container.role == "guard":
-                target.guarded = True
-            elif container.role in ("helper", "incomplete"):
-                continue  # ours: leftovers, removed with the volume
-            elif container.labels.get(COMPOSE_PROJECT) == project.name:
-                users.append(container)
-            else:
-                raise ConfigError(
-                    f"volume {name!r} is used by container {container.name!r}, which is not part of project "
-                    f"{project.name!r}: stop and remove it first, or restore with --to NEW_VOLUME"
-                )
+        users = _project_users(engine, project.name, target) if live is not None else []
         if live is not None and target.outlives and engine.emptying(name, project_images(project, record.key)) is None:
             raise ConfigError(
                 f"cannot restore into volume {name!r} in place: its files outlive it (driver {target.driver}, "
@@ -224,6 +212,27 @@ def _plan_targets(ws: Workspace, resolved: ResolvedRestore, request: RestoreRequ
         plan.users[name] = users
         plan.records[name] = record
     return plan
+
+
+def _project_users(engine: Engine, project: str, target: Target) -> list[ContainerSummary]:
+    """Return the project's containers that use the target volume; mark it guarded if a guard does.
+
+    Raise ConfigError if a container outside the project uses it.
+    """
+    users: list[ContainerSummary] = []
+    for container in engine.containers_using_volume(target.volume):
+        if container.role == "guard":
+            target.guarded = True
+        elif container.role in ("helper", "incomplete"):
+            continue  # ours: leftovers, removed with the volume
+        elif container.labels.get(COMPOSE_PROJECT) == project:
+            users.append(container)
+        else:
+            raise ConfigError(
+                f"volume {target.volume!r} is used by container {container.name!r}, which is not part of project "
+                f"{project!r}: stop and remove it first, or restore with --to NEW_VOLUME"
+            )
+    return users
 
 
 def restore(

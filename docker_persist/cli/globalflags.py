@@ -47,7 +47,8 @@ def _parse_bool(flag: str, text: str) -> bool:
     raise UsageError(f'invalid argument "{text}" for "{flag}" flag: expected true or false')
 
 
-def split_global_flags(argv: Sequence[str]) -> tuple[GlobalOptions, list[str]]:
+# One branch per shape of flag the Docker CLI accepts (pflag's grammar), in the order it tries them.
+def split_global_flags(argv: Sequence[str]) -> tuple[GlobalOptions, list[str]]:  # noqa: PLR0912
     """Given the plugin's argv (without the program name), return the global options and the rest.
 
     Global flags are read up to the first non-flag word. A leading ``persist`` word, as the

@@ -19,7 +19,7 @@ from docker_persist.units import Duration, parse_duration
 
 CONSISTENCY = ("stop", "pause", "none")
 ON_DOWN = ("backup", "refuse", "allow")
-COMPRESSION = ("zstd", "gzip", "none")
+COMPRESSION = ("zstd", "gzip", "none")  # x-persist.compression; the schema's enum (a test checks)
 
 
 @dataclasses.dataclass(frozen=True)

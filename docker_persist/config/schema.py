@@ -121,7 +121,8 @@ def format_issues(issues: Sequence[SchemaIssue]) -> str:
 # --- checking the schema itself ------------------------------------------------------
 
 
-def _check_node(node: Any, defs: Mapping[str, Any], where: str) -> None:
+# One branch per JSON Schema keyword this validator interprets.
+def _check_node(node: Any, defs: Mapping[str, Any], where: str) -> None:  # noqa: PLR0912
     """Raise SchemaLoadError unless `node` uses only keywords, types and references this module interprets."""
     if not isinstance(node, Mapping):
         raise SchemaLoadError(f"x-persist schema: {where} is not a schema object")
@@ -329,7 +330,8 @@ class _Validator:
             return [("anything", False)]
         return [alternative for type_name in types for alternative in self._type_words(type_name, node)]
 
-    def _type_words(self, type_name: str, node: Mapping[str, Any]) -> list[tuple[str, bool]]:
+    # One return per JSON Schema type.
+    def _type_words(self, type_name: str, node: Mapping[str, Any]) -> list[tuple[str, bool]]:  # noqa: PLR0911
         if type_name == "boolean":
             return [("true", True), ("false", True)]
         if type_name == "null":
@@ -367,7 +369,8 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def _is_type(value: Any, type_name: str) -> bool:
+# One return per JSON Schema type.
+def _is_type(value: Any, type_name: str) -> bool:  # noqa: PLR0911
     """Return True if `value`, parsed from YAML, has the JSON Schema type `type_name` (a bool is no integer)."""
     if type_name == "null":
         return value is None
@@ -391,7 +394,8 @@ def _same(first: Any, second: Any) -> bool:
     return bool(first == second)
 
 
-def _render(value: Any) -> str:
+# One return per kind of YAML value.
+def _render(value: Any) -> str:  # noqa: PLR0911
     """Return a found value as a user would recognise it from YAML."""
     if value is None:
         return "null"

@@ -164,8 +164,9 @@ class MalformedArchiveError(PersistError):
 
 
 @dataclasses.dataclass(frozen=True)
-class RootEntry:
-    """The archive's own entry for the volume root, whose mode and owner a restore must apply by hand."""
+class ArchiveRoot:
+    """The archive's own entry for the volume root, whose mode and owner a restore must apply by hand
+    (a manifest keeps the mode and owner: manifest.RootEntry)."""
 
     mode: int  # mode & 0o7777
     uid: int
@@ -194,7 +195,7 @@ class ArchiveSummary:
     symlinks: int
     hardlinks: int
     bytes: int
-    root: RootEntry | None
+    root: ArchiveRoot | None
 
 
 class _Node:
@@ -255,7 +256,7 @@ class TarDigester:
         self._restorable = restorable
         self._nodes: dict[str, _Node] = {}
         self._symlink_paths: set[str] = set()  # every path that was a symlink at some point
-        self._root: RootEntry | None = None
+        self._root: ArchiveRoot | None = None
         self._global_pax: dict[bytes, bytes] = {}
         self._local_pax: dict[bytes, bytes] | None = None
         self._long_name: bytes | None = None
@@ -275,7 +276,8 @@ class TarDigester:
         self._error: PersistError | None = None
         self._summary: ArchiveSummary | None = None
 
-    def feed(self, chunk: bytes | bytearray | memoryview) -> None:
+    # The tar reader's state machine: one branch per state, inline for speed (it runs per chunk).
+    def feed(self, chunk: bytes | bytearray | memoryview) -> None:  # noqa: PLR0912
         """Consume the next bytes of the archive.
 
         Raises UnsafeArchiveError as soon as an unsafe entry's header arrives (with safety
@@ -532,7 +534,7 @@ class TarDigester:
             node.device = f"{major},{minor}"
         elif kind == "dir" and path == ".":
             mtime = _parse_mtime(block, pax, offset)
-            self._root = RootEntry(mode=node.mode, uid=node.uid, gid=node.gid, mtime=mtime)
+            self._root = ArchiveRoot(mode=node.mode, uid=node.uid, gid=node.gid, mtime=mtime)
         if path == "." and kind != "dir":
             self._root = None
         self._nodes[path] = node
@@ -622,14 +624,7 @@ class TarDigester:
                 records.clear()
                 portable = digest.copy()
             if portable is not None:
-                if node.xattrs.keys() <= PORTABLE_XATTRS:
-                    portable.update(record)
-                else:
-                    head, middle, tail = _serialize_node_fields(node, PORTABLE_XATTRS)
-                    if group is not None:
-                        head += b"10:link-group,%d:%s," % (len(group), group)
-                    body = b"%s%s4:path,%d:%s,%s" % (head, middle, len(path_bytes), path_bytes, tail)
-                    portable.update(b"%d:%s," % (len(body), body))
+                portable.update(_portable_record(node, record, group, path_bytes))
             records.append(record)
             if len(records) >= 1024:
                 digest.update(b"".join(records))
@@ -766,6 +761,17 @@ def _pax_header(records: dict[bytes, bytes]) -> bytes:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def _portable_record(node: _Node, record: bytes, group: bytes | None, path_bytes: bytes) -> bytes:
+    """Return `record` (the node's digest record) with only the PORTABLE_XATTRS of the node."""
+    if node.xattrs.keys() <= PORTABLE_XATTRS:
+        return record
+    head, middle, tail = _serialize_node_fields(node, PORTABLE_XATTRS)
+    if group is not None:
+        head += b"10:link-group,%d:%s," % (len(group), group)
+    body = b"%s%s4:path,%d:%s,%s" % (head, middle, len(path_bytes), path_bytes, tail)
+    return b"%d:%s," % (len(body), body)
 
 
 def _netstring(value: bytes) -> bytes:

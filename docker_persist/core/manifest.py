@@ -39,6 +39,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
+from docker_persist.config.model import COMPRESSION
 from docker_persist.errors import ConfigError, PersistError
 
 FORMAT = 1
@@ -54,8 +55,10 @@ FORMATS = (FORMAT, ENCRYPTED_FORMAT, SEALED_FORMAT)
 ENCRYPTIONS = ("age",)
 MAX_VERIFICATIONS = 20
 """How many verification results a manifest keeps (the newest)."""
-COMPRESSIONS = ("zstd", "gzip", "none")
 ARCHIVE_SUFFIXES = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
+"""A part's file name ends in the suffix of its compression (then `.age` if encrypted)."""
+COMPRESSIONS = tuple(ARCHIVE_SUFFIXES)
+assert COMPRESSIONS == COMPRESSION, "x-persist.compression and the manifest name the same compressions"
 
 SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 PART_NAME = re.compile(r"^[A-Za-z0-9._-]{1,255}$")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from docker_persist.core.manifest import Manifest
 
@@ -91,26 +91,28 @@ _METRICS: tuple[tuple[str, str, str], ...] = (  # name suffix, type, help
 )
 
 
+def _timestamp(value: datetime.datetime | None) -> float | None:
+    return value.timestamp() if value else None
+
+
+_VALUES: dict[str, Callable[[VolumeMetrics, datetime.datetime], _Value]] = {
+    "last_success_timestamp_seconds": lambda m, now: _timestamp(m.last_success),
+    "latest_snapshot_age_seconds": lambda m, now: (
+        max(0.0, (now - m.last_success).total_seconds()) if m.last_success else None
+    ),
+    "last_backup_duration_seconds": lambda m, now: m.duration,
+    "backup_bytes": lambda m, now: m.bytes,
+    "backup_stored_bytes": lambda m, now: m.stored_bytes,
+    "snapshots": lambda m, now: m.snapshots,
+    "backup_failures_total": lambda m, now: m.failures,
+    "last_verify_timestamp_seconds": lambda m, now: _timestamp(m.last_verify),
+    "last_verify_success": lambda m, now: None if m.last_verify_ok is None else int(m.last_verify_ok),
+}
+
+
 def _value(name: str, metrics: VolumeMetrics, now: datetime.datetime) -> _Value:
-    if name == "last_success_timestamp_seconds":
-        return metrics.last_success.timestamp() if metrics.last_success else None
-    if name == "latest_snapshot_age_seconds":
-        return max(0.0, (now - metrics.last_success).total_seconds()) if metrics.last_success else None
-    if name == "last_backup_duration_seconds":
-        return metrics.duration
-    if name == "backup_bytes":
-        return metrics.bytes
-    if name == "backup_stored_bytes":
-        return metrics.stored_bytes
-    if name == "snapshots":
-        return metrics.snapshots
-    if name == "backup_failures_total":
-        return metrics.failures
-    if name == "last_verify_timestamp_seconds":
-        return metrics.last_verify.timestamp() if metrics.last_verify else None
-    if name == "last_verify_success":
-        return None if metrics.last_verify_ok is None else int(metrics.last_verify_ok)
-    raise KeyError(name)
+    """Return the value of metric family `name` for a volume. Raise KeyError for an unknown name."""
+    return _VALUES[name](metrics, now)
 
 
 def render_metrics(volumes: Iterable[VolumeMetrics], now: datetime.datetime) -> str:

@@ -143,7 +143,8 @@ def _place(service: Service, state: LiveState, path: str) -> _Placement:
     return _Placement("layer" if _declared_volumes(service, state) is not None else "unknown")
 
 
-def _describe(placement: _Placement, path: str) -> str:
+# One message per placement that loses data.
+def _describe(placement: _Placement, path: str) -> str:  # noqa: PLR0911
     """Return the end of a message saying where `path` is, for a placement that loses data."""
     mount = placement.mount
     where = f" (mounted at {mount.target})" if mount and _normalize(mount.target) != _normalize(path) else ""

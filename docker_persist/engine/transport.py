@@ -262,7 +262,8 @@ class HTTPTransport:
                 return self._idle.pop(), True
         return self._connect(), False
 
-    def request(
+    # HTTP/1.1 over a socket: one branch per way a response can be framed or fail.
+    def request(  # noqa: PLR0912
         self,
         method: str,
         path: str,

@@ -145,7 +145,8 @@ class Credentials:
         return [s for s in (self.access_key, self.secret_key, self.session_token) if s]
 
 
-def parse_s3_url(url: str, environ: Mapping[str, str] | None = None) -> S3Location:
+# One branch per part of the URL and per query option, each with its own error.
+def parse_s3_url(url: str, environ: Mapping[str, str] | None = None) -> S3Location:  # noqa: PLR0912
     """Given an `s3://` store URL, return its S3Location. Raise ConfigError if it is not a valid one.
 
     The region falls back to AWS_REGION and AWS_DEFAULT_REGION from `environ`.

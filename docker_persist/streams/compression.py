@@ -11,10 +11,10 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO, Protocol, cast
 
+from docker_persist.core.manifest import COMPRESSIONS
 from docker_persist.errors import ConfigError, PersistError
 from docker_persist.streams.pipeline import ChunkReader
 
-EXTENSIONS = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
 CHUNK = 1 << 20
 
 
@@ -83,7 +83,7 @@ class _Plain:
 
 def check_compression(kind: str) -> str:
     """Return `kind` if it is a known compression. Raise ConfigError otherwise."""
-    if kind not in EXTENSIONS:
+    if kind not in COMPRESSIONS:
         raise ConfigError(f"unknown compression {kind!r}: expected zstd, gzip or none")
     return kind
 

@@ -17,9 +17,9 @@ from collections.abc import Iterable, Sequence
 import pytest
 
 from docker_persist.core.archive import (
+    ArchiveRoot,
     ArchiveSummary,
     MalformedArchiveError,
-    RootEntry,
     TarDigester,
     UnrestorableError,
     UnsafeArchiveError,
@@ -408,13 +408,13 @@ def test_summary_counts() -> None:
     assert summary.symlinks == 4
     assert summary.hardlinks == 2
     assert summary.bytes == sum(len(entry.data) for entry in sample()) + 2 * len(b"shared inode data")
-    assert summary.root == RootEntry(mode=0o2775, uid=999, gid=70, mtime=MTIME)
+    assert summary.root == ArchiveRoot(mode=0o2775, uid=999, gid=70, mtime=MTIME)
 
 
 def test_root_entry_is_optional() -> None:
     assert summarize(build_archive(BASE[1:])).root is None
     pax_time = build_archive([Entry(".", "dir", mode=0o700, pax=(("mtime", "1700000000.25"),))])
-    assert summarize(pax_time).root == RootEntry(mode=0o700, uid=0, gid=0, mtime=1_700_000_000.25)
+    assert summarize(pax_time).root == ArchiveRoot(mode=0o700, uid=0, gid=0, mtime=1_700_000_000.25)
 
 
 def test_the_portable_digest_leaves_out_what_the_archive_api_cannot_read() -> None:

@@ -43,6 +43,27 @@ class Command(NamedTuple):
         return parser
 
 
+def add_layer_threshold_flag(parser: DockerArgumentParser, meaning: str) -> None:
+    """Add `--layer-threshold SIZE`: writable-layer data above it `meaning` (see layer_threshold)."""
+    from docker_persist.core.planner import DEFAULT_LAYER_THRESHOLD
+    from docker_persist.units import format_bytes
+
+    default = format_bytes(DEFAULT_LAYER_THRESHOLD).replace(" ", "").replace(".0", "")
+    parser.add_argument(
+        "--layer-threshold",
+        metavar="string",
+        help=f"Writable-layer data above this size {meaning} (default {default})",
+    )
+
+
+def layer_threshold(args: argparse.Namespace) -> int:
+    """Return --layer-threshold in bytes (the default: planner.DEFAULT_LAYER_THRESHOLD). Raise ConfigError if bad."""
+    from docker_persist.config.model import parse_size
+    from docker_persist.core.planner import DEFAULT_LAYER_THRESHOLD
+
+    return parse_size(args.layer_threshold) if args.layer_threshold else DEFAULT_LAYER_THRESHOLD
+
+
 def add_format_flag(parser: DockerArgumentParser, formats: tuple[str, ...] = FORMATS) -> None:
     """Add `--format pretty|json`, for commands whose output is data."""
     choices = " or ".join(f'"{f}"' for f in formats)
@@ -110,8 +131,8 @@ def add_store_flag(parser: DockerArgumentParser) -> None:
     parser.add_argument(
         "--store",
         metavar="string",
-        help="Snapshot store: a path, file:///path (default: x-persist.store, "
-        "$DOCKER_PERSIST_STORE, or ~/.local/share/docker-persist/snapshots)",
+        help="Snapshot store: a path, file:///path or s3://bucket/prefix (default: $DOCKER_PERSIST_STORE, "
+        "then x-persist.store, then ~/.local/share/docker-persist/snapshots)",
     )
 
 

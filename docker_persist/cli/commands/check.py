@@ -8,8 +8,10 @@ from docker_persist.cli.commands.base import (
     Command,
     PendingProject,
     add_format_flag,
+    add_layer_threshold_flag,
     add_store_flag,
     check_format,
+    layer_threshold,
     read_live_state,
 )
 from docker_persist.cli.context import Context
@@ -31,12 +33,7 @@ def add_arguments(parser: DockerArgumentParser) -> None:
         metavar="string",
         help='Exit 1 on findings this severe or worse: "error", "warning", "info" (default "error")',
     )
-    parser.add_argument(
-        "--layer-threshold",
-        default="10MB",
-        metavar="string",
-        help="Writable-layer data above this size counts as data at risk (default 10MB)",
-    )
+    add_layer_threshold_flag(parser, "counts as data at risk")
     parser.add_argument("--static", action="store_true", help="Check the Compose files only; do not read the engine")
 
 
@@ -49,14 +46,13 @@ def run(args: argparse.Namespace, context: Context) -> int:
     import yaml  # noqa: F401 - imported now, while Compose runs
 
     from docker_persist.cli.report import render_json, render_pretty, render_sarif
-    from docker_persist.config.model import parse_size
     from docker_persist.config.schema import load_schema
     from docker_persist.core.findings import severity_rank
     from docker_persist.core.rules import RULES, CheckOptions, run_rules
     from docker_persist.engine.livestate import static_state
 
     load_schema()
-    threshold = parse_size(args.layer_threshold)
+    threshold = layer_threshold(args)
     if not args.static:
         context.engine.api_version  # noqa: B018 - negotiate while Compose runs
     project, files = pending.wait()

@@ -7,8 +7,10 @@ import argparse
 from docker_persist.cli.commands.base import (
     Command,
     PendingProject,
+    add_layer_threshold_flag,
     add_store_flag,
     check_compose_line,
+    layer_threshold,
     make_progress,
     make_workspace,
     open_project_store,
@@ -17,8 +19,6 @@ from docker_persist.cli.commands.base import (
 from docker_persist.cli.context import Context
 from docker_persist.cli.helpformat import DockerArgumentParser
 from docker_persist.cli.projectflags import add_project_flags
-from docker_persist.core.planner import DEFAULT_LAYER_THRESHOLD
-from docker_persist.units import format_bytes
 
 EPILOG = """Every other option, -v/--volumes included, is docker compose down's (written as Compose reads
 them: -vt0, --volumes=false, ...), and is checked by Compose before anything is touched."""
@@ -27,11 +27,7 @@ them: -vt0, --volumes=false, ...), and is checked by Compose before anything is 
 def add_arguments(parser: DockerArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="Go ahead where on_down says refuse (no backup of those)")
     parser.add_argument("--dry-run", action="store_true", help="Print the plan; change nothing, run nothing")
-    parser.add_argument(
-        "--layer-threshold",
-        metavar="string",
-        help=f"Writable-layer data above this size is backed up (default {format_bytes(DEFAULT_LAYER_THRESHOLD)})",
-    )
+    add_layer_threshold_flag(parser, "is backed up")
     add_store_flag(parser)
     add_project_flags(parser)
 
@@ -39,12 +35,11 @@ def add_arguments(parser: DockerArgumentParser) -> None:
 def run(args: argparse.Namespace, context: Context) -> int:
     from docker_persist.actions.down import DownRequest, down
     from docker_persist.cli.commands.plan import render_down
-    from docker_persist.config.model import parse_size
     from docker_persist.core.composeargs import parse_subcommand
     from docker_persist.core.planner import plan_down
     from docker_persist.host.process import run_docker_compose
 
-    threshold = parse_size(args.layer_threshold) if args.layer_threshold else DEFAULT_LAYER_THRESHOLD
+    threshold = layer_threshold(args)
     line = list(args.passthrough)
     command = parse_subcommand("down", line)
     pending = PendingProject(context, args)

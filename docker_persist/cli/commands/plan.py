@@ -9,8 +9,10 @@ import json
 from docker_persist.cli.commands.base import (
     Command,
     add_format_flag,
+    add_layer_threshold_flag,
     add_store_flag,
     check_format,
+    layer_threshold,
     load_project,
     read_live_state,
 )
@@ -27,12 +29,7 @@ ACTIONS = {"backup": "back up first", "refuse": "REFUSE (on_down: refuse)", "all
 def add_arguments(parser: DockerArgumentParser) -> None:
     parser.add_argument("operation", metavar="up|down", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("-v", "--volumes", action="store_true", help="For down: plan `down -v`, which removes volumes")
-    parser.add_argument(
-        "--layer-threshold",
-        default="10MB",
-        metavar="string",
-        help="Writable-layer data above this size counts as data at risk (default 10MB)",
-    )
+    add_layer_threshold_flag(parser, "counts as data at risk")
     add_store_flag(parser)
     add_project_flags(parser)
     add_format_flag(parser)
@@ -76,14 +73,13 @@ def render_down(plan: DownPlan) -> str:
 
 
 def run(args: argparse.Namespace, context: Context) -> int:
-    from docker_persist.config.model import parse_size
 
     output = check_format(args, "plan")
     if args.operation not in ("up", "down"):
         raise UsageError('"docker persist plan" requires "up" or "down"', f"{ROOT} plan")
     if args.volumes and args.operation == "up":
         raise UsageError("-v/--volumes only applies to `plan down`", f"{ROOT} plan")
-    threshold = parse_size(args.layer_threshold)
+    threshold = layer_threshold(args)
     project, _ = load_project(context, args)
     state = read_live_state(context, args, project, threshold, with_sizes=True)
     plan: UpPlan | DownPlan

@@ -115,7 +115,8 @@ class Store(Protocol):
     def begin(self, project: str, name: str) -> PendingSnapshot:
         """Start writing a snapshot, after removing what killed runs left behind. The caller holds the lock.
 
-        Raise SnapshotExistsError if the name is taken.
+        Raise SnapshotExistsError if the name is taken, or being written (a pending snapshot of this
+        store object): parts may be written in place (S3), so two writers of one name never overlap.
         """
         ...
 

@@ -76,6 +76,7 @@ class LocalStore:
         self.url = self.root.as_uri()
         self._held: dict[str, int] = {}  # project -> nesting depth of lock() in this process
         self._live_staging: set[str] = set()  # staging folders of this object's pending snapshots
+        self._live_names: set[tuple[str, str]] = set()  # (project, name) of this object's pending snapshots
 
     @contextlib.contextmanager
     def lock(self, project: str, timeout: float = 0.0) -> Iterator[None]:
@@ -160,14 +161,15 @@ class LocalStore:
     def begin(self, project: str, name: str) -> PendingSnapshot:
         """Start writing a snapshot, after removing what killed runs left behind. The caller holds the lock.
 
-        Raise SnapshotExistsError if the name is taken.
+        Raise SnapshotExistsError if the name is taken, or being written by this store already.
         """
         directory = self._project_dir(project)
         check_snapshot_name(name)
         if not self._held.get(project):
             raise RuntimeError(f"LocalStore.begin needs the lock: call it inside `with store.lock({project!r})`")
-        if (directory / name).exists():
+        if (directory / name).exists() or (project, name) in self._live_names:
             raise snapshot_exists(project, name)
+        self._live_names.add((project, name))
         staging = directory / f"{STAGING_PREFIX}{name}-{os.getpid()}-{secrets.token_hex(4)}"
         self._make_dirs(staging)
         self._live_staging.add(staging.name)
@@ -438,6 +440,7 @@ class _LocalPending:
         self._state = "published"
         self._close_witnesses()
         store._live_staging.discard(self._staging.name)
+        store._live_names.discard((self._project, self._name))
         with store._translate(doing, directory):
             _fsync_dir(directory)
 
@@ -470,6 +473,7 @@ class _LocalPending:
         # What cannot be removed now is removed by the next begin.
         shutil.rmtree(self._staging, ignore_errors=True)
         self._store._live_staging.discard(self._staging.name)
+        self._store._live_names.discard((self._project, self._name))
 
     def _close_witnesses(self) -> None:
         for _, raw in self._parts.values():

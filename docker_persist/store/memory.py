@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -54,11 +55,15 @@ class MemoryStore:
 
     @contextlib.contextmanager
     def lock(self, project: str, timeout: float = 0.0) -> Iterator[None]:
-        """Hold the project's lock (re-entrant); raise StoreLockedError if `held_elsewhere` has it."""
+        """Hold the project's lock (re-entrant); raise StoreLockedError if `held_elsewhere` still has it after
+        `timeout` seconds."""
         self._call("lock")
         check_project_name(project)
-        if project in self.held_elsewhere:
-            raise StoreLockedError(f"another docker-persist operation on project {project!r} holds the lock")
+        deadline = time.monotonic() + timeout
+        while project in self.held_elsewhere:
+            if time.monotonic() >= deadline:
+                raise StoreLockedError(f"another docker-persist operation on project {project!r} holds the lock")
+            time.sleep(0.01)
         self._held[project] = self._held.get(project, 0) + 1
         try:
             yield
@@ -96,7 +101,7 @@ class MemoryStore:
         check_snapshot_name(name)
         if not self._held.get(project):
             raise RuntimeError("MemoryStore.begin needs the lock")
-        if name in self.snapshots.get(project, {}):
+        if name in self.snapshots.get(project, {}) or (project, name) in self.pending:
             raise snapshot_exists(project, name)
         files: Files = {}
         self.pending[(project, name)] = files
@@ -166,6 +171,8 @@ class _MemoryPending:
         if self._state != "open":
             return
         self._state = "aborted"
+        for part in self._parts:
+            part.close()
         self._store.pending.pop((self._project, self._name), None)
 
 

@@ -450,12 +450,12 @@ class S3Store:
         """Start writing a snapshot (what killed runs left was removed when the lock was taken). The caller
         holds the lock.
 
-        Raise SnapshotExistsError if the name is taken.
+        Raise SnapshotExistsError if the name is taken, or being written by this store already.
         """
         prefix = self._snapshot_key(project, name, "")
         if project not in self._held:
             raise RuntimeError(f"S3Store.begin needs the lock: call it inside `with store.lock({project!r})`")
-        if self._object_exists(prefix + MANIFEST_FILE):
+        if prefix in self._live or self._object_exists(prefix + MANIFEST_FILE):
             raise snapshot_exists(project, name)
         self._live.add(prefix)
         return _S3Pending(self, project, name, prefix)
@@ -1019,8 +1019,11 @@ class _S3Pending:
             writer.discard()
         doing = f"removing the parts of the unfinished snapshot {self._name!r} of project {self._project!r}"
         # What cannot be removed now is removed by the next begin (a prefix without manifest.json).
+        # Parts are written in place: if a snapshot of this name was published meanwhile (another
+        # writer that took the lock over), the keys are its parts now, and stay.
         with contextlib.suppress(StoreError):
-            self._store._remove_keys([w.key for w in self._parts.values() if w.completed], doing)
+            if not self._store._object_exists(self._prefix + MANIFEST_FILE):
+                self._store._remove_keys([w.key for w in self._parts.values() if w.completed], doing)
         self._store._live.discard(self._prefix)
 
     def _check_open(self) -> None:

@@ -702,13 +702,19 @@ def find_database_bind_mounts(project: Project, state: LiveState, options: Check
     return findings
 
 
+def _image_data_on(service: Service, state: LiveState, mount: Mount) -> KnownImage | None:
+    """Return the service's well-known image if `mount` holds its data, else None."""
+    known = _known_image(service, state)
+    if known is None:
+        return None
+    holds = any(_deepest_mount(service.mounts, path) is mount for path in known.data_paths)
+    return known if holds or _is_within(mount.target, known.data_paths[0]) else None
+
+
 def _holds_database(service: Service, state: LiveState, mount: Mount) -> bool:
     """Return True if `mount` holds the database files of the service's image."""
-    known = _known_image(service, state)
-    if known is None or not known.database:
-        return False
-    holds = any(_deepest_mount(service.mounts, path) is mount for path in known.data_paths)
-    return holds or _is_within(mount.target, known.data_paths[0])
+    known = _image_data_on(service, state, mount)
+    return known is not None and known.database
 
 
 def find_shared_writable_volumes(project: Project, state: LiveState, options: CheckOptions) -> list[Finding]:
@@ -975,6 +981,65 @@ def find_incomplete_volumes(project: Project, state: LiveState, options: CheckOp
     return findings
 
 
+def find_uncovered_data(project: Project, state: LiveState, options: CheckOptions) -> list[Finding]:
+    """DP021: return findings for data that no x-persist policy covers, so that nothing backs it up.
+
+    A named volume of the project that a service mounts and that is neither precious nor `x-persist: false`:
+    an error where a database's files are on it, a warning otherwise; with its size where the
+    live state has it. A writable bind mount of a host folder: a warning (docker persist backs
+    up volumes; a host folder needs the host's own backup, or a named volume). Database binds
+    are DP010's, sensitive ones DP007's.
+    """
+    findings = []
+    for volume in project.volumes.values():
+        users = _volume_users(project, volume.key)
+        if volume.policy is not None or volume.disposable or volume.external or not users:
+            continue  # covered, declared disposable, owned by no project here, or unused
+        images = [known for s, m in users if (known := _image_data_on(s, state, m)) is not None]
+        databases = sorted({known.name for known in images if known.database})
+        if databases:
+            kind = f"{', '.join(databases)} database files"
+        else:
+            kind = f"{', '.join(sorted({known.name for known in images}))} data" if images else "data"
+        live = state.volumes.get(volume.name)
+        size = f"{_format_size(live.size)} of " if live is not None and live.size is not None else ""
+        what = f"{kind} (once created)" if live is None and options.engine_read else f"{size}{kind}"
+        problem = (
+            f"holds {what}, and no x-persist policy covers it: no snapshot is taken, and `docker compose down -v` "
+            "or `docker volume rm` destroys it"
+        )
+        fix = (
+            f"mark it precious (`x-persist: {{}}` under volumes.{volume.key}; `docker persist init` writes it), "
+            "or `x-persist: false` if it is disposable (a cache)"
+        )
+        findings.append(_volume_finding(project, volume, "DP021", "error" if databases else "warning", problem, fix))
+    for service in project.services:
+        for mount in _binds(service):
+            source = mount.source or ""
+            if (
+                mount.read_only
+                or state.host_paths.get(source) != "dir"
+                or _is_sensitive(source)
+                or _is_docker_socket(source)
+                or _holds_database(service, state, mount)
+            ):
+                continue
+            findings.append(
+                Finding(
+                    "DP021",
+                    "warning",
+                    f"service '{service.name}' writes to host folder {source} (bind-mounted at {mount.target}): "
+                    "docker persist backs up volumes, so no snapshot holds what is there",
+                    f"if it is configuration, mount it read-only (`{source}:{mount.target}:ro`); if it is data, "
+                    f"move it into a named volume marked `x-persist: {{}}`, or back the folder up on the host and "
+                    f"add `x-persist: {{ignore: [DP021]}}` to service '{service.name}'",
+                    service=service.name,
+                    path=source,
+                )
+            )
+    return findings
+
+
 RULES: dict[str, Rule] = {
     rule.id: rule
     for rule in (
@@ -998,6 +1063,7 @@ RULES: dict[str, Rule] = {
         Rule("DP018", "error", "Volume holds part of an interrupted restore", find_incomplete_volumes),
         Rule("DP019", "warning", "Damaged snapshot", find_damaged_snapshots),
         Rule("DP020", "info", "What retention forgets next", find_retention_preview),
+        Rule("DP021", "error", "Data that no x-persist policy covers", find_uncovered_data),
     )
 }
 

@@ -222,7 +222,7 @@ def test_every_finding_is_one_line_and_names_its_service() -> None:
 
 
 def test_registry_ids_are_stable() -> None:
-    assert list(RULES) == [f"DP{n:03d}" for n in range(1, 21)]
+    assert list(RULES) == [f"DP{n:03d}" for n in range(1, 22)]
     for rule_id, rule in RULES.items():
         assert rule.id == rule_id and rule.severity in SEVERITIES and rule.title
 
@@ -1134,3 +1134,61 @@ def test_dp020_what_keep_forgets_next() -> None:
     assert finding.severity == "info" and "forgets 2 snapshot(s) at the next backup: 's3', 's4'" in finding.message
     assert check("DP020", precious_db(x_persist={"keep": {"last": 9}}), live(snapshots=snapshots)) == []
     assert check("DP020", precious_db(), live(snapshots=snapshots)) == []
+
+
+# --- DP021 ----------------------------------------------------------------------------
+
+
+def test_dp021_an_unannotated_database_volume_is_an_error_with_its_size() -> None:
+    proj = project(
+        {"db": {"image": "postgres:16", "volumes": [vol("pgdata", "/var/lib/postgresql/data")]}},
+        {"pgdata": {}},
+    )
+    state = live(volumes={"shop_pgdata": VolumeState("shop_pgdata", "local", size=40 * 1024 * 1024)})
+    [finding] = check("DP021", proj, state)
+    assert finding.severity == "error" and finding.volume == "pgdata" and finding.service == "db"
+    assert "holds 40.0 MiB of postgres database files, and no x-persist policy covers it" in finding.message
+    assert "`docker compose down -v`" in finding.message and "x-persist: {}" in finding.fix
+    [before_up] = check("DP021", proj, live())
+    assert before_up.severity == "error" and "postgres database files (once created)" in before_up.message
+    [static] = check("DP021", proj, live(), CheckOptions(engine_read=False))
+    assert "holds postgres database files," in static.message
+
+
+def test_dp021_other_unannotated_data_is_a_warning() -> None:
+    proj = project({"app": {"image": "acme/app", "volumes": [vol("uploads", "/srv/uploads")]}}, {"uploads": {}})
+    [finding] = check("DP021", proj, live(volumes={"shop_uploads": VolumeState("shop_uploads", "local")}))
+    assert finding.severity == "warning" and "holds data, and no x-persist policy covers it" in finding.message
+
+
+@pytest.mark.parametrize(
+    "volume", [{"x-persist": {}}, {"x-persist": False}, {"external": True, "name": "shared"}], ids=str
+)
+def test_dp021_is_silent_for_covered_disposable_and_external_volumes(volume: dict[str, Any]) -> None:
+    proj = project(
+        {"db": {"image": "postgres:16", "volumes": [vol("pgdata", "/var/lib/postgresql/data")]}}, {"pgdata": volume}
+    )
+    assert check("DP021", proj, live()) == []
+
+
+def test_dp021_writable_host_folders_are_warned_about_and_config_is_not() -> None:
+    services = {
+        "app": {
+            "image": "acme/app",
+            "volumes": [
+                bind("/srv/shop/uploads", "/srv/uploads"),
+                bind("/srv/shop/conf", "/etc/app", read_only=True),
+                bind("/srv/shop/app.ini", "/etc/app.ini"),
+                bind("/etc/ssl", "/etc/ssl"),  # DP007's
+            ],
+        },
+        "db": {"image": "postgres:16", "volumes": [bind("/srv/shop/pg", "/var/lib/postgresql/data")]},  # DP010's
+    }
+    kinds = {"/srv/shop/uploads": "dir", "/srv/shop/conf": "dir", "/srv/shop/app.ini": "file", "/etc/ssl": "dir",
+             "/srv/shop/pg": "dir"}  # fmt: skip
+    [finding] = check("DP021", project(services), live(host_paths=kinds))
+    assert (finding.severity, finding.service, finding.path) == ("warning", "app", "/srv/shop/uploads")
+    assert "writes to host folder /srv/shop/uploads" in finding.message and ":ro" in finding.fix
+    assert check("DP021", project(services), live()) == [], "a folder the host does not show is not reported"
+    ignored = {**services, "app": {**services["app"], "x-persist": {"ignore": ["DP021"]}}}
+    assert "DP021" not in rules_of(run_rules(project(ignored), live(host_paths=kinds)))

@@ -7,6 +7,7 @@ what a user previews is what happens.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from docker_persist.config.model import Project, Volume
 from docker_persist.core.manifest import UNDO_REASON
@@ -168,3 +169,31 @@ def plan_down(project: Project, state: LiveState, remove_volumes: bool, layer_th
     release = tuple(loss.name for loss in guarded_losses if loss.action != "refuse")
     refused = tuple(loss.name for loss in guarded_losses if loss.action == "refuse")
     return DownPlan(project.name, remove_volumes, on_down, tuple(losses), release, refused)
+
+
+def skipped_by_backup(project: Project, chosen: Sequence[str], services: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """Return what a backup of the volume keys `chosen` leaves out that may hold data, and why: (what, why).
+
+    Looked at: the mounts of `services`, or of every service if none is named. Left out of the
+    answer: anonymous volumes and tmpfs (`check` covers them), read-only binds, and mounts
+    declared disposable (`x-persist: false`).
+    """
+    skipped: dict[str, str] = {}
+    for service in project.services:
+        if services and service.name not in services:
+            continue
+        for mount in service.mounts:
+            if mount.precious is False or not mount.source or mount.source in chosen:
+                continue
+            if mount.type == "bind" and not mount.read_only:
+                skipped.setdefault(
+                    f"{mount.source} ({service.name}:{mount.target})",
+                    "a bind-mounted host folder: back it up on the host, or move it into a named volume",
+                )
+            elif mount.type == "volume":
+                volume = project.volumes.get(mount.source)
+                if volume is None or volume.disposable or volume.external:
+                    continue
+                why = "not named on the command line" if volume.policy is not None else "not marked with x-persist"
+                skipped.setdefault(f"volume {mount.source}", why)
+    return sorted(skipped.items())

@@ -6,7 +6,7 @@ import datetime
 from typing import Any
 
 from docker_persist.config.model import build_project
-from docker_persist.core.planner import Loss, UpStep, is_ephemeral_path, plan_down, plan_up
+from docker_persist.core.planner import Loss, UpStep, is_ephemeral_path, plan_down, plan_up, skipped_by_backup
 from docker_persist.core.state import ContainerMount, ContainerState, GuardState, LiveState, SnapshotInfo, VolumeState
 
 NOW = datetime.datetime(2026, 11, 26, 15, 0, tzinfo=datetime.timezone.utc)
@@ -140,3 +140,31 @@ def test_down_with_a_small_layer_loses_nothing() -> None:
 def test_ephemeral_paths() -> None:
     assert is_ephemeral_path("/tmp") and is_ephemeral_path("/var/log/x") and is_ephemeral_path("/run/lock")
     assert not is_ephemeral_path("/tmpdata") and not is_ephemeral_path("/var/lib/x") and not is_ephemeral_path("/")
+
+
+def test_a_backup_names_what_it_leaves_out_and_why() -> None:
+    document = {
+        "name": "shop",
+        "services": {
+            "app": {
+                "image": "acme/app",
+                "volumes": [
+                    {"type": "bind", "source": "/srv/shop/uploads", "target": "/srv/uploads"},
+                    {"type": "bind", "source": "/srv/shop/conf", "target": "/etc/app", "read_only": True},
+                    {"type": "volume", "source": "cache", "target": "/cache"},
+                    {"type": "volume", "source": "media", "target": "/media"},
+                    {"type": "volume", "source": "scratch", "target": "/scratch"},
+                ],
+            },
+            "db": {"image": "postgres:16", "volumes": [{"type": "volume", "source": "db", "target": "/var/lib/pg"}]},
+        },
+        "volumes": {"cache": {"x-persist": False}, "media": {}, "scratch": {"x-persist": {}}, "db": {"x-persist": {}}},
+    }
+    project = build_project(document, "/srv/shop")
+    bind = "a bind-mounted host folder: back it up on the host, or move it into a named volume"
+    assert skipped_by_backup(project, ["db", "scratch"]) == [
+        ("/srv/shop/uploads (app:/srv/uploads)", bind),
+        ("volume media", "not marked with x-persist"),
+    ]
+    assert skipped_by_backup(project, ["db"], ["db"]) == []
+    assert ("volume scratch", "not named on the command line") in skipped_by_backup(project, ["db"])

@@ -76,8 +76,12 @@ def run(args: argparse.Namespace, context: Context) -> int:
             damaged = [d.name for d in applied.damaged]
         except PersistError as error:  # the snapshot is published: the retention failure is reported apart
             retention_error = error
+    from docker_persist.core.planner import skipped_by_backup
+
+    skipped = skipped_by_backup(project, [v.key for v in manifest.volumes], args.service)
     if output == "json":
         document = {
+            "skipped": [{"what": what, "why": why} for what, why in skipped],
             "name": manifest.name,
             "project": manifest.project,
             "store": store.url,
@@ -98,6 +102,8 @@ def run(args: argparse.Namespace, context: Context) -> int:
             f"Snapshot {manifest.name} of project {manifest.project} in {store.url}: {len(manifest.volumes)} "
             f"volume(s), {format_bytes(size)} of data ({format_bytes(stored)} stored) in {elapsed:.1f} s{pinned}\n"
         )
+        for what, why in skipped:
+            context.env.stdout.write(f"Not in it: {what}: {why}\n")
         for name in forgotten:
             context.env.stdout.write(f"Forgot {name} (retention)\n")
     if retention_error is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 from tests.engine.conftest import ComposeProject, DockerCLI
@@ -126,25 +127,53 @@ volumes:
 """
 
 
-def test_init_writes_an_override_that_guards_a_plain_down_v(docker: DockerCLI, project: ComposeProject) -> None:
+def in_folder(docker: DockerCLI, project: ComposeProject, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `docker ARGS` as in a new shell in the project folder: no -f, no COMPOSE_FILE exported."""
+    env = {k: v for k, v in docker.env.items() if not k.startswith("COMPOSE_")}
+    env["DOCKER_PERSIST_STORE"] = str(project.store)
+    return subprocess.run(["docker", *args], cwd=project.directory, env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+
+
+def test_init_override_is_named_in_env_so_a_plain_compose_in_a_new_shell_guards_down_v(
+    docker: DockerCLI, project: ComposeProject
+) -> None:
     project.write(UNANNOTATED)
     original = project.file.read_text()
-    done = project.persist("init")
+    refused = project.persist("init")  # no terminal, no --yes: nothing is written
+    assert refused.returncode == 1 and "pass --yes" in refused.stderr, refused.stderr
+    assert sorted(p.name for p in project.directory.iterdir()) == ["compose.yaml"]
+    done = project.persist("init", "--override")
     assert done.returncode == 0, done.stderr
-    override = project.directory / "compose.persist.yaml"
-    assert override.exists() and "docker compose -f compose.yaml -f compose.persist.yaml up -d" in done.stdout
     assert project.file.read_text() == original, "the user's own file is left untouched"
-    again = project.persist("init")
-    assert again.returncode == 1 and "--force" in again.stderr
+    assert (project.directory / ".env").read_text().endswith("\nCOMPOSE_FILE=compose.yaml:compose.persist.yaml\n")
+    again = project.persist("init", "--override")
+    assert again.returncode == 0 and "No changes" in again.stdout, again.stdout + again.stderr
 
-    files = ["-f", str(project.file), "-f", str(override)]
-    base = ["compose", "--project-directory", str(project.directory), *files, "-p", project.name]
-    env = {"DOCKER_PERSIST_STORE": str(project.store)}
-    config = docker.run(*base, "config", env=env, check=True).stdout
-    assert "provider:" in config and "x-persist: {}" in config and "consistency: stop" in config
-    docker.run(*base, "up", "-d", env=env, check=True)
-    down = docker.run(*base, "down", "-v", env=env)
+    config = in_folder(docker, project, "compose", "config")
+    assert config.returncode == 0, config.stderr
+    assert "provider:" in config.stdout and "x-persist: {}" in config.stdout and "consistency: stop" in config.stdout
+    up = in_folder(docker, project, "compose", "up", "-d")
+    assert up.returncode == 0, up.stdout + up.stderr
+    down = in_folder(docker, project, "compose", "down", "-v")
     assert down.returncode == 0, down.stdout + down.stderr
-    snapshots = json.loads(docker.run("persist", "snapshots", "--format", "json", *files, "-p", project.name,
-                                      env=env, check=True).stdout)["snapshots"]  # fmt: skip
-    assert [s["reason"] for s in snapshots] == ["pre-down"]
+    listed = in_folder(docker, project, "persist", "snapshots", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert [s["reason"] for s in json.loads(listed.stdout)["snapshots"]] == ["pre-down"]
+
+
+def test_init_yes_puts_x_persist_in_the_compose_file_so_up_guards_in_a_new_shell(
+    docker: DockerCLI, project: ComposeProject
+) -> None:
+    project.write(UNANNOTATED)
+    done = project.persist("init", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "  db_data: {}\n" not in project.file.read_text() and "    x-persist: {}\n" in project.file.read_text()
+    assert sorted(p.name for p in project.directory.iterdir()) == ["compose.yaml"]
+    checked = in_folder(docker, project, "persist", "check", "--format", "json")
+    assert "DP021" not in checked.stdout, checked.stdout  # db_data is covered by x-persist now
+    up = in_folder(docker, project, "persist", "up", "-d")
+    assert up.returncode == 0, up.stdout + up.stderr
+    volume = f"{project.name}_db_data"
+    guards = docker.run("ps", "-aq", "--filter", f"label=io.docker-persist.volume={volume}").stdout.split()
+    assert len(guards) == 1, "up protects the volume x-persist marks precious"

@@ -19,6 +19,7 @@ from docker_persist.core.manifest import (
     ARCHIVE_SUFFIXES,
     FORMAT,
     SEALED_FORMAT,
+    IndexRecord,
     Manifest,
     RootEntry,
     ServiceRecord,
@@ -107,12 +108,13 @@ def _volumes_for_service(project: Project, services: Sequence[str]) -> list[str]
 
 def _archive_into(
     pending: PendingSnapshot, filename: str, fmt: PartFormat, archive: Iterable[bytes], label: str, progress: Progress
-) -> tuple[BackgroundWriter, ArchiveSummary]:
+) -> tuple[BackgroundWriter, ArchiveSummary, BackgroundWriter]:
     """Digest, compress (and encrypt) and store one tar stream as a part of the pending snapshot.
 
     Three stages on two cores: a thread reads the source; the main thread digests it
     and feeds zstd; a thread hashes and writes the compressed bytes. With encryption, a
-    fourth thread runs age between zstd and the writer.
+    fourth thread runs age between zstd and the writer. Then the part's file index
+    (core/fileindex.py), compressed and encrypted alike; return both writers and the summary.
     """
     from docker_persist.streams.encryption import EncryptingSink
 
@@ -133,7 +135,41 @@ def _archive_into(
             if encrypting is not None:
                 encrypting.close()
             sink.close()
-    return sink, digester.finish()
+    summary = digester.finish()
+    return sink, summary, _write_index(pending, index_filename(filename), fmt, digester)
+
+
+def index_filename(part: str) -> str:
+    """Return the file name of a part's file index: `data.tar.zst` -> `data.index.zst` (`.age` kept)."""
+    key, _, rest = part.partition(".tar")
+    return f"{key}.index.zst{'.age' if rest.endswith('.age') else ''}"
+
+
+def _write_index(pending: PendingSnapshot, filename: str, fmt: PartFormat, digester: TarDigester) -> BackgroundWriter:
+    from docker_persist.core.fileindex import HEADER, encode
+    from docker_persist.streams.encryption import EncryptingSink
+
+    with pending.open_part(filename) as part:
+        sink = BackgroundWriter(part)
+        encrypting = EncryptingSink(sink, fmt.recipients) if fmt.recipients else None
+        try:
+            compressor = make_compressor("zstd", encrypting or sink)
+            compressor.write(HEADER)
+            lines: list[bytes] = []
+            for entry in digester.index_entries():
+                lines.append(encode(entry))
+                if len(lines) >= 4096:
+                    compressor.write(b"".join(lines))
+                    lines.clear()
+            compressor.write(b"".join(lines))
+            compressor.finish()
+            if encrypting is not None:
+                encrypting.finish()
+        finally:
+            if encrypting is not None:
+                encrypting.close()
+            sink.close()
+    return sink
 
 
 def backup_volume(
@@ -152,10 +188,10 @@ def backup_volume(
     filename = fmt.filename(volume.key)
     try:
         with engine.volume_archive(volume.name, project) as archive:
-            sink, summary = _archive_into(pending, filename, fmt, archive, volume.key, progress)
+            sink, summary, index = _archive_into(pending, filename, fmt, archive, volume.key, progress)
     except UnrestorableError as error:
         raise UnrestorableError(f"cannot back up volume {volume.key} ({volume.name}): {error}") from None
-    record = _volume_record(volume, live.driver, live.options, live.labels, filename, fmt, sink, summary)
+    record = _volume_record(volume, live.driver, live.options, live.labels, filename, fmt, sink, summary, index)
     return dataclasses.replace(record, kind=kind)
 
 
@@ -171,8 +207,8 @@ def backup_layer(
     """Stream the given paths of a container's writable layer into the pending snapshot, as a volume-like part."""
     filename = fmt.filename(key)
     archive = engine.container_layer_archive(container.id, paths)
-    sink, summary = _archive_into(pending, filename, fmt, archive, key, progress)
-    record = _volume_record(Volume(key=key, name=container.name), "local", {}, {}, filename, fmt, sink, summary)
+    sink, summary, index = _archive_into(pending, filename, fmt, archive, key, progress)
+    record = _volume_record(Volume(key=key, name=container.name), "local", {}, {}, filename, fmt, sink, summary, index)
     return dataclasses.replace(record, kind="container-layer")
 
 
@@ -185,6 +221,7 @@ def _volume_record(
     fmt: PartFormat,
     sink: BackgroundWriter,
     summary: ArchiveSummary,
+    index: BackgroundWriter,
 ) -> VolumeRecord:
     root = summary.root
     return VolumeRecord(
@@ -205,6 +242,7 @@ def _volume_record(
         entries=summary.entries,
         root=RootEntry(root.mode, root.uid, root.gid) if root is not None else None,
         encryption=fmt.encryption,
+        index=IndexRecord(index_filename(filename), index.sha256.hexdigest(), index.size),
     )
 
 

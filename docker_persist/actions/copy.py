@@ -31,18 +31,22 @@ def copy_snapshot(source: Store, target: Store, project: str, name: str, progres
         pending = target.begin(project, name)
         try:
             for record in manifest.volumes:
-                digest, size = hashlib.sha256(), 0
-                with source.open_part(project, name, record.file) as reader, pending.open_part(record.file) as writer:
-                    while data := reader.read(1 << 20):
-                        digest.update(data)
-                        size += len(data)
-                        writer.write(data)
-                        progress(record.key, len(data))
-                if size != record.archive_bytes or digest.hexdigest() != record.archive_sha256:
-                    raise IntegrityError(
-                        f"snapshot {name!r}: {record.file} in {source.url} does not match its manifest: not copied"
-                    )
-                crash_point("copy:part-written")
+                parts = [(record.file, record.archive_bytes, record.archive_sha256)]
+                if record.index is not None:
+                    parts.append((record.index.file, record.index.bytes, record.index.sha256))
+                for filename, expected_size, expected_sha256 in parts:
+                    digest, size = hashlib.sha256(), 0
+                    with source.open_part(project, name, filename) as reader, pending.open_part(filename) as writer:
+                        while data := reader.read(1 << 20):
+                            digest.update(data)
+                            size += len(data)
+                            writer.write(data)
+                            progress(record.key, len(data))
+                    if size != expected_size or digest.hexdigest() != expected_sha256:
+                        raise IntegrityError(
+                            f"snapshot {name!r}: {filename} in {source.url} does not match its manifest: not copied"
+                        )
+                    crash_point("copy:part-written")
             pending.publish(dump_manifest(manifest))
         except BaseException:
             pending.abort()

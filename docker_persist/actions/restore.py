@@ -147,7 +147,8 @@ def resolve_restore(store: Store, project: Project, request: RestoreRequest) -> 
         if missing:
             raise ConfigError(
                 f"snapshot {manifest.name!r} holds volume {missing[0]!r}, which project {project.name!r} does not "
-                f"have: restore it into a volume of your choice with --volume {missing[0]} --to NEW_VOLUME"
+                f"have: restore it into a volume of your choice with --volume {missing[0]} --to NEW_VOLUME "
+                f"(Compose would name it {project.name}_{missing[0]})"
             )
     manifest, records, keys = unlock(store, source, manifest, [r.key for r in records], request.identity)
     return ResolvedRestore(manifest, records, keys)

@@ -25,8 +25,23 @@ class Environment:
 
     @property
     def stdout_isatty(self) -> bool:
-        """Return True if stdout is a terminal (progress bars are allowed)."""
-        return _isatty(self.stdout)
+        """Return True if stdout is a terminal that output may decorate, with colour above all.
+
+        False when colour is turned off (`colour_allowed`), as if stdout were not a terminal: `check`
+        colours its findings by this.
+        """
+        return self.colour_allowed and _isatty(self.stdout)
+
+    @property
+    def colour_allowed(self) -> bool:
+        """Return False if the user turned ANSI colour off: NO_COLOR set to anything but "" (https://no-color.org),
+        or TERM=dumb."""
+        return not self.environ.get("NO_COLOR") and self.environ.get("TERM") != "dumb"
+
+    @property
+    def colour(self) -> bool:
+        """Return True if stdout may carry ANSI colour: a terminal, and colour not turned off."""
+        return self.stdout_isatty
 
     @property
     def stderr_isatty(self) -> bool:

@@ -21,7 +21,7 @@ LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
 
 # flag -> (field, takes a value)
-_LONG: dict[str, tuple[str, bool]] = {
+LONG_FLAGS: dict[str, tuple[str, bool]] = {
     "--context": ("context", True),
     "--host": ("hosts", True),
     "--config": ("config", True),
@@ -33,13 +33,14 @@ _LONG: dict[str, tuple[str, bool]] = {
     "--tlscert": ("tlscert", True),
     "--tlskey": ("tlskey", True),
 }
-_SHORT: dict[str, str] = {"-c": "--context", "-H": "--host", "-D": "--debug", "-l": "--log-level"}
+SHORT_FLAGS: dict[str, str] = {"-c": "--context", "-H": "--host", "-D": "--debug", "-l": "--log-level"}
 
 _TRUE = ("1", "t", "T", "true", "TRUE", "True")
 _FALSE = ("0", "f", "F", "false", "FALSE", "False")
 
 
-def _parse_bool(flag: str, text: str) -> bool:
+def parse_bool(flag: str, text: str) -> bool:
+    """Return a boolean flag's `--flag=TEXT` as pflag reads it. Raise UsageError for anything else."""
     if text in _TRUE:
         return True
     if text in _FALSE:
@@ -69,11 +70,11 @@ def split_global_flags(argv: Sequence[str]) -> tuple[GlobalOptions, list[str]]: 
         if not name.startswith("--") and len(name) > 2:
             # pflag shorthand with an attached value: -cNAME, -Hunix:///x, -ldebug
             name, inline, eq = arg[:2], arg[2:], "="
-        long = _SHORT.get(name, name)
-        if long not in _LONG:
+        long = SHORT_FLAGS.get(name, name)
+        if long not in LONG_FLAGS:
             # Not a global flag: the subcommand's own flags start here (e.g. `--help`).
             break
-        field, takes_value = _LONG[long]
+        field, takes_value = LONG_FLAGS[long]
         if takes_value:
             if eq:
                 value = inline
@@ -87,7 +88,7 @@ def split_global_flags(argv: Sequence[str]) -> tuple[GlobalOptions, list[str]]: 
             else:
                 values[field] = value
         else:
-            values[field] = _parse_bool(long, inline) if eq else True
+            values[field] = parse_bool(long, inline) if eq else True
         index += 1
     rest = list(argv[index:])
     if rest and rest[0] == PLUGIN_NAME:

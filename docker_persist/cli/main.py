@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from docker_persist import __version__
-from docker_persist.cli.commands import COMMANDS
+from docker_persist.cli.commands import COMMANDS, Entry
 from docker_persist.cli.context import Context
 from docker_persist.cli.environment import Environment
 from docker_persist.cli.globalflags import split_global_flags
-from docker_persist.cli.helpformat import ROOT, format_command_list
+from docker_persist.cli.helpformat import ROOT, format_command_list, unknown_flag
 from docker_persist.errors import ExitStatus, PersistError, UsageError
 
 SUMMARY = "Keep Docker volume data safe: snapshots, guards and checks for Compose projects"
@@ -64,9 +64,16 @@ def run_command(args: Sequence[str], env: Environment) -> int:
     options, rest = split_global_flags(args)
     if options.debug or options.log_level:
         configure_logging(env, options.debug, options.log_level)
-    if not rest or rest[0] in ("-h", "--help", "help"):
+    if rest[:1] in (["__complete"], ["__completeNoDesc"]):
+        # The shell-completion protocol of cobra, which the Docker CLI speaks to plugins.
+        from docker_persist.cli.commands.completion import run_complete
+
+        return run_complete(rest[1:], env, descriptions=rest[0] == "__complete")
+    if not rest or rest[0] in ("-h", "--help"):
         env.stdout.write(format_root_help())
         return ExitStatus.OK
+    if rest[0] == "help":
+        return _help(rest[1:], env)
     if rest[0] in ("-v", "--version"):
         env.stdout.write(f"docker-persist version {__version__}\n")
         return ExitStatus.OK
@@ -78,15 +85,7 @@ def run_command(args: Sequence[str], env: Environment) -> int:
         if not rest:
             raise UsageError("a command is required after the project flags")
     name, command_args = rest[0], rest[1:]
-    entry = COMMANDS.get(name)
-    if entry is None:
-        if name.startswith("-"):
-            raise UsageError(f"unknown flag: {name}")
-        import difflib
-
-        close = difflib.get_close_matches(name, list(COMMANDS), n=1)
-        hint = f"\n\nDid you mean this?\n\t{close[0]}" if close else ""
-        raise UsageError(f"unknown command: {ROOT} {name}{hint}")
+    entry = find_entry(name)
     command = entry.load()
     parser = command.make_parser(entry.name, entry.summary)
     parsed = parser.parse_command_args(command_args, passthrough=command.passthrough)
@@ -94,6 +93,32 @@ def run_command(args: Sequence[str], env: Environment) -> int:
         env.stdout.write(parser.format_help())
         return ExitStatus.OK
     return command.run(parsed, Context(env=env, options=options, compose_options=compose_options))
+
+
+def find_entry(name: str) -> Entry:
+    """Return the registered command `name`. Raise UsageError, with the nearest listed command, if there is none."""
+    entry = COMMANDS.get(name)
+    if entry is not None:
+        return entry
+    if name.startswith("-"):
+        raise UsageError(unknown_flag(name, {"h": False, "v": False}))
+    import difflib
+
+    close = difflib.get_close_matches(name, [c.name for c in COMMANDS.values() if c.listed], n=1)
+    hint = f"\n\nDid you mean this?\n\t{close[0]}" if close else ""
+    raise UsageError(f"unknown command: {ROOT} {name}{hint}")
+
+
+def _help(topics: Sequence[str], env: Environment) -> int:
+    """`docker persist help [COMMAND]`: the root help, or the command's own, as `COMMAND --help` prints it."""
+    if not topics or topics[0] in ("-h", "--help"):
+        env.stdout.write(format_root_help())
+        return ExitStatus.OK
+    if len(topics) > 1:
+        raise UsageError(f'"{ROOT} help" accepts at most 1 argument.')
+    entry = find_entry(topics[0])
+    env.stdout.write(entry.load().make_parser(entry.name, entry.summary).format_help())
+    return ExitStatus.OK
 
 
 def _handle_sigterm() -> None:

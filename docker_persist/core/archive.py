@@ -101,9 +101,13 @@ import math
 import struct
 import urllib.parse
 from collections.abc import Collection, Iterable, Iterator
+from typing import TYPE_CHECKING
 from zlib import adler32
 
 from docker_persist.errors import PersistError
+
+if TYPE_CHECKING:
+    from docker_persist.core.fileindex import IndexEntry
 
 BLOCK_SIZE = 512
 MAX_META_SIZE = 8 * 1024 * 1024
@@ -201,13 +205,14 @@ class ArchiveSummary:
 class _Node:
     """What a path holds once extracted. Hard-linked paths share one node, as they share an inode."""
 
-    __slots__ = ("device", "gid", "kind", "mode", "sha256", "size", "target", "uid", "xattrs")
+    __slots__ = ("device", "gid", "kind", "mode", "mtime", "sha256", "size", "target", "uid", "xattrs")
 
     def __init__(self, kind: str, mode: int, uid: int, gid: int) -> None:
         self.kind = kind
         self.mode = mode
         self.uid = uid
         self.gid = gid
+        self.mtime = 0.0  # for the file index; not part of the digest
         self.size = 0
         self.sha256 = ""
         self.target = ""
@@ -350,6 +355,25 @@ class TarDigester:
                 raise
             self._summary = self._summarize()
         return self._summary
+
+    def index_entries(self) -> Iterator[IndexEntry]:
+        """Yield the file index of the archive (see core/fileindex.py), sorted by path, once finish() returned."""
+        from docker_persist.core.fileindex import IndexEntry
+
+        if self._summary is None:
+            raise RuntimeError("index_entries() comes after finish()")
+        encoded = {path: path.encode("utf-8", "surrogateescape") for path in self._nodes}
+        members: dict[int, list[str]] = {}
+        for path, node in self._nodes.items():
+            members.setdefault(id(node), []).append(path)
+        groups = {key: min(paths, key=encoded.__getitem__) for key, paths in members.items() if len(paths) > 1}
+        for _, path in sorted((encoded[path], path) for path in self._nodes):
+            node = self._nodes[path]
+            what = node.sha256 if node.kind == "file" else node.target or node.device
+            yield IndexEntry(
+                path, node.kind, node.mode, node.uid, node.gid, node.size, math.floor(node.mtime), what,
+                groups.get(id(node), ""),
+            )  # fmt: skip
 
     # --- the stream ------------------------------------------------------------------
 
@@ -499,6 +523,7 @@ class TarDigester:
             raise UnsafeArchiveError(f"unsafe archive: the root entry {name!r} is a {kind}, not a directory")
 
         node = _Node(kind, mode, uid, gid)
+        node.mtime = _parse_mtime(block, pax, offset)
         if pax:
             _collect_xattrs(pax, node, name)
         if kind == "file":

@@ -134,6 +134,15 @@ class RootEntry:
 
 
 @dataclasses.dataclass(frozen=True)
+class IndexRecord:
+    """A part's file index (core/fileindex.py): its file in the snapshot, and that file's sha256 and size."""
+
+    file: str
+    sha256: str
+    bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
 class VolumeRecord:
     """One volume in a snapshot: where it came from, its archive, and what the archive holds."""
 
@@ -157,6 +166,7 @@ class VolumeRecord:
     # writable layer, saved by `down`); the last two restore only with --to.
     kind: str = "volume"
     encryption: str | None = None  # "age": the part is the compressed archive, encrypted (file ends in .age)
+    index: IndexRecord | None = None  # none in snapshots taken before docker-persist wrote file indexes
 
 
 RECORD_KINDS = ("volume", "anonymous-volume", "container-layer")
@@ -334,10 +344,12 @@ def _dump_volume(volume: VolumeRecord) -> dict[str, Any]:
     }
     if volume.encryption is not None:
         record["encryption"] = volume.encryption
+    if volume.index is not None:
+        record["index"] = {"file": volume.index.file, "sha256": volume.index.sha256, "bytes": volume.index.bytes}
     return _sorted(record)
 
 
-_PUBLIC_VOLUME = ("archive_bytes", "archive_sha256", "compression", "encryption", "file", "key", "kind")
+_PUBLIC_VOLUME = ("archive_bytes", "archive_sha256", "compression", "encryption", "file", "index", "key", "kind")
 
 
 def _public_volume(volume: VolumeRecord) -> dict[str, Any]:
@@ -439,11 +451,12 @@ def _load_volume(fields: _Fields, locked: bool = False) -> VolumeRecord:
     if encryption is not None and encryption not in ENCRYPTIONS:
         fields.fail("encryption", f"expected one of {', '.join(ENCRYPTIONS)}, got {encryption!r}")
     key, archive_bytes = fields.text("key"), fields.count("archive_bytes")
+    index = _load_index(fields.optional_record("index") if "index" in fields.value else None, file)
     if locked:  # format 3 without its key: the rest is sealed
         return VolumeRecord(
             key=key, source="", driver="", driver_opts={}, labels={}, file=file, compression=compression,
             archive_sha256=archive_sha256, archive_bytes=archive_bytes, content_digest="", bytes=0, files=0,
-            directories=0, symlinks=0, entries=0, root=None, kind=kind, encryption=encryption,
+            directories=0, symlinks=0, entries=0, root=None, kind=kind, encryption=encryption, index=index,
         )  # fmt: skip
     content_digest = fields.text("content_digest")
     if not _CONTENT_DIGEST.fullmatch(content_digest):
@@ -468,7 +481,20 @@ def _load_volume(fields: _Fields, locked: bool = False) -> VolumeRecord:
         root=None if root is None else RootEntry(mode=root.mode("mode"), uid=root.count("uid"), gid=root.count("gid")),
         kind=kind,
         encryption=encryption,
+        index=index,
     )
+
+
+def _load_index(fields: _Fields | None, part: str) -> IndexRecord | None:
+    if fields is None:
+        return None
+    file = fields.text("file")
+    if not is_part_name(file) or file == part:
+        fields.fail("file", f"{file!r} is not a plain file name of its own")
+    sha256 = fields.text("sha256")
+    if not _SHA256_HEX.fullmatch(sha256):
+        fields.fail("sha256", f"expected 64 lowercase hex digits, got {sha256!r}")
+    return IndexRecord(file, sha256, fields.count("bytes"))
 
 
 def _load_service(fields: _Fields) -> ServiceRecord:

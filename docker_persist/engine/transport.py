@@ -46,6 +46,36 @@ def unreachable(endpoint: Endpoint, reason: object) -> EngineError:
     )
 
 
+def permission_denied(endpoint: Endpoint, path: str) -> EngineError:
+    """Return the error for an engine socket this user may not open (EACCES): whose it is, and what to do."""
+    import os
+    import pwd
+    import stat
+
+    via = f' (context "{endpoint.context}", chosen by {endpoint.source})' if endpoint.source != "default" else ""
+    try:
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        user = f"uid {os.getuid()}"
+    owner = ""
+    try:
+        import grp
+
+        info = os.stat(path)
+        who = f"{pwd.getpwuid(info.st_uid).pw_name}:{grp.getgrgid(info.st_gid).gr_name}"
+        owner = f" (owned by {who}, mode {stat.filemode(info.st_mode)[1:]})"
+    except (OSError, KeyError):
+        pass
+    return EngineError(
+        f"permission denied while trying to connect to the Docker engine socket at {endpoint.host}{via}: "
+        f"user {user} is not allowed to use {path}{owner}. Either:\n"
+        "  - add yourself to the docker group: `sudo usermod -aG docker $USER`, then log out and back in "
+        "(or run `newgrp docker`); mind that the docker group grants root-level access to this machine;\n"
+        "  - or use an engine you may use: rootless Docker (https://docs.docker.com/engine/security/rootless/), "
+        "or another context: `docker context ls`, then `docker context use NAME` (or --context NAME)."
+    )
+
+
 def api_error(status: int, method: str, path: str, body: bytes) -> EngineError:
     """Return the error for a non-2xx answer, with the engine's own message."""
     try:
@@ -214,8 +244,12 @@ class HTTPTransport:
             if host.startswith("unix://"):
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 sock.settimeout(self.timeout)
+                path = host.removeprefix("unix://")
                 try:
-                    sock.connect(host.removeprefix("unix://"))
+                    sock.connect(path)
+                except PermissionError as error:
+                    sock.close()
+                    raise permission_denied(self.endpoint, path) from error
                 except OSError:
                     sock.close()
                     raise

@@ -297,7 +297,8 @@ def test_backup_publishes_one_part_per_selected_volume(
     bed = make_multi_bed(tmp_path)
     result = backup(bed.workspace(), bed.store, BackupRequest(volume_keys=keys, services=services, name="s"))
     assert [v.key for v in result.manifest.volumes] == expected
-    assert sorted(bed.store.snapshots[PROJECT]["s"]) == sorted(["manifest.json", *(f"{k}.tar.zst" for k in expected)])
+    parts = [f"{k}.tar.zst" for k in expected] + [f"{k}.index.zst" for k in expected]
+    assert sorted(bed.store.snapshots[PROJECT]["s"]) == sorted(["manifest.json", *parts])
     assert bed.store.pending == {}
 
 
@@ -855,7 +856,7 @@ def test_a_snapshot_volume_the_project_lacks_is_a_config_error(tmp_path: Path) -
         restore(single.workspace(), single.store, RestoreRequest("both"))
     assert str(refused.value) == (
         "snapshot 'both' holds volume 'logs', which project 'shop' does not have: restore it into a volume of your "
-        "choice with --volume logs --to NEW_VOLUME"
+        "choice with --volume logs --to NEW_VOLUME (Compose would name it shop_logs)"
     )
     assert touched(bed.engine) == [] and state_of(bed, "app") == "running"
     assert snapshot_names(bed) == ["both"]

@@ -18,7 +18,9 @@ class Entry(NamedTuple):
     name: str
     summary: str
     load: Callable[[], Command]
-    listed: bool = True  # in `docker persist --help`; install-plugin is run as `docker-persist install-plugin`
+    # Shown in `docker persist --help` and in shell completion. Not: install-plugin (run as `docker-persist
+    # install-plugin`) and compose (run by Docker Compose), which still run when named.
+    listed: bool = True
 
 
 def _backup() -> Command:
@@ -141,6 +143,30 @@ def _install_plugin() -> Command:
     return install_plugin.COMMAND
 
 
+def _completion() -> Command:
+    from docker_persist.cli.commands import completion
+
+    return completion.COMMAND
+
+
+def _projects() -> Command:
+    from docker_persist.cli.commands import projects
+
+    return projects.COMMAND
+
+
+def _ls() -> Command:
+    from docker_persist.cli.commands import ls
+
+    return ls.COMMAND
+
+
+def _diff() -> Command:
+    from docker_persist.cli.commands import diff
+
+    return diff.COMMAND
+
+
 def _version() -> Command:
     from docker_persist.cli.commands import version
 
@@ -152,6 +178,9 @@ COMMANDS: dict[str, Entry] = {
     for entry in (
         Entry("backup", "Take a snapshot of the project's volumes", _backup),
         Entry("snapshots", "List the project's snapshots", _snapshots),
+        Entry("ls", "List the files in a snapshot, without restoring it", _ls),
+        Entry("diff", "Show what was added, removed and changed between two snapshots", _diff),
+        Entry("projects", "List the projects a store holds snapshots of", _projects),
         Entry("restore", "Restore volumes from a snapshot by name", _restore),
         Entry("verify", "Run a restore drill and compare content digests", _verify),
         Entry("forget", "Remove snapshots by a retention policy", _forget),
@@ -163,8 +192,8 @@ COMMANDS: dict[str, Entry] = {
         Entry("down", "Back up what docker compose down would destroy, then run it", _down),
         Entry("protect", "Guard volumes so that the engine refuses to remove them", _protect),
         Entry("unprotect", "Remove the guards of volumes", _unprotect),
-        Entry("init", "Write compose.persist.yaml: the provider and a starter x-persist", _init),
-        Entry("compose", "The Compose provider entry point, run by Docker Compose", _compose),
+        Entry("init", "Add x-persist to the Compose file (or an override that .env names)", _init),
+        Entry("compose", "The Compose provider entry point, run by Docker Compose", _compose, False),
         Entry("check", "Audit the project and the engine for data that could be lost or exposed", _check),
         Entry("plan", "Show what up or down would do, and change nothing", _plan),
         Entry(
@@ -172,6 +201,7 @@ COMMANDS: dict[str, Entry] = {
         ),
         Entry("metrics", "Show per-volume backup metrics in Prometheus' text format", _metrics),
         Entry("version", "Show the docker-persist, Docker engine and Compose versions", _version),
+        Entry("completion", "Print the shell completion script for bash, zsh or fish", _completion),
         Entry("install-plugin", "Link this docker-persist into the Docker CLI's plugin folder", _install_plugin, False),
     )
 }

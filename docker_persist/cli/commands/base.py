@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from docker_persist.cli.context import Context
 from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
-from docker_persist.errors import UsageError
+from docker_persist.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from docker_persist.actions.catalog import Catalog
@@ -101,9 +101,16 @@ class PendingProject:
             given = compose_options_from_args(args) if args is not None else ComposeOptions()
             options = (context.compose_options or ComposeOptions()).merged(given)
         self.options = options
+        self.context = context
         cwd = cwd or os.getcwd()
         self.files = find_project_files(options, context.env.environ, cwd)
-        self.pending = start_compose_config(context.docker_config, options.to_argv(), context.env.environ, cwd)
+        self.name = options.project_name or context.env.environ.get("COMPOSE_PROJECT_NAME") or None
+        # With no Compose file, Compose could only refuse: wait() and wait_for_store() say what to do.
+        self.pending = (
+            start_compose_config(context.docker_config, options.to_argv(), context.env.environ, cwd)
+            if self.files
+            else None
+        )
         first = self.files[0] if self.files and self.files[0] != "-" else None
         directory = options.project_directory or (os.path.dirname(first) if first else cwd)
         self.working_dir = os.path.abspath(os.path.join(cwd, directory))
@@ -115,7 +122,56 @@ class PendingProject:
         """
         from docker_persist.config.project import load_document, parse_compose_yaml
 
+        if self.pending is None:
+            raise ConfigError(
+                "no Compose file here (compose.yaml, docker-compose.yml, ...): run this in the project's folder, "
+                "or point at the file with -f"
+                + (
+                    "; snapshots, restore --to, verify, forget and pin also work with the project's name alone: "
+                    "-p NAME (and --store URL), which `docker persist projects` lists"
+                    if self.name is None
+                    else ""
+                )
+            )
         return load_document(parse_compose_yaml(self.pending.result()), self.working_dir), self.files
+
+    def wait_for_store(self) -> Project:
+        """Return the project for a command that needs only its name and snapshots (snapshots, restore --to,
+        verify, forget, pin, ls, diff), when the Compose file is gone or its x-persist is broken.
+
+        With no Compose file: a bare project named by -p (or COMPOSE_PROJECT_NAME): no services, no
+        volumes. With an invalid x-persist: the project without it, and a warning. Raise ConfigError
+        if there is neither a Compose file nor a project name, or if Compose rejects the file.
+        """
+        import logging
+
+        from docker_persist.config.model import Project, build_project
+        from docker_persist.config.project import parse_compose_yaml
+
+        if self.pending is None:
+            if self.name is None:
+                raise ConfigError(
+                    "no Compose file here, and no project named: run this in the project's folder, or name the "
+                    "project with -p NAME (and --store URL if its snapshots are not in the default store); "
+                    "`docker persist projects --store URL` lists the projects a store holds"
+                )
+            return Project(name=self.name, working_dir=self.working_dir, services=(), volumes={})
+        try:
+            return self.wait()[0]
+        except ConfigError as error:
+            if not str(error).startswith("invalid x-persist"):
+                raise
+            logging.getLogger(__name__).warning("%s\n(ignored: this command needs only the project's snapshots)", error)
+            return build_project(_without_x_persist(parse_compose_yaml(self.pending.result())), self.working_dir)
+
+
+def _without_x_persist(document: Any) -> Any:
+    """Return a parsed Compose document with every `x-persist` key left out, at any depth."""
+    if isinstance(document, dict):
+        return {key: _without_x_persist(value) for key, value in document.items() if key != "x-persist"}
+    if isinstance(document, list):
+        return [_without_x_persist(item) for item in document]
+    return document
 
 
 def load_project(context: Context, args: argparse.Namespace) -> tuple[Project, list[str]]:
@@ -162,10 +218,11 @@ def open_project_store(context: Context, args: argparse.Namespace, project: Proj
 
 
 def make_progress(context: Context) -> Progress:
-    """Return the progress reporter: live on a terminal, silent otherwise."""
+    """Return the progress reporter: live on a terminal (one that moves its cursor: not TERM=dumb), silent otherwise."""
     from docker_persist.cli.progress import Progress
 
-    return Progress(context.env.stderr, enabled=context.env.stderr_isatty)
+    live = context.env.stderr_isatty and context.env.environ.get("TERM") != "dumb"
+    return Progress(context.env.stderr, enabled=live)
 
 
 def compose_runner(

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
         raise UsageError('"docker persist copy" requires --to STORE_URL', f"{ROOT} copy")
     if bool(args.names) == bool(args.all):
         raise UsageError("give snapshot names or --all", f"{ROOT} copy")
-    project, _ = PendingProject(context, args).wait()
+    project = PendingProject(context, args).wait_for_store()
     source = open_project_store(context, args, project)
     target = open_store(args.to, context.env.environ)
     if source.url == target.url:

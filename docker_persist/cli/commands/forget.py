@@ -50,7 +50,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
     policy = KeepPolicy(**flags, within=args.keep_within)
     if args.names and not policy.is_empty():
         raise UsageError("give snapshot names or --keep-* options, not both", f"{ROOT} forget")
-    project, _ = PendingProject(context, args).wait()
+    project = PendingProject(context, args).wait_for_store()
     store = open_project_store(context, args, project)
     if args.names:
         removed_names = forget_names(store, project.name, args.names, args.dry_run)

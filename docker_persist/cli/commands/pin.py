@@ -33,7 +33,7 @@ def _run(args: argparse.Namespace, context: Context, pinned: bool) -> int:
     output = check_format(args, verb)
     if not args.names:
         raise UsageError(f'"docker persist {verb}" requires at least one snapshot NAME', f"{ROOT} {verb}")
-    project, _ = PendingProject(context, args).wait()
+    project = PendingProject(context, args).wait_for_store()
     rows = set_pinned(open_project_store(context, args, project), project.name, args.names, pinned)
     if output == "json":
         document = [{"name": name, "pinned": pinned, "changed": changed} for name, changed in rows]

@@ -16,7 +16,7 @@ from docker_persist.cli.commands.base import (
 from docker_persist.cli.context import Context
 from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
 from docker_persist.cli.projectflags import add_project_flags
-from docker_persist.errors import ConfigError, ExitStatus, UsageError
+from docker_persist.errors import ExitStatus, UsageError
 
 
 def add_arguments(parser: DockerArgumentParser) -> None:
@@ -30,8 +30,11 @@ def _volume_names(
 ) -> tuple[PendingProject, list[tuple[str, str]]]:
     """Return the project and (key, engine name) of each volume named: a project key or an engine name.
 
-    With no names, every precious volume with protect on. Raise ConfigError for a volume that does not exist.
+    With no names, every precious volume with protect on. Raise ConfigError for a volume that does not exist,
+    and for `protect` of one the project declares `x-persist: false`.
     """
+    from docker_persist.actions.protect import select_named_volumes
+
     pending = PendingProject(context, args)
     project, _ = pending.wait()
     if not args.volumes:
@@ -39,14 +42,11 @@ def _volume_names(
         if not chosen:
             raise UsageError(f"name the volumes to {command}: no x-persist volume has protect on", f"{ROOT} {command}")
         return pending, chosen
-    chosen = []
-    for name in args.volumes:
-        volume = project.volumes.get(name)
-        chosen.append((name, volume.name) if volume is not None else (name, name))
-    for key, name in chosen:
-        if context.engine.inspect_volume(name) is None:
-            raise ConfigError(f"volume {name!r} does not exist" + (f" (project volume {key!r})" if key != name else ""))
-    return pending, chosen
+
+    def exists(name: str) -> bool:
+        return context.engine.inspect_volume(name) is not None
+
+    return pending, select_named_volumes(project, args.volumes, command, exists)
 
 
 def _report(context: Context, args: argparse.Namespace, verb: str, rows: list[tuple[str, str, bool]]) -> int:

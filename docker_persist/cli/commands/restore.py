@@ -26,6 +26,7 @@ from docker_persist.errors import ExitStatus, UnsafeOperationError, UsageError
 if TYPE_CHECKING:
     from docker_persist.actions.restore import ResolvedRestore
     from docker_persist.config.model import Project
+    from docker_persist.store import Store
 
 
 def add_arguments(parser: DockerArgumentParser) -> None:
@@ -35,6 +36,14 @@ def add_arguments(parser: DockerArgumentParser) -> None:
     )
     parser.add_argument("--to", metavar="string", help="Restore into this volume instead (one --volume)")
     parser.add_argument("--from-project", metavar="string", help="Restore a snapshot of another project")
+    parser.add_argument(
+        "--path", metavar="string", help="Restore only this file or folder of the volume (with --to-dir)"
+    )
+    parser.add_argument(
+        "--to-dir",
+        metavar="string",
+        help='Restore --path into this new or empty host folder, touching no volume ("-": a file to stdout)',
+    )
     parser.add_argument("-y", "--yes", action="store_true", help="Do not ask for confirmation")
     add_identity_flag(parser)
     add_store_flag(parser)
@@ -85,8 +94,10 @@ def run(args: argparse.Namespace, context: Context) -> int:
     if not args.name:
         raise UsageError('"docker persist restore" requires a snapshot NAME', f"{ROOT} restore")
     pending = PendingProject(context, args)
-    project, _ = pending.wait()
+    project = pending.wait_for_store()
     store = open_project_store(context, args, project)
+    if args.path is not None or args.to_dir is not None:
+        return _restore_paths(args, context, project, store)
     request = RestoreRequest(args.name, tuple(args.volume), args.to, args.from_project, identity_path(context, args))
     resolved = resolve_restore(store, project, request)  # a bad name, --volume or key fails before anyone is asked
     if not args.yes:
@@ -114,3 +125,28 @@ def run(args: argparse.Namespace, context: Context) -> int:
 
 
 COMMAND = Command(add_arguments=add_arguments, run=run, usage="[OPTIONS] NAME")
+
+
+def _restore_paths(args: argparse.Namespace, context: Context, project: Project, store: Store) -> int:
+    """`restore NAME --volume V --path P --to-dir DIR`: files out of a snapshot, into a host folder or to stdout."""
+    from docker_persist.actions.browse import extract_paths, open_snapshot
+
+    if args.path is None or args.to_dir is None:
+        raise UsageError("--path and --to-dir go together: the file or folder, and where to put it", f"{ROOT} restore")
+    if args.to or args.from_project:
+        raise UsageError("--to-dir restores into a host folder: not with --to or --from-project", f"{ROOT} restore")
+    opened = open_snapshot(store, project.name, args.name, identity_path(context, args))
+    keys = list(args.volume) or [r.key for r in opened.manifest.volumes]
+    if len(keys) != 1:
+        raise UsageError(f"snapshot {args.name!r} holds {', '.join(keys)}: choose one with --volume", f"{ROOT} restore")
+    record = opened.record(keys[0])
+    if args.to_dir == "-":
+        stdout = getattr(context.env.stdout, "buffer", None)
+        if stdout is None:
+            raise UsageError("--to-dir - needs a byte stream on stdout", f"{ROOT} restore")
+        extract_paths(store, project.name, opened, record, args.path, stdout)
+        stdout.flush()
+        return ExitStatus.OK
+    count = extract_paths(store, project.name, opened, record, args.path, args.to_dir)
+    context.env.stderr.write(f"Restored {count} entries of {record.key}:{args.path} into {args.to_dir}\n")
+    return ExitStatus.OK

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
     from docker_persist.core.manifest import format_datetime as format_time
 
     output = check_format(args, "snapshots")
-    project, _ = PendingProject(context, args).wait()
+    project = PendingProject(context, args).wait_for_store()
     store = open_project_store(context, args, project)
     catalog = read_catalog(store, project.name)
     manifests = catalog.manifests

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
     if args.all and args.names:
         raise UsageError("give snapshot names or --all, not both", f"{ROOT} verify")
     pending = PendingProject(context, args)
-    project, _ = pending.wait()
+    project = pending.wait_for_store()
     store = open_project_store(context, args, project)
     names = list(args.names) or store.list_snapshots(project.name)
     if not names:

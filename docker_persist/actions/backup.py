@@ -146,7 +146,7 @@ def index_filename(part: str) -> str:
 
 
 def _write_index(pending: PendingSnapshot, filename: str, fmt: PartFormat, digester: TarDigester) -> BackgroundWriter:
-    from docker_persist.core.fileindex import HEADER, encode
+    from docker_persist.core.fileindex import HEADER
     from docker_persist.streams.encryption import EncryptingSink
 
     with pending.open_part(filename) as part:
@@ -156,8 +156,8 @@ def _write_index(pending: PendingSnapshot, filename: str, fmt: PartFormat, diges
             compressor = make_compressor("zstd", encrypting or sink)
             compressor.write(HEADER)
             lines: list[bytes] = []
-            for entry in digester.index_entries():
-                lines.append(encode(entry))
+            for line in digester.index_lines():
+                lines.append(line)
                 if len(lines) >= 4096:
                     compressor.write(b"".join(lines))
                     lines.clear()

@@ -262,6 +262,8 @@ class TarDigester:
         self._nodes: dict[str, _Node] = {}
         self._symlink_paths: set[str] = set()  # every path that was a symlink at some point
         self._root: ArchiveRoot | None = None
+        self._ordered: list[str] = []  # the paths in byte order, set by finish()
+        self._link_groups: dict[int, bytes] = {}  # id(node) -> its hard-link group's smallest path, set by finish()
         self._global_pax: dict[bytes, bytes] = {}
         self._local_pax: dict[bytes, bytes] | None = None
         self._long_name: bytes | None = None
@@ -356,24 +358,36 @@ class TarDigester:
             self._summary = self._summarize()
         return self._summary
 
+    def index_lines(self) -> Iterator[bytes]:
+        """Yield the file index's lines (fileindex.encode of each of index_entries), without building entries."""
+        from docker_persist.core.fileindex import escape
+
+        for path, node, group in self._indexed():
+            what = node.sha256 if node.kind == "file" else node.target or node.device
+            yield (
+                f"{escape(path)}\t{node.kind}\t{node.mode:04o}\t{node.uid}\t{node.gid}\t{node.size}\t"
+                f"{math.floor(node.mtime)}\t{escape(what)}\t{escape(group)}\n"
+            ).encode("utf-8", "surrogateescape")
+
+    def _indexed(self) -> Iterator[tuple[str, _Node, str]]:
+        """Yield (path, node, hard-link group) sorted by path, once finish() returned."""
+        if self._summary is None:
+            raise RuntimeError("the file index comes after finish()")
+        groups = self._link_groups
+        for path in self._ordered:
+            node = self._nodes[path]
+            group = groups.get(id(node))
+            yield path, node, group.decode("utf-8", "surrogateescape") if group is not None else ""
+
     def index_entries(self) -> Iterator[IndexEntry]:
         """Yield the file index of the archive (see core/fileindex.py), sorted by path, once finish() returned."""
         from docker_persist.core.fileindex import IndexEntry
 
-        if self._summary is None:
-            raise RuntimeError("index_entries() comes after finish()")
-        encoded = {path: path.encode("utf-8", "surrogateescape") for path in self._nodes}
-        members: dict[int, list[str]] = {}
-        for path, node in self._nodes.items():
-            members.setdefault(id(node), []).append(path)
-        groups = {key: min(paths, key=encoded.__getitem__) for key, paths in members.items() if len(paths) > 1}
-        for _, path in sorted((encoded[path], path) for path in self._nodes):
-            node = self._nodes[path]
+        for path, node, group in self._indexed():
             what = node.sha256 if node.kind == "file" else node.target or node.device
             yield IndexEntry(
-                path, node.kind, node.mode, node.uid, node.gid, node.size, math.floor(node.mtime), what,
-                groups.get(id(node), ""),
-            )  # fmt: skip
+                path, node.kind, node.mode, node.uid, node.gid, node.size, math.floor(node.mtime), what, group
+            )
 
     # --- the stream ------------------------------------------------------------------
 
@@ -489,7 +503,7 @@ class TarDigester:
     ) -> None:
         pax = self._global_pax
         if self._local_pax is not None:
-            pax = {**pax, **self._local_pax}
+            pax = {**pax, **self._local_pax} if pax else self._local_pax
         name_raw = self._long_name if self._long_name is not None else _header_name(block)
         link_raw = self._long_link if self._long_link is not None else block[157:257].split(b"\0", 1)[0]
         self._long_name = self._long_link = self._local_pax = None
@@ -628,7 +642,10 @@ class TarDigester:
         total_bytes = 0
         fields: dict[int, tuple[bytes, bytes, bytes]] = {}  # of the nodes in link groups
         records: list[bytes] = []
-        for path_bytes, path in sorted((encoded[path], path) for path in nodes):
+        ordered = sorted((encoded[path], path) for path in nodes)
+        self._ordered = [path for _, path in ordered]  # for the file index
+        self._link_groups = link_groups
+        for path_bytes, path in ordered:
             node = nodes[path]
             kind = node.kind
             if kind in counts:

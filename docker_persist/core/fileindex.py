@@ -63,8 +63,11 @@ class IndexEntry:
         return changes
 
 
-def _escape(text: str) -> str:
-    return "".join(_ESCAPES.get(char, char) for char in text) if any(c in text for c in _ESCAPES) else text
+def escape(text: str) -> str:
+    """Return `text` as an index field: backslash, tab, newline and carriage return escaped."""
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return "".join(_ESCAPES.get(char, char) for char in text)
+    return text
 
 
 def _unescape(text: str) -> str:
@@ -84,11 +87,10 @@ def _unescape(text: str) -> str:
 
 def encode(entry: IndexEntry) -> bytes:
     """Return the index line of `entry`, newline included."""
-    fields = (
-        _escape(entry.path), entry.kind, f"{entry.mode:04o}", str(entry.uid), str(entry.gid), str(entry.size),
-        str(entry.mtime), _escape(entry.what), _escape(entry.link_group),
-    )  # fmt: skip
-    return ("\t".join(fields) + "\n").encode("utf-8", "surrogateescape")
+    return (
+        f"{escape(entry.path)}\t{entry.kind}\t{entry.mode:04o}\t{entry.uid}\t{entry.gid}\t{entry.size}\t"
+        f"{entry.mtime}\t{escape(entry.what)}\t{escape(entry.link_group)}\n"
+    ).encode("utf-8", "surrogateescape")
 
 
 def decode(line: bytes) -> IndexEntry:

@@ -180,6 +180,7 @@ def backup_volume(
     fmt: PartFormat,
     progress: Progress,
     kind: str = "volume",
+    doing: str = "back up",
 ) -> VolumeRecord:
     """Stream one volume into the pending snapshot; return its manifest record."""
     live = engine.inspect_volume(volume.name)
@@ -188,7 +189,7 @@ def backup_volume(
     filename = fmt.filename(volume.key)
     try:
         with engine.volume_archive(volume.name, project) as archive:
-            sink, summary, index = _archive_into(pending, filename, fmt, archive, volume.key, progress)
+            sink, summary, index = _archive_into(pending, filename, fmt, archive, f"{doing} {volume.key}", progress)
     except UnrestorableError as error:
         raise UnrestorableError(f"cannot back up volume {volume.key} ({volume.name}): {error}") from None
     record = _volume_record(volume, live.driver, live.options, live.labels, filename, fmt, sink, summary, index)
@@ -207,7 +208,7 @@ def backup_layer(
     """Stream the given paths of a container's writable layer into the pending snapshot, as a volume-like part."""
     filename = fmt.filename(key)
     archive = engine.container_layer_archive(container.id, paths)
-    sink, summary, index = _archive_into(pending, filename, fmt, archive, key, progress)
+    sink, summary, index = _archive_into(pending, filename, fmt, archive, f"back up {key}", progress)
     record = _volume_record(Volume(key=key, name=container.name), "local", {}, {}, filename, fmt, sink, summary, index)
     return dataclasses.replace(record, kind="container-layer")
 

@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from docker_persist.actions.common import IntegrityError, Progress
+from docker_persist.actions.common import IntegrityError, Progress, expect, tar_size
 from docker_persist.core.archive import ArchiveSummary, MalformedArchiveError, TarDigester, UnsafeArchiveError
 from docker_persist.core.manifest import (
     UNDO_REASON,
@@ -200,9 +200,11 @@ def check_archive(
     naming the file and the fault.
     """
     digester = TarDigester(check_safety=True)
+    label = f"check {record.key}"
+    expect(progress, label, tar_size(record.entries, record.bytes))
     try:
         for chunk in iter_archive(store, project, manifest, record, digester, identities):
-            progress(record.key, len(chunk))
+            progress(label, len(chunk))
         summary = digester.finish()
     except (IntegrityError, SnapshotNotFoundError, IdentityError):
         raise
@@ -239,10 +241,12 @@ def extract_into_volume(
     """
     root = record.root or RootEntry(0o755, 0, 0)
     digester = TarDigester(check_safety=True)
+    label = f"{crash.split(':', maxsplit=1)[0]} {record.key}"  # "restore db_data", "verify db_data"
+    expect(progress, label, tar_size(record.entries, record.bytes))
 
     def stream() -> Iterator[bytes]:
         for chunk in iter_archive(store, project, manifest, record, digester, identities):
-            progress(record.key, len(chunk))
+            progress(label, len(chunk))
             yield chunk
             crash_point(crash)
 

@@ -32,6 +32,18 @@ def _no_progress(label: str, size: int) -> None:
     del label, size
 
 
+def expect(progress: Progress, label: str, total: int | None) -> None:
+    """Tell a progress reporter about how many bytes the pass `label` will move (None: unknown), if it asks."""
+    method = getattr(progress, "expect", None)
+    if method is not None:
+        method(label, total)
+
+
+def tar_size(entries: int, data_bytes: int) -> int:
+    """Return about how many bytes a tar of `entries` entries holding `data_bytes` of file data takes."""
+    return data_bytes + entries * 1024 + 1024  # a header, a PAX header and padding per entry, and the end
+
+
 def _no_compose(args: Sequence[str]) -> None:
     raise PersistError(f"cannot run `docker compose {' '.join(args)}` here")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from docker_persist.actions.catalog import read_manifest
-from docker_persist.actions.common import LOCK_TIMEOUT, IntegrityError, Progress
+from docker_persist.actions.common import LOCK_TIMEOUT, IntegrityError, Progress, expect
 from docker_persist.core.manifest import (
     Manifest,
     dump_manifest,
@@ -34,6 +34,7 @@ def copy_snapshot(source: Store, target: Store, project: str, name: str, progres
                 parts = [(record.file, record.archive_bytes, record.archive_sha256)]
                 if record.index is not None:
                     parts.append((record.index.file, record.index.bytes, record.index.sha256))
+                expect(progress, f"copy {record.key}", sum(size for _, size, _ in parts))
                 for filename, expected_size, expected_sha256 in parts:
                     digest, size = hashlib.sha256(), 0
                     with source.open_part(project, name, filename) as reader, pending.open_part(filename) as writer:
@@ -41,7 +42,7 @@ def copy_snapshot(source: Store, target: Store, project: str, name: str, progres
                             digest.update(data)
                             size += len(data)
                             writer.write(data)
-                            progress(record.key, len(data))
+                            progress(f"copy {record.key}", len(data))
                     if size != expected_size or digest.hexdigest() != expected_sha256:
                         raise IntegrityError(
                             f"snapshot {name!r}: {filename} in {source.url} does not match its manifest: not copied"

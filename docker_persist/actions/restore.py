@@ -448,7 +448,7 @@ def _take_undo_snapshot(ws: Workspace, store: Store, fmt: PartFormat, targets: l
             volume = ws.project.volumes.get(target.key)
             if volume is None or volume.name != target.volume:
                 volume = Volume(key=target.key, name=target.volume)
-            records.append(backup_volume(ws.engine, ws.project.name, volume, pending, fmt, ws.progress))
+            records.append(backup_volume(ws.engine, ws.project.name, volume, pending, fmt, ws.progress, doing="undo"))
     except BaseException:
         pending.abort()
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 
 from docker_persist.cli.commands.base import (
@@ -22,7 +23,26 @@ from docker_persist.errors import ExitStatus
 def add_arguments(parser: DockerArgumentParser) -> None:
     add_store_flag(parser)
     add_project_flags(parser)
+    parser.add_argument("--utc", action="store_true", help="Show times in UTC (default: local time)")
     add_format_flag(parser)
+
+
+def when(moment: datetime.datetime, now: datetime.datetime, utc: bool) -> str:
+    """Return a time as a table shows it: local time (or UTC) to the minute, and how long ago."""
+    shown = moment.astimezone(datetime.timezone.utc if utc else None)
+    return f"{shown:%Y-%m-%d %H:%M}{' UTC' if utc else ''} ({ago(now - moment)})"
+
+
+def ago(elapsed: datetime.timedelta) -> str:
+    """Return a duration as "just now", "5 min ago", "3 h ago" or "12 d ago"."""
+    seconds = elapsed.total_seconds()
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 2 * 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} d ago"
 
 
 def run(args: argparse.Namespace, context: Context) -> int:
@@ -59,21 +79,24 @@ def run(args: argparse.Namespace, context: Context) -> int:
     if not manifests and not catalog.damaged:
         context.env.stdout.write(f"No snapshots of project {project.name} in {store.url}.\n")
         return ExitStatus.OK
-    table = [("NAME", "CREATED", "VOLUMES", "SIZE", "REASON", "VERIFIED")]
+    table = [("NAME", "CREATED", "VOLUMES", "DATA", "STORED", "REASON", "VERIFIED")]
+    now = datetime.datetime.now(datetime.timezone.utc)
     for m in manifests:
         last = m.last_verification
-        verified = "never" if last is None else f"{'ok' if last.ok else 'FAILED'} {format_time(last.at)}"
+        verified = "never" if last is None else f"{'ok' if last.ok else 'FAILED'} {when(last.at, now, args.utc)}"
+        data = "sealed" if m.locked else format_bytes(sum(v.bytes for v in m.volumes))
         table.append(
             (
                 m.name,
-                format_time(m.created),
+                when(m.created, now, args.utc),
                 ",".join(v.key for v in m.volumes),
+                data,
                 format_bytes(m.total_bytes),
                 m.reason + (", pinned" if m.pinned else ""),
                 verified,
             )
         )
-    table += [(d.name, "?", "?", "?", "DAMAGED", "-") for d in catalog.damaged]
+    table += [(d.name, "?", "?", "?", "?", "DAMAGED", "-") for d in catalog.damaged]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         context.env.stdout.write(

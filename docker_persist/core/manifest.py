@@ -135,7 +135,8 @@ class RootEntry:
 
 @dataclasses.dataclass(frozen=True)
 class IndexRecord:
-    """A part's file index (core/fileindex.py): its file in the snapshot, and that file's sha256 and size."""
+    """A part's file index (core/fileindex.py): its file in the snapshot, and that file's sha256 and size
+    (JSON: `{"file", "sha256", "size"}`, the stored file's size, compressed and encrypted like the part)."""
 
     file: str
     sha256: str
@@ -345,7 +346,7 @@ def _dump_volume(volume: VolumeRecord) -> dict[str, Any]:
     if volume.encryption is not None:
         record["encryption"] = volume.encryption
     if volume.index is not None:
-        record["index"] = {"file": volume.index.file, "sha256": volume.index.sha256, "bytes": volume.index.bytes}
+        record["index"] = {"file": volume.index.file, "sha256": volume.index.sha256, "size": volume.index.bytes}
     return _sorted(record)
 
 
@@ -494,7 +495,7 @@ def _load_index(fields: _Fields | None, part: str) -> IndexRecord | None:
     sha256 = fields.text("sha256")
     if not _SHA256_HEX.fullmatch(sha256):
         fields.fail("sha256", f"expected 64 lowercase hex digits, got {sha256!r}")
-    return IndexRecord(file, sha256, fields.count("bytes"))
+    return IndexRecord(file, sha256, fields.count("size"))
 
 
 def _load_service(fields: _Fields) -> ServiceRecord:

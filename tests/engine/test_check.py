@@ -158,7 +158,7 @@ def test_compose_rejection_is_exit_2_with_composes_message(project: ComposeProje
 def test_no_compose_file_is_exit_2(docker: DockerCLI, tmp_path: Path) -> None:
     done = docker.run("persist", "check", "--project-directory", str(tmp_path))
     assert done.returncode == 2
-    assert "no configuration file provided" in done.stderr
+    assert "no Compose file here" in done.stderr and "point at the file with -f" in done.stderr
 
 
 def test_plan_down_lists_the_loss_set_with_sizes(project: ComposeProject) -> None:

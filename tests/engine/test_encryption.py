@@ -73,7 +73,7 @@ def test_encrypted_snapshots_restore_with_the_key_and_by_hand_with_age(
     done = project.persist("backup", "--name", "locked")
     assert done.returncode == 0, done.stdout + done.stderr
     folder = project.store / project.name / "locked"
-    assert sorted(p.name for p in folder.iterdir()) == ["data.tar.zst.age", "manifest.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["data.index.zst.age", "data.tar.zst.age", "manifest.json"]
     part = (folder / "data.tar.zst.age").read_bytes()
     assert part.startswith(b"age-encryption.org/v1\n-> X25519 ")
     assert MARKER.encode() not in part and b"owned/deep" not in part
@@ -111,7 +111,8 @@ def test_encrypted_snapshots_restore_with_the_key_and_by_hand_with_age(
     assert done.returncode == 0, done.stdout + done.stderr
     assert snapshot_listing(docker, volume) == before
     undo = [p for p in (project.store / project.name).iterdir() if p.name.endswith("-pre-restore")]
-    assert len(undo) == 1 and [p.name for p in undo[0].iterdir() if p.suffix == ".age"] == ["data.tar.zst.age"]
+    encrypted = sorted(p.name for p in undo[0].iterdir() if p.suffix == ".age")
+    assert len(undo) == 1 and encrypted == ["data.index.zst.age", "data.tar.zst.age"]
 
     done = project.persist("verify", "locked", "--identity", str(identity))
     assert done.returncode == 0, done.stdout + done.stderr

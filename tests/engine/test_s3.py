@@ -95,8 +95,10 @@ def test_backup_snapshots_restore_verify_and_forget_on_s3(
         assert done.returncode == 0, done.stdout + done.stderr
     assert s3.names() == ["first", "second"]
     assert s3.object_keys() == [
+        "first/data.index.zst",
         "first/data.tar.zst",
         "first/manifest.json",
+        "second/data.index.zst",
         "second/data.tar.zst",
         "second/manifest.json",
     ]
@@ -128,6 +130,7 @@ def test_backup_snapshots_restore_verify_and_forget_on_s3(
     assert sorted(s3.names()) == sorted(["second", undo[0]])
     # The oldest is gone with its parts, and the lock object is released.
     assert [k for k in s3.object_keys() if not k.startswith(undo[0] + "/")] == [
+        "second/data.index.zst",
         "second/data.tar.zst",
         "second/manifest.json",
     ]
@@ -186,7 +189,7 @@ def test_a_backup_killed_mid_upload_leaves_no_snapshot_and_the_next_one_succeeds
     done = s3.persist("backup", "--name", "after")
     assert done.returncode == 0, done.stdout + done.stderr
     assert s3.names() == ["after"]
-    assert s3.object_keys() == ["after/data.tar.zst", "after/manifest.json"]
+    assert s3.object_keys() == ["after/data.index.zst", "after/data.tar.zst", "after/manifest.json"]
     assert s3.uploads() == []
     done = s3.persist("verify", "after")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -273,7 +276,7 @@ def test_a_fresh_lock_of_another_host_is_respected(s3: S3Project, project: Compo
     s3.client.remove_object(s3.bucket, f"{s3.prefix}.lock")
     done = s3.persist("backup", "--name", "free")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert s3.object_keys() == ["free/data.tar.zst", "free/manifest.json"]
+    assert s3.object_keys() == ["free/data.index.zst", "free/data.tar.zst", "free/manifest.json"]
 
 
 def test_copy_between_the_local_store_and_s3(s3: S3Project, project: ComposeProject, docker: DockerCLI) -> None:
@@ -325,7 +328,7 @@ def test_an_encrypted_snapshot_goes_off_site_as_ciphertext_and_restores_from_s3_
     # copy needs no key, and what lands in the bucket is the same ciphertext.
     done = s3.persist("copy", "sealed", "--to", s3.url, url=local)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert s3.object_keys() == ["sealed/data.tar.zst.age", "sealed/manifest.json"]
+    assert s3.object_keys() == ["sealed/data.index.zst.age", "sealed/data.tar.zst.age", "sealed/manifest.json"]
     stored = s3.client.get_object(s3.bucket, f"{s3.prefix}sealed/data.tar.zst.age").read()
     assert stored == Path(local, project.name, "sealed", "data.tar.zst.age").read_bytes()
     assert stored.startswith(b"age-encryption.org/v1\n") and MARKER.encode() not in stored

@@ -222,7 +222,7 @@ def test_backup_and_restore_keep_everything(project: ComposeProject, docker: Doc
     }
     assert digests["fid"] == digests["fid-other"], digests
     snapshot = project.store / project.name / "fid"
-    assert sorted(p.name for p in snapshot.iterdir()) == ["data.tar.zst", "manifest.json"]
+    assert sorted(p.name for p in snapshot.iterdir()) == ["data.index.zst", "data.tar.zst", "manifest.json"]
     for stored in [snapshot, *snapshot.iterdir()]:
         assert stored.stat().st_mode & 0o777 == (0o700 if stored.is_dir() else 0o600), stored
 

@@ -135,13 +135,15 @@ class PendingProject:
             )
         return load_document(parse_compose_yaml(self.pending.result()), self.working_dir), self.files
 
-    def wait_for_store(self) -> Project:
+    def wait_for_store(self, read_only: bool = False) -> Project:
         """Return the project for a command that needs only its name and snapshots (snapshots, restore --to,
-        verify, forget, pin, ls, diff), when the Compose file is gone or its x-persist is broken.
+        verify, forget, pin, ls, diff), also when the Compose file is gone.
 
         With no Compose file: a bare project named by -p (or COMPOSE_PROJECT_NAME): no services, no
-        volumes. With an invalid x-persist: the project without it, and a warning. Raise ConfigError
-        if there is neither a Compose file nor a project name, or if Compose rejects the file.
+        volumes. With an invalid x-persist, a `read_only` command (one that changes no volume and no
+        snapshot) gets the project without it, and a warning; the others are refused, as by wait().
+        Raise ConfigError if there is neither a Compose file nor a project name, or if Compose
+        rejects the file.
         """
         import logging
 
@@ -159,7 +161,7 @@ class PendingProject:
         try:
             return self.wait()[0]
         except ConfigError as error:
-            if not str(error).startswith("invalid x-persist"):
+            if not read_only or not str(error).startswith("invalid x-persist"):
                 raise
             logging.getLogger(__name__).warning("%s\n(ignored: this command needs only the project's snapshots)", error)
             return build_project(_without_x_persist(parse_compose_yaml(self.pending.result())), self.working_dir)

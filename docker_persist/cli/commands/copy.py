@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from docker_persist.cli.commands.base import (
     Command,
     PendingProject,
+    add_format_flag,
     add_store_flag,
+    check_format,
     make_progress,
     open_project_store,
 )
@@ -25,6 +28,7 @@ def add_arguments(parser: DockerArgumentParser) -> None:
     parser.add_argument("--all", action="store_true", help="Copy every snapshot the target does not have yet")
     add_store_flag(parser)
     add_project_flags(parser)
+    add_format_flag(parser)
 
 
 def run(args: argparse.Namespace, context: Context) -> int:
@@ -33,11 +37,12 @@ def run(args: argparse.Namespace, context: Context) -> int:
     from docker_persist.core.manifest import ManifestError
     from docker_persist.store import open_store
 
+    output = check_format(args, "copy")
     if not args.to:
         raise UsageError('"docker persist copy" requires --to STORE_URL', f"{ROOT} copy")
     if bool(args.names) == bool(args.all):
         raise UsageError("give snapshot names or --all", f"{ROOT} copy")
-    project = PendingProject(context, args).wait_for_store()
+    project = PendingProject(context, args).wait_for_store(read_only=True)
     source = open_project_store(context, args, project)
     target = open_store(args.to, context.env.environ)
     if source.url == target.url:
@@ -46,6 +51,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
                                  if n not in set(target.list_snapshots(project.name))]  # fmt: skip
     progress = make_progress(context)
     failed: list[str] = []
+    copied: list[str] = []
     try:
         for name in names:
             try:
@@ -54,10 +60,15 @@ def run(args: argparse.Namespace, context: Context) -> int:
                 # A damaged snapshot is the source's fault, not the copy's: the others still go.
                 failed.append(f"{name}: {error}")
                 continue
-            context.env.stdout.write(f"Copied {name} to {target.url}\n")
+            copied.append(name)
+            if output != "json":
+                context.env.stdout.write(f"Copied {name} to {target.url}\n")
     finally:
         progress.done()
-    if not names:
+    if output == "json":
+        document = {"from": source.url, "to": target.url, "copied": copied, "damaged": failed}
+        context.env.stdout.write(json.dumps(document, indent=2) + "\n")
+    elif not names:
         context.env.stdout.write(f"{target.url} already has every snapshot of {project.name}.\n")
     for line in failed:
         context.env.stderr.write(f"Not copied, damaged: {line}\n")

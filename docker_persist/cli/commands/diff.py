@@ -36,7 +36,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
     if len(args.names) < 2:
         raise UsageError('"docker persist diff" requires two snapshot names, then volumes if you like', f"{ROOT} diff")
     first, second, *keys = args.names
-    project = PendingProject(context, args).wait_for_store()
+    project = PendingProject(context, args).wait_for_store(read_only=True)
     store = open_project_store(context, args, project)
     identity = identity_path(context, args)
     before, after = (open_snapshot(store, project.name, name, identity) for name in (first, second))

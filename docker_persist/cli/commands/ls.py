@@ -54,7 +54,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
             '"docker persist ls" requires a SNAPSHOT (`docker persist snapshots` lists them)', f"{ROOT} ls"
         )
     key, path = split_where(args.where)
-    project = PendingProject(context, args).wait_for_store()
+    project = PendingProject(context, args).wait_for_store(read_only=True)
     store = open_project_store(context, args, project)
     opened = open_snapshot(store, project.name, args.snapshot, identity_path(context, args))
     records = [opened.record(key)] if key else list(opened.manifest.volumes)

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
     from docker_persist.core.manifest import format_datetime as format_time
 
     output = check_format(args, "snapshots")
-    project = PendingProject(context, args).wait_for_store()
+    project = PendingProject(context, args).wait_for_store(read_only=True)
     store = open_project_store(context, args, project)
     catalog = read_catalog(store, project.name)
     manifests = catalog.manifests

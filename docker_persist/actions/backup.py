@@ -78,16 +78,18 @@ def select_volumes(project: Project, keys: Sequence[str]) -> list[Volume]:
 
     Raise ConfigError for an unknown name, or when nothing is selected.
     """
+    binds = {v.key: v for v in project.precious_binds()}
     if keys:
         chosen = []
         for key in keys:
             volume = project.volumes.get(key) or next((v for v in project.volumes.values() if v.name == key), None)
+            volume = volume or binds.get(key)
             if volume is None:
-                known = ", ".join(project.volumes) or "none"
+                known = ", ".join([*project.volumes, *binds]) or "none"
                 raise ConfigError(f"project {project.name!r} has no volume {key!r} (volumes: {known})")
             chosen.append(volume)
         return chosen
-    precious = project.precious_volumes()
+    precious = project.precious_volumes() + list(binds.values())
     if not precious:
         raise ConfigError(
             f"nothing to back up: no volume of project {project.name!r} is marked with x-persist; "
@@ -103,6 +105,8 @@ def _volumes_for_service(project: Project, services: Sequence[str]) -> list[str]
         if service is None:
             raise ConfigError(f"project {project.name!r} has no service {name!r}")
         keys += [m.source for m in service.mounts if m.type == "volume" and m.source and m.source not in keys]
+        binds = {v.bind_source: v.key for v in project.precious_binds()}
+        keys += [binds[m.source] for m in service.mounts if m.type == "bind" and m.source in binds]
     return keys
 
 
@@ -194,6 +198,22 @@ def backup_volume(
         raise UnrestorableError(f"cannot back up volume {volume.key} ({volume.name}): {error}") from None
     record = _volume_record(volume, live.driver, live.options, live.labels, filename, fmt, sink, summary, index)
     return dataclasses.replace(record, kind=kind)
+
+
+def backup_bind(
+    engine: Engine, project: str, bind: Volume, pending: PendingSnapshot, fmt: PartFormat, progress: Progress
+) -> VolumeRecord:
+    """Stream a precious bind-mounted host folder into the pending snapshot, through a scratch volume bound to it
+    (removing that volume never touches the folder); return its record, kind `bind`."""
+    from docker_persist.engine import LABEL_PROJECT, LABEL_ROLE
+
+    assert bind.bind_source is not None
+    engine.create_volume(bind.name, "local", dict(bind.driver_opts), {LABEL_ROLE: "scratch", LABEL_PROJECT: project})
+    try:
+        record = backup_volume(engine, project, bind, pending, fmt, progress, kind="bind")
+    finally:
+        engine.remove_volume(bind.name, force=True)
+    return dataclasses.replace(record, source=bind.bind_source, driver="bind", driver_opts={}, labels={})
 
 
 def backup_layer(
@@ -387,7 +407,12 @@ def _backup_locked(
     try:
         with quiesced(engine, project.name, plans, ws.say, ws.journal):
             crash_point("backup:quiesced")
-            records = [backup_volume(engine, project.name, v, pending, fmt, ws.progress) for v in volumes]
+            records = [
+                backup_bind(engine, project.name, v, pending, fmt, ws.progress)
+                if v.bind_source
+                else backup_volume(engine, project.name, v, pending, fmt, ws.progress)
+                for v in volumes
+            ]
             crash_point("backup:parts-written")
     except BaseException:
         pending.abort()

@@ -44,8 +44,12 @@ class QuiescePlan:
 def plan_quiesce(project: Project, volume_keys: Sequence[str]) -> list[QuiescePlan]:
     """Return, in file order, how to quiesce each service that mounts one of the volumes."""
     plans = []
+    binds = {v.bind_source for v in project.precious_binds() if v.key in volume_keys}
     for service in project.services:
-        if not any(m.type == "volume" and m.source in volume_keys for m in service.mounts):
+        if not any(
+            (m.type == "volume" and m.source in volume_keys) or (m.type == "bind" and m.source in binds)
+            for m in service.mounts
+        ):
             continue
         policy = service.policy or ServicePolicy()
         plans.append(QuiescePlan(service.name, policy.consistency, policy.pre, policy.post))

@@ -135,7 +135,8 @@ def resolve_restore(store: Store, project: Project, request: RestoreRequest) -> 
         if request.volume_keys:
             raise ConfigError(
                 f"{others[0]!r} in snapshot {manifest.name!r} is {records[0].kind.replace('-', ' ')} data, "
-                "which has no volume of its own to go back to: restore it with --to NEW_VOLUME"
+                "which has no volume of its own to go back to: restore it with --to NEW_VOLUME, or into a "
+                f"host folder with --volume {others[0]} --path / --to-dir DIR"
             )
         records = [r for r in records if r.kind == "volume"]  # the rest only with --volume KEY --to VOLUME
         if not records:

@@ -135,6 +135,9 @@ class Volume:
     external: bool = False
     policy: VolumePolicy | None = None  # None: not precious
     disposable: bool = False  # `x-persist: false`: no warnings, no backups
+    # A bind-mounted host folder marked precious (precious_binds): backed up through a scratch
+    # volume bound to it, under `key` (bind-<path>); `name` is that scratch volume's.
+    bind_source: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,9 +158,45 @@ class Project:
         """Return the volumes `x-persist` marks precious, in file order."""
         return [v for v in self.volumes.values() if v.policy is not None]
 
+    def precious_binds(self) -> list[Volume]:
+        """Return the bind-mounted host folders a mount-level `x-persist` marks precious, once each, in file order,
+        as volumes to back up (see Volume.bind_source)."""
+        import hashlib
+
+        found: dict[str, Volume] = {}
+        for service in self.services:
+            for mount in service.mounts:
+                if mount.type != "bind" or not mount.precious or not mount.source or mount.source in found:
+                    continue
+                digest = hashlib.sha256(f"{self.name}\0{mount.source}".encode()).hexdigest()[:12]
+                key = bind_key(self.working_dir, mount.source)
+                if key in self.volumes or any(v.key == key for v in found.values()):
+                    key = f"{key}-{digest[:6]}"  # two paths with one slug ("a b", "a-b"), or a volume's key
+                found[mount.source] = Volume(
+                    key=key,
+                    name=f"docker-persist-bind-{digest}",
+                    driver="local",
+                    driver_opts={"type": "none", "o": "bind", "device": mount.source},
+                    policy=mount.policy or VolumePolicy(),
+                    bind_source=mount.source,
+                )
+        return list(found.values())
+
     def services_using(self, volume_key: str) -> list[Service]:
         """Return the services that mount the volume `volume_key`."""
         return [s for s in self.services if any(m.type == "volume" and m.source == volume_key for m in s.mounts)]
+
+
+def bind_key(working_dir: str, source: str) -> str:
+    """Return the snapshot key of a bind-mounted host folder: `bind-` and its path, relative to the project
+    where it is inside it, as a part name (`./uploads` -> `bind-uploads`, `/srv/a b` -> `bind-srv-a-b`)."""
+    import posixpath
+    import re
+
+    relative = posixpath.relpath(source, working_dir) if posixpath.isabs(source) else source
+    path = relative if not relative.startswith("..") else source
+    slug = re.sub(r"[^A-Za-z0-9._]+", "-", path).strip("-.") or "root"
+    return f"bind-{slug}"[:200]
 
 
 # --- building the model from `docker compose config` output -------------------------

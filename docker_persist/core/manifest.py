@@ -170,7 +170,7 @@ class VolumeRecord:
     index: IndexRecord | None = None  # none in snapshots taken before docker-persist wrote file indexes
 
 
-RECORD_KINDS = ("volume", "anonymous-volume", "container-layer")
+RECORD_KINDS = ("volume", "anonymous-volume", "container-layer", "bind")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -185,6 +185,12 @@ def skipped_by_backup(project: Project, chosen: Sequence[str], services: Sequenc
         for mount in service.mounts:
             if mount.precious is False or not mount.source or mount.source in chosen:
                 continue
+            if (
+                mount.type == "bind"
+                and mount.precious
+                and any(v.bind_source == mount.source and v.key in chosen for v in project.precious_binds())
+            ):
+                continue
             if mount.type == "bind" and not mount.read_only:
                 skipped.setdefault(
                     f"{mount.source} ({service.name}:{mount.target})",

@@ -1018,6 +1018,7 @@ def find_uncovered_data(project: Project, state: LiveState, options: CheckOption
             source = mount.source or ""
             if (
                 mount.read_only
+                or mount.precious  # backed up as a bind part
                 or state.host_paths.get(source) != "dir"
                 or _is_sensitive(source)
                 or _is_docker_socket(source)

@@ -128,9 +128,9 @@ def write_volume(engine: DockerEngine, container: str, tar_stream: Iterable[byte
 def local_volume_path(engine: DockerEngine, volume: str, writable: bool = False) -> str | None:
     """Return where a volume's files are on this host, when the fast path can use them; else None.
 
-    Only for the `local` driver without options (with options, e.g. an NFS mount, the data
-    is mounted only while a container uses the volume), an engine on this host, a
-    readable (and, to restore, writable) mountpoint, and GNU tar.
+    Only for the `local` driver without options, or bound to a host folder (with other options,
+    e.g. an NFS mount, the data is mounted only while a container uses the volume), an engine
+    on this host, a readable (and, to restore, writable) folder, and GNU tar.
     """
     from docker_persist.host.process import find_gnu_tar
 
@@ -138,9 +138,15 @@ def local_volume_path(engine: DockerEngine, volume: str, writable: bool = False)
     if root is None or find_gnu_tar() is None:
         return None
     state = engine.inspect_volume(volume)
-    if state is None or state.driver != "local" or state.options or not state.mountpoint:
+    if state is None or state.driver != "local":
         return None
-    path = root + state.mountpoint
+    options = state.options
+    if options.get("type") == "none" and "bind" in options.get("o", "").split(",") and options.get("device"):
+        path = root + options["device"]
+    elif not options and state.mountpoint:
+        path = root + state.mountpoint
+    else:
+        return None
     mode = os.R_OK | os.X_OK | (os.W_OK if writable else 0)
     return path if os.path.isdir(path) and os.access(path, mode) else None
 

@@ -170,3 +170,35 @@ def test_parse_size(text: str, size: int) -> None:
 def test_parse_size_rejects(text: str) -> None:
     with pytest.raises(ConfigError):
         parse_size(text)
+
+
+def test_precious_binds_are_backed_up_as_bind_parts_under_a_stable_key() -> None:
+    from docker_persist.config.model import bind_key, build_project
+
+    document = {
+        "name": "shop",
+        "services": {
+            "app": {
+                "image": "acme/app",
+                "volumes": [
+                    {"type": "bind", "source": "/srv/shop/uploads", "target": "/u", "x-persist": {}},
+                    {"type": "bind", "source": "/srv/shop/a b", "target": "/ab", "x-persist": {}},
+                    {"type": "bind", "source": "/srv/shop/a-b", "target": "/a-b", "x-persist": {}},
+                    {"type": "bind", "source": "/srv/shop/conf", "target": "/etc/app"},
+                ],
+            },
+            "worker": {
+                "image": "acme/app",
+                "volumes": [{"type": "bind", "source": "/srv/shop/uploads", "target": "/u"}],
+            },
+        },
+    }
+    project = build_project(document, "/srv/shop")
+    binds = project.precious_binds()
+    assert len(binds) == 3 and (binds[0].key, binds[0].bind_source) == ("bind-uploads", "/srv/shop/uploads")
+    assert binds[1].key == "bind-a-b" and binds[2].key.startswith("bind-a-b-"), "one slug, two keys"
+    assert binds[0].driver_opts == {"type": "none", "o": "bind", "device": "/srv/shop/uploads"}
+    assert binds[0].name.startswith("docker-persist-bind-") and binds[0].policy is not None
+    assert project.precious_binds() == binds, "the same keys and scratch names every time"
+    assert bind_key("/srv/shop", "/var/lib/data") == "bind-var-lib-data"
+    assert bind_key("/srv/shop", "/srv/shop") == "bind-root"

@@ -101,10 +101,13 @@ def scrape(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> s
 def test_install_systemd_and_cron_print_what_they_write(project: ComposeProject, tmp_path: Path) -> None:
     project.write(SCHEDULED)
     env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
-    done = project.persist("schedule", "--install", "systemd", env=env)
-    assert done.returncode == 0, done.stderr
+    printed = project.persist("schedule", "--install", "systemd", "--user", env=env)
     unit = tmp_path / "config" / "systemd" / "user" / f"docker-persist-{project.name}.service"
+    assert printed.returncode == 0 and "--apply" in printed.stdout and not unit.exists(), "like cron: printed only"
+    done = project.persist("schedule", "--install", "systemd", "--user", "--apply", env=env)
+    assert done.returncode == 0, done.stderr
     text = unit.read_text()
+    assert text in printed.stdout
     assert str(unit) in done.stdout and text in done.stdout
     assert "Type=simple" in text and "Restart=on-failure" in text
     assert f"persist schedule -f {project.file} -p {project.name}" in text

@@ -47,9 +47,13 @@ def add_arguments(parser: DockerArgumentParser) -> None:
         "--metrics-address", default="127.0.0.1", metavar="string", help='Address for --metrics-port ("127.0.0.1")'
     )
     parser.add_argument("--install", metavar="string", help='Write a "systemd" unit or a "cron" line, and exit')
-    parser.add_argument("--system", action="store_true", help="With --install systemd: a system unit (as root)")
+    parser.add_argument(
+        "--system", action="store_true", help="With --install systemd: a system unit (the default as root)"
+    )
     parser.add_argument("--user", action="store_true", help="With --install systemd: a user unit (the default)")
-    parser.add_argument("--apply", action="store_true", help="With --install cron: install the line with crontab")
+    parser.add_argument(
+        "--apply", action="store_true", help="With --install: write the unit or the crontab lines (default: print them)"
+    )
     add_identity_flag(parser)
     add_store_flag(parser)
     add_project_flags(parser)
@@ -326,7 +330,8 @@ def render_unit(project: Project, argv: Sequence[str], working_dir: str) -> str:
 def install_systemd(
     args: argparse.Namespace, context: Context, project: Project, files: Sequence[str], working_dir: str
 ) -> int:
-    """Write docker-persist-<project>.service (user unit, or system unit with --system) and say where."""
+    """Print docker-persist-<project>.service (a user unit; a system unit with --system, or as root); with --apply,
+    write it and say how to start it."""
     argv = [docker_path(context), "persist", "schedule", *project_argv(args, context, project, files)]
     if args.verify_every:
         argv += ["--verify-every", str(args.verify_every)]
@@ -335,7 +340,7 @@ def install_systemd(
             argv += ["--identity", os.path.abspath(os.path.expanduser(identity))]
     if args.metrics_port is not None:
         argv += ["--metrics-port", str(args.metrics_port), "--metrics-address", args.metrics_address]
-    if args.system:
+    if args.system or (not args.user and os.geteuid() == 0):
         directory, systemctl = "/etc/systemd/system", "systemctl"
     else:
         home = context.env.environ.get("XDG_CONFIG_HOME") or os.path.join(
@@ -345,17 +350,21 @@ def install_systemd(
     unit = f"docker-persist-{project.name}.service"
     path = os.path.join(directory, unit)
     text = render_unit(project, argv, working_dir)
+    out = context.env.stdout
+    if not args.apply:
+        out.write(f"# {path}\n{text}\n")
+        out.write("Write it there, or run again with --apply to write it.\n")
+        return ExitStatus.OK
     try:
         os.makedirs(directory, exist_ok=True)
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text)
     except OSError as error:
-        hint = " (a system unit needs root)" if args.system else ""
+        hint = " (a system unit needs root)" if directory.startswith("/etc/") else ""
         raise PersistError(f"cannot write {path}: {error.strerror or error}{hint}") from error
-    out = context.env.stdout
     out.write(f"Wrote {path}:\n\n{text}\n")
     out.write(f"Start it now and at boot with:\n  {systemctl} daemon-reload && {systemctl} enable --now {unit}\n")
-    if not args.system:
+    if not directory.startswith("/etc/"):
         out.write("To keep it running when you are logged out: loginctl enable-linger\n")
     return ExitStatus.OK
 

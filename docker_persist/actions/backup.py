@@ -122,7 +122,7 @@ def _archive_into(
     """
     from docker_persist.streams.encryption import EncryptingSink
 
-    digester = TarDigester(check_safety=False, restorable=True)
+    digester = TarDigester(check_safety=False, restorable=True, index=True)
     with pending.open_part(filename) as part:
         sink = BackgroundWriter(part)
         encrypting = EncryptingSink(sink, fmt.recipients) if fmt.recipients else None

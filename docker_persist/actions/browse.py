@@ -46,7 +46,7 @@ def list_files(store: Store, project: str, opened: Opened, record: VolumeRecord)
     sha256 as it is read), else what reading the whole archive finds. Raise IntegrityError if either is damaged."""
     where = f"snapshot {opened.manifest.name!r}: {record.key}"
     if record.index is None:  # taken before docker-persist wrote indexes: read the archive
-        digester = TarDigester(check_safety=False)
+        digester = TarDigester(check_safety=False, index=True)
         try:
             for _ in iter_archive(store, project, opened.manifest, record, digester, opened.identities):
                 pass

@@ -97,11 +97,14 @@ import binascii
 import contextlib
 import dataclasses
 import hashlib
+import heapq
+import marshal
 import math
 import struct
+import tempfile
 import urllib.parse
 from collections.abc import Collection, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any, cast
 from zlib import adler32
 
 from docker_persist.errors import PersistError
@@ -202,22 +205,16 @@ class ArchiveSummary:
     root: ArchiveRoot | None
 
 
-class _Node:
-    """What a path holds once extracted. Hard-linked paths share one node, as they share an inode."""
-
-    __slots__ = ("device", "gid", "kind", "mode", "mtime", "sha256", "size", "target", "uid", "xattrs")
-
-    def __init__(self, kind: str, mode: int, uid: int, gid: int) -> None:
-        self.kind = kind
-        self.mode = mode
-        self.uid = uid
-        self.gid = gid
-        self.mtime = 0.0  # for the file index; not part of the digest
-        self.size = 0
-        self.sha256 = ""
-        self.target = ""
-        self.device = ""
-        self.xattrs: dict[bytes, str] = {}
+# A path's record, as the digester keeps it until finish(): a tuple, so that sorting runs of
+# them by (path, seq) is one C-level comparison, and spilling them is one marshal call.
+# (path bytes, seq, kind, mode, uid, gid, size, sha256 hex, symlink or hard-link target,
+#  "major,minor", ((xattr name, sha256 hex of its value), ...), mtime)
+_PATH, _SEQ, _KIND, _MODE, _UID, _GID, _SIZE, _SHA, _TARGET, _DEVICE, _XATTRS, _MTIME = range(12)
+RUN_RECORDS = 100_000
+"""How many records the digester keeps in memory before it spills them, sorted, to a temporary file."""
+INDEX_IN_MEMORY = 8 << 20
+"""How much of the file index finish() keeps in memory before it goes to a temporary file."""
+_SPILL_CHUNK = 1024  # records a run is read back in: the merge holds one chunk of each run
 
 
 def normalize_entry_name(name: str) -> str:
@@ -252,6 +249,7 @@ class TarDigester:
         check_safety: bool = True,
         hash_data: bool = True,
         restorable: bool = False,
+        index: bool = False,
     ) -> None:
         # hash_data=False reads only the structure (names, types, safety, counts): about five
         # times faster; the summary's digest is then "" because file contents were not read.
@@ -259,11 +257,14 @@ class TarDigester:
         self._check_safety = check_safety
         self._prefix = _split_name(strip_prefix or "")[1]
         self._restorable = restorable
-        self._nodes: dict[str, _Node] = {}
+        self._want_index = index
+        self._records: list[tuple[Any, ...]] = []  # this run's records, until RUN_RECORDS spill them
+        self._spilled: list[IO[bytes]] = []  # sorted runs on disk
+        self._seq = 0  # entries seen, each a record's seq
+        self._links: list[tuple[bytes, int, bytes, str, str]] = []  # (path, seq, target, entry, target as written)
         self._symlink_paths: set[str] = set()  # every path that was a symlink at some point
-        self._root: ArchiveRoot | None = None
-        self._ordered: list[str] = []  # the paths in byte order, set by finish()
-        self._link_groups: dict[int, bytes] = {}  # id(node) -> its hard-link group's smallest path, set by finish()
+        self._pending: list[Any] | None = None  # the record of the file whose data is being hashed
+        self._index: IO[bytes] | None = None  # the file index, written by finish() when asked for
         self._global_pax: dict[bytes, bytes] = {}
         self._local_pax: dict[bytes, bytes] | None = None
         self._long_name: bytes | None = None
@@ -276,7 +277,6 @@ class TarDigester:
         self._meta_type = b""
         self._meta_offset = 0
         self._hasher = hashlib.sha256()
-        self._node: _Node | None = None  # the node whose data is being hashed
         self._reading = ""  # what is being read, for messages: "entry './a'" or "a PAX header"
         self._zero_blocks = 0
         self._offset = 0  # stream offset of the chunk being fed
@@ -339,55 +339,49 @@ class TarDigester:
 
     @property
     def entries_seen(self) -> int:
-        """Return how many distinct paths the archive fed so far holds."""
-        return len(self._nodes)
+        """Return how many entries (not meta headers) the archive fed so far holds, repeated paths included."""
+        return self._seq
 
     def finish(self) -> ArchiveSummary:
         """Return the summary of the archive fed so far, which must be complete.
 
-        Raises MalformedArchiveError if the archive is truncated.
+        Raises MalformedArchiveError if the archive is truncated, UnsafeArchiveError (or
+        MalformedArchiveError without safety checks) for a hard link to nothing or to a folder.
         """
         if self._error is not None:
             raise self._error
         if self._summary is None:
             try:
                 self._check_complete()
+                self._summary = self._summarize()
             except PersistError as error:
                 self._error = error
                 raise
-            self._summary = self._summarize()
+            finally:
+                for run in self._spilled:
+                    run.close()
+                self._spilled = []
+                self._records = []
         return self._summary
 
     def index_lines(self) -> Iterator[bytes]:
-        """Yield the file index's lines (fileindex.encode of each of index_entries), without building entries."""
-        from docker_persist.core.fileindex import escape
+        """Yield the file index's lines (see core/fileindex.py), sorted by path, once finish() returned.
 
-        for path, node, group in self._indexed():
-            what = node.sha256 if node.kind == "file" else node.target or node.device
-            yield (
-                f"{escape(path)}\t{node.kind}\t{node.mode:04o}\t{node.uid}\t{node.gid}\t{node.size}\t"
-                f"{math.floor(node.mtime)}\t{escape(what)}\t{escape(group)}\n"
-            ).encode("utf-8", "surrogateescape")
-
-    def _indexed(self) -> Iterator[tuple[str, _Node, str]]:
-        """Yield (path, node, hard-link group) sorted by path, once finish() returned."""
+        Only for a digester made with index=True: finish() wrote them to a temporary file as it went.
+        """
         if self._summary is None:
             raise RuntimeError("the file index comes after finish()")
-        groups = self._link_groups
-        for path in self._ordered:
-            node = self._nodes[path]
-            group = groups.get(id(node))
-            yield path, node, group.decode("utf-8", "surrogateescape") if group is not None else ""
+        if self._index is None:
+            raise RuntimeError("this digester was not asked for a file index (index=True)")
+        self._index.seek(0)
+        yield from self._index
 
     def index_entries(self) -> Iterator[IndexEntry]:
-        """Yield the file index of the archive (see core/fileindex.py), sorted by path, once finish() returned."""
-        from docker_persist.core.fileindex import IndexEntry
+        """Yield the file index of the archive as entries (see index_lines)."""
+        from docker_persist.core.fileindex import decode
 
-        for path, node, group in self._indexed():
-            what = node.sha256 if node.kind == "file" else node.target or node.device
-            yield IndexEntry(
-                path, node.kind, node.mode, node.uid, node.gid, node.size, math.floor(node.mtime), what, group
-            )
+        for line in self.index_lines():
+            yield decode(line.rstrip(b"\n"))
 
     # --- the stream ------------------------------------------------------------------
 
@@ -439,9 +433,11 @@ class TarDigester:
         self._start_entry(block, typeflag, mode, uid, gid, size, offset)
 
     def _end_data(self) -> None:
-        assert self._node is not None
-        self._node.sha256 = self._hasher.hexdigest()
-        self._node = None
+        pending = self._pending
+        assert pending is not None
+        pending[_SHA] = self._hasher.hexdigest() if self._hash_data else ""
+        self._pending = None
+        self._add(tuple(pending))
         self._after_content()
 
     def _end_meta(self) -> None:
@@ -536,32 +532,33 @@ class TarDigester:
         if path == "." and kind != "dir" and self._check_safety:
             raise UnsafeArchiveError(f"unsafe archive: the root entry {name!r} is a {kind}, not a directory")
 
-        node = _Node(kind, mode, uid, gid)
-        node.mtime = _parse_mtime(block, pax, offset)
-        if pax:
-            _collect_xattrs(pax, node, name)
+        mtime = _parse_mtime(block, pax, offset)
+        xattrs = _collect_xattrs(pax, name) if pax else ()
+        path_bytes = path.encode("utf-8", "surrogateescape")
+        seq = self._seq
+        self._seq += 1
         if kind == "file":
-            node.size = size
-            self._nodes[path] = node
+            record = [path_bytes, seq, kind, mode, uid, gid, size, "", "", "", xattrs, mtime]
             self._hasher = hashlib.sha256()
             if size:
-                self._node = node
+                self._pending = record
                 self._remaining = size
                 self._padding = -size % BLOCK_SIZE
                 self._state = _DATA
             else:
-                node.sha256 = self._hasher.hexdigest()
+                record[_SHA] = self._hasher.hexdigest() if self._hash_data else ""
+                self._add(tuple(record))
             return
-        self._add_other(path, name, node, block, link_raw, pax, offset)
+        self._add_other(path, name, kind, block, link_raw, offset, (path_bytes, seq, kind, mode, uid, gid, 0, "", "",
+                                                                   "", xattrs, mtime))  # fmt: skip
 
     def _add_other(
-        self, path: str, name: str, node: _Node, block: bytes, link_raw: bytes, pax: dict[bytes, bytes], offset: int
+        self, path: str, name: str, kind: str, block: bytes, link_raw: bytes, offset: int, record: tuple[Any, ...]
     ) -> None:
-        """Record a node that is neither a regular file nor a hard link."""
-        kind = node.kind
+        """Keep the record of an entry that is neither a regular file nor a hard link."""
         if kind == "symlink":
-            node.mode = 0
-            node.target = link_raw.decode("utf-8", "surrogateescape")
+            record = (*record[:_MODE], 0, *record[_UID:_TARGET], link_raw.decode("utf-8", "surrogateescape"),
+                      *record[_DEVICE:])  # fmt: skip
             self._symlink_paths.add(path)
         elif kind in ("char", "block"):
             if self._check_safety:
@@ -570,13 +567,20 @@ class TarDigester:
                 )
             major = _parse_number(block[329:337], "devmajor", offset)
             minor = _parse_number(block[337:345], "devminor", offset)
-            node.device = f"{major},{minor}"
-        elif kind == "dir" and path == ".":
-            mtime = _parse_mtime(block, pax, offset)
-            self._root = ArchiveRoot(mode=node.mode, uid=node.uid, gid=node.gid, mtime=mtime)
-        if path == "." and kind != "dir":
-            self._root = None
-        self._nodes[path] = node
+            record = (*record[:_DEVICE], f"{major},{minor}", *record[_XATTRS:])
+        self._add(record)
+
+    def _add(self, record: tuple[Any, ...]) -> None:
+        """Keep a path's record; spill the run to a temporary file, sorted, once RUN_RECORDS are kept."""
+        records = self._records
+        records.append(record)
+        if len(records) >= RUN_RECORDS:
+            records.sort()
+            run = tempfile.TemporaryFile(prefix="docker-persist-digest-")  # noqa: SIM115 (read back by finish)
+            for start in range(0, len(records), _SPILL_CHUNK):
+                marshal.dump(records[start : start + _SPILL_CHUNK], run)
+            self._spilled.append(run)
+            self._records = []
 
     def _entry_path(self, name: str, entry: str) -> str:
         """Normalize an entry name (or a hard link's target) and check it; `entry` names the entry in messages."""
@@ -605,85 +609,176 @@ class TarDigester:
         return _join_lenient(absolute, parts)
 
     def _add_hard_link(self, path: str, name: str, target_name: str) -> None:
+        """Keep a hard link; what it points to is resolved by finish(), which refuses a link to nothing or a
+        folder (streaming, only the names are checked here)."""
         target = self._entry_path(target_name, name) if target_name else ""
-        node = self._nodes.get(target)
-        if node is None or node.kind == "dir":
-            why = "a directory" if node is not None else "not an earlier entry of the archive"
-            message = f"hard link {name!r} points to {target_name!r}, which is {why}"
-            if self._check_safety:
-                raise UnsafeArchiveError(f"unsafe archive: {message}")
-            raise MalformedArchiveError(f"corrupt archive: {message}")
         if path == "." and self._check_safety:
             raise UnsafeArchiveError(f"unsafe archive: the root entry {name!r} is a hard link, not a directory")
-        if node.kind == "symlink":
+        if target in self._symlink_paths:  # it may be a link to a symlink: nothing may go through it either
             self._symlink_paths.add(path)
-        if path == ".":
-            self._root = None
-        self._nodes[path] = node
+        path_bytes, target_bytes = path.encode("utf-8", "surrogateescape"), target.encode("utf-8", "surrogateescape")
+        seq = self._seq
+        self._seq += 1
+        self._links.append((path_bytes, seq, target_bytes, name, target_name))
+        self._add((path_bytes, seq, "hardlink", 0, 0, 0, 0, "", target, "", (), 0.0))
 
     # --- the summary -----------------------------------------------------------------
 
-    def _summarize(self) -> ArchiveSummary:
-        nodes = self._nodes
-        encoded = {path: path.encode("utf-8", "surrogateescape") for path in nodes}
-        members: dict[int, list[str]] = {}
-        for path, node in nodes.items():
-            members.setdefault(id(node), []).append(path)
-        link_groups: dict[int, bytes] = {}
-        hardlinks = 0
-        for key, paths in members.items():
-            if len(paths) > 1:
-                link_groups[key] = min(encoded[path] for path in paths)
-                hardlinks += len(paths) - 1
+    def _runs(self) -> list[Iterable[tuple[Any, ...]]]:
+        """Return the sorted runs, spilled ones first, each read from its start."""
+        return [*(_read_run(run) for run in self._spilled), self._records]
 
+    def _finals(self) -> Iterator[tuple[Any, ...]]:
+        """Yield the last record of each path, in path byte order (tar semantics: the last entry wins)."""
+        runs = self._runs()
+        merged = heapq.merge(*runs) if len(runs) > 1 else iter(runs[0])
+        previous = None
+        for record in merged:
+            if previous is not None and record[_PATH] != previous[_PATH]:
+                yield previous
+            previous = record
+        if previous is not None:
+            yield previous
+
+    def _resolve_links(self) -> tuple[dict[int, tuple[Any, ...]], dict[tuple[bytes, int], bytes], int]:
+        """Resolve every hard link to the record it shares (the target's last entry before the link).
+
+        Return (the node record of each link by seq, the group's smallest path by node key (path,
+        seq) for groups of two or more paths, the number of hard-link entries any writer must emit).
+        Memory goes with the number of hard links, not of paths. Raise for a link to nothing or a folder.
+        """
+        links = self._links
+        if not links:
+            return {}, {}, 0
+        wanted = {link[0] for link in links} | {link[2] for link in links}
+        versions: dict[bytes, list[tuple[Any, ...]]] = {}
+        runs = self._runs()
+        for record in heapq.merge(*runs) if len(runs) > 1 else runs[0]:
+            if record[_PATH] in wanted:
+                versions.setdefault(record[_PATH], []).append(record)
+        by_seq = {link[1]: link for link in links}
+
+        def resolve(target: bytes, before: int) -> tuple[Any, ...] | None:
+            for _ in range(len(links) + 1):  # a chain of links is at most as long as the links
+                found = None
+                for record in versions.get(target, ()):
+                    if record[_SEQ] < before:
+                        found = record
+                if found is None or found[_KIND] != "hardlink":
+                    return found
+                target, before = by_seq[found[_SEQ]][2], found[_SEQ]
+            return None
+
+        nodes: dict[int, tuple[Any, ...]] = {}
+        for _, seq, target, name, target_name in links:
+            node = resolve(target, seq)
+            if node is None or node[_KIND] == "dir":
+                why = "a directory" if node is not None else "not an earlier entry of the archive"
+                message = f"hard link {name!r} points to {target_name!r}, which is {why}"
+                if self._check_safety:
+                    raise UnsafeArchiveError(f"unsafe archive: {message}")
+                raise MalformedArchiveError(f"corrupt archive: {message}")
+            nodes[seq] = node
+        members: dict[tuple[bytes, int], list[bytes]] = {}
+        for path, seq, *_ in links:
+            if versions[path][-1][_SEQ] == seq:  # the link is what the path holds in the end
+                node = nodes[seq]
+                members.setdefault((node[_PATH], node[_SEQ]), []).append(path)
+        for (path, seq), paths in members.items():
+            if versions[path][-1][_SEQ] == seq:  # so is the file it shares
+                paths.append(path)
+        groups = {key: min(paths) for key, paths in members.items() if len(paths) > 1}
+        hardlinks = sum(len(paths) - 1 for paths in members.values() if len(paths) > 1)
+        return nodes, groups, hardlinks
+
+    def _summarize(self) -> ArchiveSummary:
+        self._records.sort()
+        nodes, groups, hardlinks = self._resolve_links()
         digest = hashlib.sha256(_netstring(DIGEST_VERSION))
-        portable: hashlib._Hash | None = None  # a copy of digest from the first node it differs on
+        portable: hashlib._Hash | None = None  # a copy of digest from the first path it differs on
         counts = {"file": 0, "dir": 0, "symlink": 0}
-        total_bytes = 0
-        fields: dict[int, tuple[bytes, bytes, bytes]] = {}  # of the nodes in link groups
+        total_bytes = entries = 0
+        root: ArchiveRoot | None = None
         records: list[bytes] = []
-        ordered = sorted((encoded[path], path) for path in nodes)
-        self._ordered = [path for _, path in ordered]  # for the file index
-        self._link_groups = link_groups
-        for path_bytes, path in ordered:
-            node = nodes[path]
-            kind = node.kind
+        index = tempfile.SpooledTemporaryFile(INDEX_IN_MEMORY) if self._want_index else None  # noqa: SIM115 (read later)
+        lines: list[bytes] = []
+        for final in self._finals():
+            entries += 1
+            path_bytes = final[_PATH]
+            node = nodes[final[_SEQ]] if final[_KIND] == "hardlink" else final
+            group = groups.get((node[_PATH], node[_SEQ]))
+            kind = node[_KIND]
             if kind in counts:
                 counts[kind] += 1
-            if kind == "file":
-                total_bytes += node.size
-            group = link_groups.get(id(node))
-            if group is None:
-                head, middle, tail = _serialize_node_fields(node)
-            else:
-                shared = fields.get(id(node)) or fields.setdefault(id(node), _serialize_node_fields(node))
-                head, middle, tail = shared
-                head += b"10:link-group,%d:%s," % (len(group), group)
-            body = b"%s%s4:path,%d:%s,%s" % (head, middle, len(path_bytes), path_bytes, tail)
-            record = b"%d:%s," % (len(body), body)
-            if portable is None and not node.xattrs.keys() <= PORTABLE_XATTRS:
+                total_bytes += node[_SIZE]  # 0 but for files
+            if path_bytes == b".":
+                root = ArchiveRoot(node[_MODE], node[_UID], node[_GID], node[_MTIME]) if kind == "dir" else None
+            record = _digest_record(path_bytes, node, group)
+            if portable is None and not all(name in PORTABLE_XATTRS for name, _ in node[_XATTRS]):
                 digest.update(b"".join(records))
                 records.clear()
                 portable = digest.copy()
             if portable is not None:
                 portable.update(_portable_record(node, record, group, path_bytes))
             records.append(record)
+            if index is not None:
+                lines.append(_index_line(path_bytes, node, group))
             if len(records) >= 1024:
                 digest.update(b"".join(records))
                 records.clear()
+                if index is not None:
+                    index.write(b"".join(lines))
+                    lines.clear()
         digest.update(b"".join(records))
+        if index is not None:
+            index.write(b"".join(lines))
+            self._index = cast("IO[bytes]", index)
         full = f"sha256:{digest.hexdigest()}" if self._hash_data else ""
         return ArchiveSummary(
             digest=full,
             portable_digest=full if portable is None or not self._hash_data else f"sha256:{portable.hexdigest()}",
-            entries=len(nodes),
+            entries=entries,
             files=counts["file"],
             directories=counts["dir"],
             symlinks=counts["symlink"],
             hardlinks=hardlinks,
             bytes=total_bytes,
-            root=self._root,
+            root=root,
         )
+
+
+def _digest_record(path_bytes: bytes, node: tuple[Any, ...], group: bytes | None) -> bytes:
+    """Return a path's record in the content digest (see the module docstring)."""
+    head, middle, tail = _serialize_fields(node)
+    if group is not None:
+        head += b"10:link-group,%d:%s," % (len(group), group)
+    body = b"%s%s4:path,%d:%s,%s" % (head, middle, len(path_bytes), path_bytes, tail)
+    return b"%d:%s," % (len(body), body)
+
+
+def _read_run(run: IO[bytes]) -> Iterator[tuple[Any, ...]]:
+    """Yield the records of a spilled run, from its start."""
+    run.seek(0)
+    while True:
+        try:
+            chunk = marshal.load(run)
+        except EOFError:
+            return
+        yield from chunk
+
+
+def _index_line(path_bytes: bytes, node: tuple[Any, ...], group: bytes | None) -> bytes:
+    """Return a path's file index line (core/fileindex.py)."""
+    from docker_persist.core.fileindex import escape
+
+    kind = node[_KIND]
+    what = node[_SHA] if kind == "file" else node[_TARGET] or node[_DEVICE]
+    path = path_bytes.decode("utf-8", "surrogateescape")
+    shared = group.decode("utf-8", "surrogateescape") if group is not None else ""
+    return (
+        f"{escape(path)}\t{kind}\t{node[_MODE]:04o}\t{node[_UID]}\t{node[_GID]}\t{node[_SIZE]}\t"
+        f"{math.floor(node[_MTIME])}\t{escape(what)}\t{escape(shared)}\n"
+    ).encode("utf-8", "surrogateescape")
 
 
 # --- moving an archive under a folder ----------------------------------------------------
@@ -805,11 +900,11 @@ def _pax_header(records: dict[bytes, bytes]) -> bytes:
 # --- helpers ---------------------------------------------------------------------------
 
 
-def _portable_record(node: _Node, record: bytes, group: bytes | None, path_bytes: bytes) -> bytes:
-    """Return `record` (the node's digest record) with only the PORTABLE_XATTRS of the node."""
-    if node.xattrs.keys() <= PORTABLE_XATTRS:
+def _portable_record(node: tuple[Any, ...], record: bytes, group: bytes | None, path_bytes: bytes) -> bytes:
+    """Return `record` (the path's digest record) with only the PORTABLE_XATTRS of its node."""
+    if all(name in PORTABLE_XATTRS for name, _ in node[_XATTRS]):
         return record
-    head, middle, tail = _serialize_node_fields(node, PORTABLE_XATTRS)
+    head, middle, tail = _serialize_fields(node, PORTABLE_XATTRS)
     if group is not None:
         head += b"10:link-group,%d:%s," % (len(group), group)
     body = b"%s%s4:path,%d:%s,%s" % (head, middle, len(path_bytes), path_bytes, tail)
@@ -820,31 +915,32 @@ def _netstring(value: bytes) -> bytes:
     return b"%d:%s," % (len(value), value)
 
 
-def _serialize_node_fields(node: _Node, xattrs: Collection[bytes] | None = None) -> tuple[bytes, bytes, bytes]:
+def _serialize_fields(node: tuple[Any, ...], xattrs: Collection[bytes] | None = None) -> tuple[bytes, bytes, bytes]:
     """Return the record fields of a node that come before link-group, between it and path, and after path.
 
     With `xattrs`, only the xattrs named there count.
     """
-    gid = b"%d" % node.gid
+    gid = b"%d" % node[_GID]
     head = b"3:gid,%d:%s," % (len(gid), gid)
-    if node.device:
-        device = node.device.encode()
+    if node[_DEVICE]:
+        device = node[_DEVICE].encode()
         head = b"6:device,%d:%s,%s" % (len(device), device, head)
-    middle = b"4:mode,%d:%04o," % (len(b"%04o" % node.mode), node.mode)
-    kind = node.kind
+    mode = b"%04o" % node[_MODE]
+    middle = b"4:mode,%d:%s," % (len(mode), mode)
+    kind = node[_KIND]
     tail: list[bytes] = []
     if kind == "file":
-        size = b"%d" % node.size
-        tail.append(b"6:sha256,64:%s,4:size,%d:%s," % (node.sha256.encode(), len(size), size))
+        size = b"%d" % node[_SIZE]
+        tail.append(b"6:sha256,64:%s,4:size,%d:%s," % (node[_SHA].encode(), len(size), size))
     elif kind == "symlink":
-        target = node.target.encode("utf-8", "surrogateescape")
+        target = node[_TARGET].encode("utf-8", "surrogateescape")
         tail.append(b"6:target,%d:%s," % (len(target), target))
-    uid = b"%d" % node.uid
+    uid = b"%d" % node[_UID]
     tail.append(b"4:type,%d:%s,3:uid,%d:%s," % (len(kind), kind.encode(), len(uid), uid))
-    for name in sorted(node.xattrs):
+    for name, value in sorted(node[_XATTRS]):
         if xattrs is not None and name not in xattrs:
             continue
-        tail.append(_netstring(b"xattr." + name) + _netstring(node.xattrs[name].encode()))
+        tail.append(_netstring(b"xattr." + name) + _netstring(value.encode()))
     return head, middle, b"".join(tail)
 
 
@@ -1010,10 +1106,12 @@ def _parse_pax(content: bytes, offset: int) -> dict[bytes, bytes]:
     return records
 
 
-def _collect_xattrs(pax: dict[bytes, bytes], node: _Node, name: str) -> None:
+def _collect_xattrs(pax: dict[bytes, bytes], name: str) -> tuple[tuple[bytes, str], ...]:
+    """Return the (name, sha256 hex of the value) of each xattr the PAX records of an entry hold."""
+    found: dict[bytes, str] = {}
     for key, value in pax.items():
         if key.startswith(_SCHILY_XATTR):
-            node.xattrs[key[len(_SCHILY_XATTR) :]] = hashlib.sha256(value).hexdigest()
+            found[key[len(_SCHILY_XATTR) :]] = hashlib.sha256(value).hexdigest()
         elif key.startswith(_LIBARCHIVE_XATTR):
             attribute = urllib.parse.unquote_to_bytes(key[len(_LIBARCHIVE_XATTR) :])
             try:
@@ -1022,4 +1120,5 @@ def _collect_xattrs(pax: dict[bytes, bytes], node: _Node, name: str) -> None:
                 raise MalformedArchiveError(
                     f"corrupt archive: the xattr {attribute!r} of entry {name!r} is not valid base64"
                 ) from None
-            node.xattrs[attribute] = hashlib.sha256(decoded).hexdigest()
+            found[attribute] = hashlib.sha256(decoded).hexdigest()
+    return tuple(sorted(found.items()))

@@ -12,7 +12,7 @@ import random
 import re
 import tarfile
 import tracemalloc
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import pytest
 
@@ -808,3 +808,71 @@ def test_reroot_moves_the_root_and_refuses_what_it_cannot_move() -> None:
     for bad in ("../x", "/etc/x", "a/../../x"):
         with pytest.raises(MalformedArchiveError, match="cannot be moved under a folder"):
             b"".join(reroot([build_archive([Entry(bad, data=b"x")])], b"data"))
+
+
+# --- memory: flat in the number of paths ----------------------------------------------------
+
+
+def synthetic_archive(count: int) -> Iterator[bytes]:
+    """Yield a tar of `count` empty files in folders of 1,000 (a hard link every 10,000), fast: one ustar
+    header template, its name, link name and checksum filled in per entry."""
+    template = bytearray(tarfile.TarInfo("").tobuf(tarfile.USTAR_FORMAT))
+    template[148:156] = b" " * 8
+    base = sum(template)
+    buffered: list[bytes] = []
+    for index in range(count):
+        header = bytearray(template)
+        name = b"./d%05d/f%07d" % (index // 1000, index)
+        header[0 : len(name)] = name
+        checksum = base + sum(name)
+        if index % 10_000 == 9_999:
+            target = b"./d%05d/f%07d" % (index // 1000, index - 1)
+            header[156:157], header[157 : 157 + len(target)] = b"1", target
+            checksum += sum(target) + ord("1") - header_typeflag(template)
+        header[148:156] = b"%06o\0 " % checksum
+        buffered.append(bytes(header))
+        if len(buffered) >= 1024:
+            yield b"".join(buffered)
+            buffered.clear()
+    yield b"".join(buffered) + bytes(1024)
+
+
+def header_typeflag(header: bytearray) -> int:
+    return header[156]
+
+
+def peak_memory(count: int) -> tuple[int, ArchiveSummary]:
+    digester = TarDigester(index=True)
+    tracemalloc.start()
+    try:
+        for chunk in synthetic_archive(count):
+            digester.feed(chunk)
+        summary = digester.finish()
+        lines = sum(1 for _ in digester.index_lines())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert lines == summary.entries == count
+    return peak, summary
+
+
+def test_memory_stays_flat_as_paths_grow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records spill, sorted, to temporary files past RUN_RECORDS: ten times the paths, not ten times the memory."""
+    from docker_persist.core import archive
+
+    monkeypatch.setattr(archive, "RUN_RECORDS", 400)
+    monkeypatch.setattr(archive, "_SPILL_CHUNK", 40)
+    monkeypatch.setattr(archive, "INDEX_IN_MEMORY", 64 << 10)
+    small, small_summary = peak_memory(4_000)
+    big, big_summary = peak_memory(40_000)
+    assert big_summary.hardlinks == 4 and small_summary.hardlinks == 0
+    assert big < 1.5 * small, f"peak {big} bytes for 40,000 paths against {small} for 4,000"
+
+
+def test_spilling_changes_nothing_in_the_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    from docker_persist.core import archive
+
+    entries = shuffled(sample(), 4)
+    whole = summarize(build_archive(entries))
+    monkeypatch.setattr(archive, "RUN_RECORDS", 3)  # a run every three paths
+    assert summarize(build_archive(entries)) == whole

@@ -68,7 +68,7 @@ def test_the_digester_writes_the_index_of_what_it_read() -> None:
             info.type, info.size, info.mtime = kind, len(data), -100
             info.linkname = {"./a": "/etc/x", "./c": "./b"}.get(name, "")
             archive.addfile(info, io.BytesIO(data))
-    digester = TarDigester(check_safety=False)
+    digester = TarDigester(check_safety=False, index=True)
     digester.feed(buffer.getvalue())
     with pytest.raises(RuntimeError):
         list(digester.index_entries())

@@ -4,8 +4,10 @@
 whatever chunks the engine sends (`feed`), and ask for the `ArchiveSummary` at the end
 (`finish`). It never holds a file's data: file data is hashed straight from the caller's
 chunk, and only headers (512 bytes), GNU long names and PAX extended headers (at most
-`MAX_META_SIZE` bytes each) are buffered. What does grow is one small record per path, so
-memory follows the number of entries, never the volume's byte size.
+`MAX_META_SIZE` bytes each) are buffered. The digest needs one small record per path, sorted
+by path, so the records are kept in memory up to `RUN_RECORDS` at a time, then sorted and
+spilled to a temporary file; `finish` merges the sorted runs. Memory stays flat in both the
+volume's byte size and its number of files (2 million files: 20 runs of 100,000 records).
 
 Tar dialects read: ustar, GNU (long names 'L' and long link names 'K', base-256 numbers), PAX
 ('x' per entry and 'g' global headers, with `path`, `linkpath`, `size`, `uid`, `gid`, `mtime`,
@@ -13,7 +15,10 @@ Tar dialects read: ustar, GNU (long names 'L' and long link names 'K', base-256 
 missing, and zero padding may follow it; anything else after it is refused. Entry types:
 regular ('0', NUL, and contiguous '7'), hard link '1', symlink '2', character device '3',
 block device '4', directory '5' and fifo '6'; a NUL-type name ending in '/' is a directory,
-as in every tar. Other types (GNU sparse, multi-volume, ...) are refused as unsupported. As
+as in every tar. Sparse files are read in the PAX format 1.0 GNU tar writes with --sparse
+(`GNU.sparse.major=1`, `minor=0`, `name`, `realsize`, the extent map at the start of the data):
+the entry is the file as extracted, its holes hashed as zeros. Other types (GNU sparse formats
+0.x and type 'S', multi-volume, ...) are refused as unsupported. As
 in Go's archive/tar, which the engine uses to extract, entries of the types 1 to 6 carry no
 data whatever their size field says; with safety checks on, a nonzero size there is refused
 as ambiguous.
@@ -98,8 +103,9 @@ import contextlib
 import dataclasses
 import hashlib
 import heapq
-import marshal
 import math
+import pickle
+import re
 import struct
 import tempfile
 import urllib.parse
@@ -127,6 +133,7 @@ _DATA = 1  # hashing a regular file's data
 _META = 2  # collecting the content of a long name or PAX header
 _SKIP = 3  # skipping block padding
 _END = 4  # after the end-of-archive marker
+_SPARSE = 5  # reading a PAX 1.0 sparse file's map and data extents
 
 _KINDS = {
     b"0": "file",
@@ -148,6 +155,12 @@ _UNSUPPORTED_TYPES = {
     b"N": "an old GNU long name",
 }
 
+_GNU_SPARSE = b"GNU.sparse."
+_SPARSE_KEYS = frozenset(  # the PAX keys of GNU sparse files, formats 0.0, 0.1 and 1.0 (as Go's archive/tar reads)
+    _GNU_SPARSE + key for key in (b"major", b"minor", b"name", b"realsize", b"size", b"numblocks", b"offset",
+                                  b"numbytes", b"map")
+)  # fmt: skip
+_ZEROS = bytes(1 << 20)  # a sparse file's holes, hashed from here
 _SCHILY_XATTR = b"SCHILY.xattr."
 # The xattrs that every way of reading a volume back sees: the engine's archive API sends only this one.
 PORTABLE_XATTRS = frozenset({b"security.capability"})
@@ -206,7 +219,7 @@ class ArchiveSummary:
 
 
 # A path's record, as the digester keeps it until finish(): a tuple, so that sorting runs of
-# them by (path, seq) is one C-level comparison, and spilling them is one marshal call.
+# them by (path, seq) is one C-level comparison, and spilling them is one pickle call.
 # (path bytes, seq, kind, mode, uid, gid, size, sha256 hex, symlink or hard-link target,
 #  "major,minor", ((xattr name, sha256 hex of its value), ...), mtime)
 _PATH, _SEQ, _KIND, _MODE, _UID, _GID, _SIZE, _SHA, _TARGET, _DEVICE, _XATTRS, _MTIME = range(12)
@@ -264,6 +277,7 @@ class TarDigester:
         self._links: list[tuple[bytes, int, bytes, str, str]] = []  # (path, seq, target, entry, target as written)
         self._symlink_paths: set[str] = set()  # every path that was a symlink at some point
         self._pending: list[Any] | None = None  # the record of the file whose data is being hashed
+        self._sparse: _SparseData | None = None  # the sparse file whose map and extents are being read
         self._index: IO[bytes] | None = None  # the file index, written by finish() when asked for
         self._global_pax: dict[bytes, bytes] = {}
         self._local_pax: dict[bytes, bytes] | None = None
@@ -277,14 +291,14 @@ class TarDigester:
         self._meta_type = b""
         self._meta_offset = 0
         self._hasher = hashlib.sha256()
-        self._reading = ""  # what is being read, for messages: "entry './a'" or "a PAX header"
+        self._reading: str | tuple[str] = ""  # what is being read, for messages: "a PAX header", or (entry name,)
         self._zero_blocks = 0
         self._offset = 0  # stream offset of the chunk being fed
         self._error: PersistError | None = None
         self._summary: ArchiveSummary | None = None
 
     # The tar reader's state machine: one branch per state, inline for speed (it runs per chunk).
-    def feed(self, chunk: bytes | bytearray | memoryview) -> None:  # noqa: PLR0912
+    def feed(self, chunk: bytes | bytearray | memoryview) -> None:  # noqa: PLR0912, PLR0915
         """Consume the next bytes of the archive.
 
         Raises UnsafeArchiveError as soon as an unsafe entry's header arrives (with safety
@@ -315,6 +329,14 @@ class TarDigester:
                             self._state = _HEADER
                 elif state == _HEADER:
                     pos = self._read_header(view, pos, end)
+                elif state == _SPARSE:
+                    take = min(self._remaining, end - pos)
+                    assert self._sparse is not None
+                    self._sparse.feed(view[pos : pos + take])
+                    pos += take
+                    self._remaining -= take
+                    if not self._remaining:
+                        self._end_data()
                 elif state == _SKIP:
                     take = min(self._remaining, end - pos)
                     pos += take
@@ -435,6 +457,9 @@ class TarDigester:
     def _end_data(self) -> None:
         pending = self._pending
         assert pending is not None
+        if self._sparse is not None:
+            self._sparse.finish()
+            self._sparse = None
         pending[_SHA] = self._hasher.hexdigest() if self._hash_data else ""
         self._pending = None
         self._add(tuple(pending))
@@ -451,7 +476,12 @@ class TarDigester:
         elif typeflag == b"x":
             self._local_pax = _parse_pax(content, self._meta_offset)
         else:
-            for key, value in _parse_pax(content, self._meta_offset).items():
+            records = _parse_pax(content, self._meta_offset)
+            if any(key.startswith(_GNU_SPARSE) for key in records):
+                raise MalformedArchiveError(
+                    f"corrupt archive: the PAX global header at byte {self._meta_offset} describes a sparse file"
+                )
+            for key, value in records.items():
                 if value:
                     self._global_pax[key] = value
                 else:
@@ -476,9 +506,9 @@ class TarDigester:
 
     def _check_complete(self) -> None:
         state = self._state
-        if state in (_DATA, _META, _SKIP):
+        if state in (_DATA, _SPARSE, _META, _SKIP):
             raise MalformedArchiveError(
-                f"truncated archive: it ends inside {self._reading}, {self._remaining + self._padding} bytes short; "
+                f"truncated archive: it ends inside {self._what()}, {self._remaining + self._padding} bytes short; "
                 "the backup or the download was cut off"
             )
         if state == _HEADER and self._header and bytes(self._header).count(0) != len(self._header):
@@ -488,9 +518,13 @@ class TarDigester:
             )
         if self._long_name is not None or self._long_link is not None or self._local_pax is not None:
             raise MalformedArchiveError(
-                f"truncated archive: it ends after {self._reading} that no entry follows; "
+                f"truncated archive: it ends after {self._what()} that no entry follows; "
                 "the backup or the download was cut off"
             )
+
+    def _what(self) -> str:
+        reading = self._reading
+        return reading if isinstance(reading, str) else f"entry {reading[0]!r}"
 
     # --- entries ---------------------------------------------------------------------
 
@@ -503,14 +537,18 @@ class TarDigester:
         name_raw = self._long_name if self._long_name is not None else _header_name(block)
         link_raw = self._long_link if self._long_link is not None else block[157:257].split(b"\0", 1)[0]
         self._long_name = self._long_link = self._local_pax = None
+        sparse: _SparseData | None = None
         if pax:
             name_raw = pax.get(b"path") or name_raw
             link_raw = pax.get(b"linkpath") or link_raw
-            uid = _pax_int(pax, b"uid", uid, offset)
-            gid = _pax_int(pax, b"gid", gid, offset)
-            size = _pax_int(pax, b"size", size, offset)
+            if b"uid" in pax or b"gid" in pax or b"size" in pax:
+                uid = _pax_int(pax, b"uid", uid, offset)
+                gid = _pax_int(pax, b"gid", gid, offset)
+                size = _pax_int(pax, b"size", size, offset)
+            if not _SPARSE_KEYS.isdisjoint(pax):
+                name_raw, sparse = _sparse_entry(pax, typeflag, name_raw, size, offset)
         name = name_raw.decode("utf-8", "surrogateescape")
-        self._reading = f"entry {name!r}"
+        self._reading = (name,)  # formatted only for a message: "entry './a'"
         if not name:
             raise MalformedArchiveError(f"corrupt archive: the entry at byte {offset} has an empty name")
         if uid < 0 or gid < 0 or size < 0:
@@ -538,19 +576,29 @@ class TarDigester:
         seq = self._seq
         self._seq += 1
         if kind == "file":
-            record = [path_bytes, seq, kind, mode, uid, gid, size, "", "", "", xattrs, mtime]
-            self._hasher = hashlib.sha256()
-            if size:
-                self._pending = record
-                self._remaining = size
-                self._padding = -size % BLOCK_SIZE
-                self._state = _DATA
-            else:
-                record[_SHA] = self._hasher.hexdigest() if self._hash_data else ""
-                self._add(tuple(record))
+            self._start_file([path_bytes, seq, kind, mode, uid, gid, size, "", "", "", xattrs, mtime], sparse, name)
             return
         self._add_other(path, name, kind, block, link_raw, offset, (path_bytes, seq, kind, mode, uid, gid, 0, "", "",
                                                                    "", xattrs, mtime))  # fmt: skip
+
+    def _start_file(self, record: list[Any], sparse: _SparseData | None, name: str) -> None:
+        """Start hashing a regular file's data (record[_SIZE] bytes stored), or keep its record if it has none."""
+        stored = record[_SIZE]
+        self._hasher = hashlib.sha256()
+        if sparse is not None:
+            record[_SIZE] = sparse.real_size
+            sparse.start(self._hasher if self._hash_data else None, name)
+        if stored:
+            self._pending = record
+            self._sparse = sparse
+            self._remaining = stored
+            self._padding = -stored % BLOCK_SIZE
+            self._state = _DATA if sparse is None else _SPARSE
+            return
+        if sparse is not None:
+            sparse.finish()
+        record[_SHA] = self._hasher.hexdigest() if self._hash_data else ""
+        self._add(tuple(record))
 
     def _add_other(
         self, path: str, name: str, kind: str, block: bytes, link_raw: bytes, offset: int, record: tuple[Any, ...]
@@ -578,12 +626,22 @@ class TarDigester:
             records.sort()
             run = tempfile.TemporaryFile(prefix="docker-persist-digest-")  # noqa: SIM115 (read back by finish)
             for start in range(0, len(records), _SPILL_CHUNK):
-                marshal.dump(records[start : start + _SPILL_CHUNK], run)
+                pickle.dump(records[start : start + _SPILL_CHUNK], run, protocol=5)
             self._spilled.append(run)
             self._records = []
 
     def _entry_path(self, name: str, entry: str) -> str:
         """Normalize an entry name (or a hard link's target) and check it; `entry` names the entry in messages."""
+        if (  # GNU tar's "./a/b": normal already, unless a component is empty or starts with a dot
+            name.startswith("./")
+            and len(name) > 2
+            and "//" not in name
+            and "/." not in name
+            and not name.endswith("/")
+            and not self._prefix
+            and not (self._check_safety and self._symlink_paths)
+        ):
+            return name[2:]
         absolute, parts = _split_name(name)
         if self._check_safety:
             reason = _unsafe_name_reason(absolute, parts)
@@ -714,7 +772,7 @@ class TarDigester:
             if path_bytes == b".":
                 root = ArchiveRoot(node[_MODE], node[_UID], node[_GID], node[_MTIME]) if kind == "dir" else None
             record = _digest_record(path_bytes, node, group)
-            if portable is None and not all(name in PORTABLE_XATTRS for name, _ in node[_XATTRS]):
+            if portable is None and node[_XATTRS] and not all(name in PORTABLE_XATTRS for name, _ in node[_XATTRS]):
                 digest.update(b"".join(records))
                 records.clear()
                 portable = digest.copy()
@@ -761,7 +819,7 @@ def _read_run(run: IO[bytes]) -> Iterator[tuple[Any, ...]]:
     run.seek(0)
     while True:
         try:
-            chunk = marshal.load(run)
+            chunk = pickle.load(run)  # our own unnamed temporary file: nobody else wrote it
         except EOFError:
             return
         yield from chunk
@@ -769,9 +827,14 @@ def _read_run(run: IO[bytes]) -> Iterator[tuple[Any, ...]]:
 
 def _index_line(path_bytes: bytes, node: tuple[Any, ...], group: bytes | None) -> bytes:
     """Return a path's file index line (core/fileindex.py)."""
+    kind = node[_KIND]
+    if kind == "file" and group is None and not _NEEDS_ESCAPE.search(path_bytes):  # most lines: nothing to escape
+        return b"%s\tfile\t%04o\t%d\t%d\t%d\t%d\t%s\t\n" % (
+            path_bytes, node[_MODE], node[_UID], node[_GID], node[_SIZE], math.floor(node[_MTIME]),
+            node[_SHA].encode(),
+        )  # fmt: skip
     from docker_persist.core.fileindex import escape
 
-    kind = node[_KIND]
     what = node[_SHA] if kind == "file" else node[_TARGET] or node[_DEVICE]
     path = path_bytes.decode("utf-8", "surrogateescape")
     shared = group.decode("utf-8", "surrogateescape") if group is not None else ""
@@ -779,6 +842,127 @@ def _index_line(path_bytes: bytes, node: tuple[Any, ...], group: bytes | None) -
         f"{escape(path)}\t{kind}\t{node[_MODE]:04o}\t{node[_UID]}\t{node[_GID]}\t{node[_SIZE]}\t"
         f"{math.floor(node[_MTIME])}\t{escape(what)}\t{escape(shared)}\n"
     ).encode("utf-8", "surrogateescape")
+
+
+_NEEDS_ESCAPE = re.compile(rb"[\\\t\n\r]")  # what fileindex.escape escapes
+
+
+# --- sparse files -------------------------------------------------------------------------
+
+
+def _sparse_entry(
+    pax: dict[bytes, bytes], typeflag: bytes, name_raw: bytes, size: int, offset: int
+) -> tuple[bytes, _SparseData]:
+    """Return the real name and the reader of an entry whose PAX records say it is a sparse file.
+
+    Only the format GNU tar writes with --sparse and --format=posix, 1.0, is read: its name and
+    size are in GNU.sparse.name and GNU.sparse.realsize, and its data starts with the extent map.
+    """
+    version = (pax.get(b"GNU.sparse.major"), pax.get(b"GNU.sparse.minor"))
+    if version != (b"1", b"0"):
+        found = b".".join(part or b"?" for part in version).decode("ascii", "replace")
+        raise MalformedArchiveError(
+            f"unsupported archive: the entry at byte {offset} is a GNU sparse file of format {found} "
+            "(only format 1.0, GNU tar's with --format=posix, is read)"
+        )
+    if _KINDS.get(typeflag) != "file":
+        raise MalformedArchiveError(f"corrupt archive: the sparse entry at byte {offset} is not a regular file")
+    real_size = _pax_int(pax, b"GNU.sparse.realsize", -1, offset)
+    if real_size < 0:
+        raise MalformedArchiveError(f"corrupt archive: the sparse entry at byte {offset} has no GNU.sparse.realsize")
+    return pax.get(b"GNU.sparse.name") or name_raw, _SparseData(real_size, size, offset)
+
+
+class _SparseData:
+    """The data of a PAX 1.0 sparse file: a map (decimal numbers, one per line: the count of
+    extents, then each extent's offset and length), zero-padded to a block, then the extents'
+    bytes one after the other. Hashes the file as extraction makes it, the holes as zeros, and
+    refuses a map that is malformed, out of order, past the real size or not what the entry's
+    stored size holds."""
+
+    def __init__(self, real_size: int, stored: int, offset: int) -> None:
+        self.real_size = real_size
+        self._stored = stored
+        self._offset = offset
+        self._name = ""
+        self._hasher: Any = None
+        self._map: bytearray | None = bytearray()  # until the map is read
+        self._extents: list[tuple[int, int]] = []  # reversed: the next one last
+        self._position = 0  # in the real file
+        self._left = 0  # bytes of the current extent still to come
+
+    def start(self, hasher: Any, name: str) -> None:
+        self._hasher, self._name = hasher, name
+
+    def _corrupt(self, why: str) -> MalformedArchiveError:
+        return MalformedArchiveError(f"corrupt archive: the sparse file {self._name!r} (at byte {self._offset}) {why}")
+
+    def feed(self, data: memoryview) -> None:
+        if self._map is not None:
+            data = self._read_map(data)
+        while data:
+            if not self._left:
+                if not self._extents:
+                    raise self._corrupt("holds more data than its map says")
+                start, self._left = self._extents.pop()
+                self._zeros(start - self._position)
+                if not self._left:
+                    continue
+            take = min(self._left, len(data))
+            if self._hasher is not None:
+                self._hasher.update(data[:take])
+            self._position += take
+            self._left -= take
+            data = data[take:]
+
+    def _read_map(self, data: memoryview) -> memoryview:
+        """Collect the map a block at a time; return what follows it, once it is whole."""
+        assert self._map is not None
+        while data:
+            take = BLOCK_SIZE - len(self._map) % BLOCK_SIZE
+            self._map += data[:take]
+            data = data[take:]
+            if len(self._map) % BLOCK_SIZE:
+                return data
+            if len(self._map) > MAX_META_SIZE:
+                raise self._corrupt(f"has a map of more than {MAX_META_SIZE} bytes")
+            lines = bytes(self._map).split(b"\n")
+            if not lines[0] or lines[0].translate(None, _DECIMAL_DIGITS):
+                raise self._corrupt("has a malformed map")
+            count = int(lines[0])
+            if len(lines) - 1 < 2 * count + 1:  # the last is what follows the last newline
+                continue
+            numbers = lines[1 : 2 * count + 1]
+            if any(not n or n.translate(None, _DECIMAL_DIGITS) for n in numbers) or lines[2 * count + 1].strip(b"\0"):
+                raise self._corrupt("has a malformed map")
+            extents = [(int(numbers[i]), int(numbers[i + 1])) for i in range(0, len(numbers), 2)]
+            end = 0
+            for start, length in extents:
+                if start < end or start + length > self.real_size:
+                    raise self._corrupt("has a map whose extents overlap, go backwards or pass its size")
+                end = start + length
+            if len(self._map) + sum(length for _, length in extents) != self._stored:
+                raise self._corrupt("has a map that does not match the data stored")
+            self._extents = extents[::-1]
+            self._map = None
+            return data
+        return data
+
+    def _zeros(self, count: int) -> None:
+        self._position += count
+        if self._hasher is None:
+            return
+        while count > 0:
+            piece = min(count, len(_ZEROS))
+            self._hasher.update(_ZEROS[:piece] if piece < len(_ZEROS) else _ZEROS)
+            count -= piece
+
+    def finish(self) -> None:
+        if self._map is not None:
+            raise self._corrupt("ends inside its map")
+        if self._left or any(length for _, length in self._extents):  # GNU tar ends the map with (size, 0)
+            raise self._corrupt("holds less data than its map says")
+        self._zeros(self.real_size - self._position)
 
 
 # --- moving an archive under a folder ----------------------------------------------------
@@ -790,7 +974,8 @@ def reroot(chunks: Iterable[bytes], folder: bytes) -> Iterator[bytes]:
     The engine's archive API refuses to extract a symlink whose target leads out of the folder
     it extracts into (`x -> ../y` in a volume's root); extracted one level up, under the
     volume's mount point, the same link is inside. Each entry gets a PAX header carrying its
-    new path (and, for a hard link, its new link path), with the entry's other PAX records;
+    new path (and, for a hard link, its new link path; for a sparse file, its new
+    GNU.sparse.name), with the entry's other PAX records;
     GNU long names become PAX records; data and symlink targets pass through untouched.
     Streaming, with memory bounded by MAX_META_SIZE. Raise MalformedArchiveError for an entry
     this cannot move (an absolute or '..' name: the digester refuses those too).
@@ -814,7 +999,10 @@ def reroot(chunks: Iterable[bytes], folder: bytes) -> Iterator[bytes]:
                 records[b"path" if typeflag == b"L" else b"linkpath"] = content[:size].split(b"\0", 1)[0]
             continue
         if typeflag != b"g":
-            records[b"path"] = _under(folder, records.get(b"path") or _header_name(block))
+            if b"GNU.sparse.name" in records:  # a sparse file's real name, which readers prefer to `path`
+                records[b"GNU.sparse.name"] = records[b"path"] = _under(folder, records[b"GNU.sparse.name"])
+            else:
+                records[b"path"] = _under(folder, records.get(b"path") or _header_name(block))
             if typeflag == _HARD_LINK:
                 records[b"linkpath"] = _under(folder, records.get(b"linkpath") or block[157:257].split(b"\0", 1)[0])
             yield _pax_header(records)
@@ -946,6 +1134,9 @@ def _serialize_fields(node: tuple[Any, ...], xattrs: Collection[bytes] | None = 
 
 def _check_restorable(name_raw: bytes, target: bytes, kind: str, name: str) -> None:
     """Raise UnrestorableError if no restore could create this entry."""
+    path = name_raw.removeprefix(b"./")
+    if len(path) <= MAX_NAME and kind not in ("char", "block") and len(target) <= MAX_PATH:
+        return  # almost every entry: nothing can be too long
     shown = name if len(name) <= 120 else f"{name[:60]}...{name[-40:]}"
     if kind in ("char", "block"):
         raise UnrestorableError(
@@ -953,7 +1144,6 @@ def _check_restorable(name_raw: bytes, target: bytes, kind: str, name: str) -> N
             "devices), so it cannot be backed up; remove it from the volume (containers get their devices from "
             "the engine, not from a volume)"
         )
-    path = name_raw.removeprefix(b"./")
     if len(path) > MAX_PATH:
         raise UnrestorableError(
             f"{shown!r} is {len(path)} bytes long: no restore can create a path over {MAX_PATH} bytes; "
@@ -1008,11 +1198,23 @@ def _header_name(block: bytes) -> bytes:
     return name
 
 
+_PARSED: dict[bytes, tuple[int, int, int, int]] = {}  # mode, uid, gid and size fields -> their values
+_PARSED_MAX = 4096
+
+
 def _parse_header_numbers(block: bytes, offset: int) -> tuple[int, int, int, int]:
     """Given a header block, verify its checksum and return its mode, uid, gid and size.
 
     Raises MalformedArchiveError if a field is not a number or the checksum is wrong.
     """
+    # Most headers repeat the mode, owner and size of one before (PAX headers, small files):
+    # those four fields, once parsed, are looked up; the checksum is always checked.
+    known = _PARSED.get(block[100:136])
+    if known is not None:
+        checksum = block[148:156].strip(b" \0")
+        if checksum.isdigit() and b"8" not in checksum and b"9" not in checksum:
+            _verify_checksum(block, int(checksum, 8), offset)
+            return known
     fields = _NUMERIC_FIELDS.unpack_from(block, 100)
     mode, uid, gid, size, _, checksum = texts = [field.strip(b" \0") for field in fields]
     numbers: tuple[int, ...] = ()
@@ -1025,7 +1227,10 @@ def _parse_header_numbers(block: bytes, offset: int) -> tuple[int, int, int, int
             _parse_number(field, name, offset) for field, name in zip(fields, names, strict=True) if name != "mtime"
         )
     _verify_checksum(block, numbers[4], offset)
-    return numbers[0], numbers[1], numbers[2], numbers[3]
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    parsed = _PARSED[block[100:136]] = numbers[0], numbers[1], numbers[2], numbers[3]
+    return parsed
 
 
 def _verify_checksum(block: bytes, stored: int, offset: int) -> None:
@@ -1099,8 +1304,6 @@ def _parse_pax(content: bytes, offset: int) -> dict[bytes, bytes]:
         key, equals, value = content[space + 1 : end - 1].partition(b"=")
         if not equals or not key:
             raise MalformedArchiveError(f"corrupt archive: the PAX header at byte {offset} is malformed")
-        if key.startswith(b"GNU.sparse."):
-            raise MalformedArchiveError("unsupported archive: it holds GNU sparse files, which this tool cannot read")
         records[key] = value
         pos = end
     return records

@@ -248,15 +248,17 @@ def tar_create(tar: str, directory: str, environ: Mapping[str, str]) -> Generato
 
     Numeric owners; every xattr but SELinux labels (a host's policy, not data), POSIX ACLs
     included as their `system.posix_acl_*` xattrs, which both GNU tar and the engine's
-    archive API put back; and mtimes to the nanosecond, negative or past 2242 too. The
-    content digest leaves mtimes out, and counts the xattrs that only this path reads
-    apart (see ArchiveSummary.portable_digest).
+    archive API put back; mtimes to the nanosecond, negative or past 2242 too; and sparse
+    files as sparse (PAX format 1.0: only the data extents are stored, found with
+    SEEK_DATA/SEEK_HOLE, and GNU tar extracts them with their holes again). The content
+    digest leaves mtimes out, reads sparse files as the files they extract to, and counts the
+    xattrs that only this path reads apart (see ArchiveSummary.portable_digest).
     """
     import subprocess
 
     from docker_persist.errors import PersistError
 
-    argv = [tar, "-C", directory, "--numeric-owner", "--format=posix",
+    argv = [tar, "-C", directory, "--numeric-owner", "--format=posix", "--sparse-version=1.0",
             "--pax-option=delete=atime,delete=ctime", "--xattrs",
             "--xattrs-exclude=security.selinux", "--warning=no-file-changed",
             "--warning=no-file-removed", "--warning=no-file-ignored", "-cf", "-", "."]  # fmt: skip

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from tests.engine.conftest import ComposeProject, DockerCLI
-from tests.engine.helpers import compose_file, mountpoint, volume_name
+from tests.engine.helpers import compose_file, mountpoint, sha256_file, volume_name
 
 # Seed 0 always, and one new seed per run; DOCKER_PERSIST_FIDELITY_SEEDS=1,2,3 runs those instead.
 SEEDS = [int(s) for s in os.environ.get("DOCKER_PERSIST_FIDELITY_SEEDS", "").split(",") if s] or [
@@ -234,3 +234,47 @@ def test_the_tree_maker_is_deterministic_and_covers_every_row(tmp_path: Path) ->
                 "system.posix_acl_default", "setuid", "big-owner", "negative-mtime", "hard-link", "non-utf8",
                 "sparse"}  # fmt: skip
     assert expected <= seen, expected - seen
+
+
+def allocated(path: Path) -> int:
+    return path.lstat().st_blocks * 512
+
+
+def test_sparse_files_stay_sparse_on_the_fast_path_and_whole_through_the_api(
+    docker: DockerCLI, project: ComposeProject
+) -> None:
+    """A 1 GiB disk image holding 3 MiB backs up as 3 MiB, and restores as 3 MiB on disk again; a file of
+    zeros written out stays written out (no hole is dug in it). Through the archive API the same
+    snapshot restores to the same bytes."""
+    project.write(compose_file())
+    project.compose("create")
+    root = mountpoint(docker, volume_name(project))
+    with open(root / "disk.img", "wb") as image:
+        image.truncate(1 << 30)
+        for at in (0, 300 << 20, (1 << 30) - (1 << 20)):  # the start, the middle and the very end
+            image.seek(at)
+            image.write(random.Random(at).randbytes(1 << 20))
+    (root / "zeros.bin").write_bytes(bytes(4 << 20))
+    want = {name: sha256_file(root / name) for name in ("disk.img", "zeros.bin")}
+    assert allocated(root / "disk.img") < 4 << 20 and allocated(root / "zeros.bin") >= 4 << 20
+
+    done = project.persist("backup", "--name", "sparse")
+    assert done.returncode == 0, done.stdout + done.stderr
+    stored = sum(p.stat().st_size for p in project.store.rglob("data.tar*") if "sparse" in str(p))
+    assert 0 < stored < 8 << 20, f"the snapshot stores {stored} bytes for 7 MiB of data"
+
+    for path, env in (("fast", {}), ("api", {"DOCKER_PERSIST_FAST_PATH": "0"})):
+        target = f"{project.name}_{path}"
+        try:
+            done = project.persist("restore", "sparse", "--volume", "data", "--to", target, "--yes", env=env)
+            assert done.returncode == 0, done.stdout + done.stderr
+            restored = mountpoint(docker, target)
+            assert {name: sha256_file(restored / name) for name in want} == want, path
+            assert (restored / "disk.img").stat().st_size == 1 << 30
+            assert allocated(restored / "zeros.bin") >= 4 << 20, f"{path}: a hole was dug in a file of zeros"
+            if path == "fast":
+                assert allocated(restored / "disk.img") < 4 << 20, "the restored disk image is not sparse"
+        finally:
+            docker.run("volume", "rm", "-f", target)
+    done = project.persist("verify", "sparse")
+    assert done.returncode == 0, done.stdout + done.stderr

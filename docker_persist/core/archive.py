@@ -97,6 +97,7 @@ unsupported archives raise `MalformedArchiveError` either way.
 
 from __future__ import annotations
 
+import array
 import base64
 import binascii
 import contextlib
@@ -878,7 +879,8 @@ class _SparseData:
     extents, then each extent's offset and length), zero-padded to a block, then the extents'
     bytes one after the other. Hashes the file as extraction makes it, the holes as zeros, and
     refuses a map that is malformed, out of order, past the real size or not what the entry's
-    stored size holds."""
+    stored size holds. The map is at most MAX_META_SIZE bytes (about 400,000 extents), kept as
+    16 bytes an extent."""
 
     def __init__(self, real_size: int, stored: int, offset: int) -> None:
         self.real_size = real_size
@@ -887,7 +889,10 @@ class _SparseData:
         self._name = ""
         self._hasher: Any = None
         self._map: bytearray | None = bytearray()  # until the map is read
-        self._extents: list[tuple[int, int]] = []  # reversed: the next one last
+        self._newlines = 0  # in the map so far
+        self._count = -1  # extents, once the map's first line is in
+        self._extents = array.array("q")  # offset, length, offset, length, ...
+        self._next = 0  # index in _extents of the next extent's offset
         self._position = 0  # in the real file
         self._left = 0  # bytes of the current extent still to come
 
@@ -900,14 +905,15 @@ class _SparseData:
     def feed(self, data: memoryview) -> None:
         if self._map is not None:
             data = self._read_map(data)
+        extents = self._extents
         while data:
             if not self._left:
-                if not self._extents:
+                if self._next >= len(extents):
                     raise self._corrupt("holds more data than its map says")
-                start, self._left = self._extents.pop()
+                start, self._left = extents[self._next], extents[self._next + 1]
+                self._next += 2
                 self._zeros(start - self._position)
-                if not self._left:
-                    continue
+                continue
             take = min(self._left, len(data))
             if self._hasher is not None:
                 self._hasher.update(data[:take])
@@ -920,33 +926,41 @@ class _SparseData:
         assert self._map is not None
         while data:
             take = BLOCK_SIZE - len(self._map) % BLOCK_SIZE
+            before = len(self._map)
             self._map += data[:take]
             data = data[take:]
+            self._newlines += self._map.count(b"\n", before)
             if len(self._map) % BLOCK_SIZE:
                 return data
             if len(self._map) > MAX_META_SIZE:
                 raise self._corrupt(f"has a map of more than {MAX_META_SIZE} bytes")
-            lines = bytes(self._map).split(b"\n")
-            if not lines[0] or lines[0].translate(None, _DECIMAL_DIGITS):
-                raise self._corrupt("has a malformed map")
-            count = int(lines[0])
-            if len(lines) - 1 < 2 * count + 1:  # the last is what follows the last newline
-                continue
-            numbers = lines[1 : 2 * count + 1]
-            if any(not n or n.translate(None, _DECIMAL_DIGITS) for n in numbers) or lines[2 * count + 1].strip(b"\0"):
-                raise self._corrupt("has a malformed map")
-            extents = [(int(numbers[i]), int(numbers[i + 1])) for i in range(0, len(numbers), 2)]
-            end = 0
-            for start, length in extents:
-                if start < end or start + length > self.real_size:
-                    raise self._corrupt("has a map whose extents overlap, go backwards or pass its size")
-                end = start + length
-            if len(self._map) + sum(length for _, length in extents) != self._stored:
-                raise self._corrupt("has a map that does not match the data stored")
-            self._extents = extents[::-1]
-            self._map = None
-            return data
+            if self._count < 0 and self._newlines:
+                first = self._map[: self._map.index(b"\n")]
+                if not first or first.translate(None, _DECIMAL_DIGITS):
+                    raise self._corrupt("has a malformed map")
+                self._count = int(first)
+            if self._count >= 0 and self._newlines >= 2 * self._count + 1:
+                self._parse_map()
+                return data
         return data
+
+    def _parse_map(self) -> None:
+        assert self._map is not None
+        lines = bytes(self._map).split(b"\n", 2 * self._count + 1)
+        numbers, rest = lines[1:-1], lines[-1]
+        if any(not n or n.translate(None, _DECIMAL_DIGITS) or len(n) > 18 for n in numbers) or rest.strip(b"\0"):
+            raise self._corrupt("has a malformed map")
+        self._extents = extents = array.array("q", map(int, numbers))
+        end = stored = 0
+        for index in range(0, len(extents), 2):
+            start, length = extents[index], extents[index + 1]
+            if start < end or start + length > self.real_size:
+                raise self._corrupt("has a map whose extents overlap, go backwards or pass its size")
+            end = start + length
+            stored += length
+        if len(self._map) + stored != self._stored:
+            raise self._corrupt("has a map that does not match the data stored")
+        self._map = None
 
     def _zeros(self, count: int) -> None:
         self._position += count
@@ -960,7 +974,8 @@ class _SparseData:
     def finish(self) -> None:
         if self._map is not None:
             raise self._corrupt("ends inside its map")
-        if self._left or any(length for _, length in self._extents):  # GNU tar ends the map with (size, 0)
+        extents = self._extents
+        if self._left or any(extents[i] for i in range(self._next + 1, len(extents), 2)):  # GNU tar ends with (size, 0)
             raise self._corrupt("holds less data than its map says")
         self._zeros(self.real_size - self._position)
 

@@ -755,6 +755,7 @@ SPARSE_CASES = [
     (1 << 20, []),  # all hole
     (0, []),  # empty
     (8192, [(0, b"x" * 4096), (4096, b"y" * 4096)]),  # no hole at all
+    (1 << 20, [(index * 4096, b"z%d" % index) for index in range(250)]),  # a map of six blocks
 ]
 
 

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -219,3 +220,9 @@ def file_size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return -1
+
+
+def automatic(name: str, reason: str) -> bool:
+    """Return True for a snapshot name docker-persist made for `reason` ("pre-restore"): the UTC time, the
+    reason, and a number when two were made in the same second (`2026-11-30T153253Z-pre-restore-2`)."""
+    return re.fullmatch(rf"\d{{4}}-\d\d-\d\dT\d{{6}}Z-{re.escape(reason)}(-\d+)?", name) is not None

@@ -16,6 +16,7 @@ import pytest
 from tests.engine.conftest import ComposeProject, DockerCLI
 from tests.engine.helpers import (
     Listing,
+    automatic,
     change,
     compose_file,
     fill,
@@ -77,7 +78,7 @@ def crashed(project: ComposeProject, point: str, *args: str) -> None:
 
 
 def undo_snapshots(project: ComposeProject) -> list[str]:
-    return [n for n in snapshot_names(project) if n.endswith("-pre-restore")]
+    return [n for n in snapshot_names(project) if automatic(n, "pre-restore")]
 
 
 @pytest.fixture
@@ -195,7 +196,7 @@ def test_a_down_killed_at_each_step_gets_its_guards_back(
     recovered = project.persist("recover")
     assert recovered.returncode == 0, recovered.stderr
     assert running_guards(docker, volume), "the guard released by the killed down must be back"
-    assert any(n.endswith("-pre-down") for n in snapshot_names(project))
+    assert any(automatic(n, "pre-down") for n in snapshot_names(project))
     assert project.persist("down", "-v").returncode == 0
     assert docker.run("volume", "inspect", volume).returncode != 0
     assert_nothing_left(docker, project)

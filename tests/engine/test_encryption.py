@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from tests.engine.conftest import ComposeProject, DockerCLI
+from tests.engine.helpers import automatic
 from tests.engine.test_snapshots import (
     DESTROY_SCRIPT,
     FILL_SCRIPT,
@@ -110,7 +111,7 @@ def test_encrypted_snapshots_restore_with_the_key_and_by_hand_with_age(
     done = project.persist("restore", "locked", "--yes", env={"DOCKER_PERSIST_IDENTITY": str(identity)})
     assert done.returncode == 0, done.stdout + done.stderr
     assert snapshot_listing(docker, volume) == before
-    undo = [p for p in (project.store / project.name).iterdir() if p.name.endswith("-pre-restore")]
+    undo = [p for p in (project.store / project.name).iterdir() if automatic(p.name, "pre-restore")]
     encrypted = sorted(p.name for p in undo[0].iterdir() if p.suffix == ".age")
     assert len(undo) == 1 and encrypted == ["data.index.zst.age", "data.tar.zst.age"]
 
@@ -166,7 +167,7 @@ def test_the_snapshot_before_down_is_encrypted_too(
     done = project.persist("down", "-v", "-t", "0")
     assert done.returncode == 0, done.stdout + done.stderr
     assert docker.run("volume", "inspect", volume).returncode != 0
-    [snapshot] = [p for p in (project.store / project.name).iterdir() if p.name.endswith("-pre-down")]
+    [snapshot] = [p for p in (project.store / project.name).iterdir() if automatic(p.name, "pre-down")]
     part = (snapshot / "data.tar.zst.age").read_bytes()
     assert part.startswith(b"age-encryption.org/v1\n") and MARKER.encode() not in part
 

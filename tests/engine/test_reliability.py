@@ -26,6 +26,7 @@ from docker_persist.core.archive import TarDigester
 from tests.engine.conftest import ComposeProject, DockerCLI
 from tests.engine.helpers import (
     BIG_MB,
+    automatic,
     change,
     cmdline,
     compose_file,
@@ -177,7 +178,7 @@ def test_kill_during_restore_keeps_the_undo_snapshot(docker: DockerCLI, project:
 
     try:
         names = snapshot_names(project)
-        undo = [n for n in names if n.endswith("-pre-restore")]
+        undo = [n for n in names if automatic(n, "pre-restore")]
         assert len(undo) == 1, names
         # A backup now would snapshot half a restore: it is refused until the restore is finished.
         refused = project.persist("backup", "--name", "half")
@@ -189,7 +190,7 @@ def test_kill_during_restore_keeps_the_undo_snapshot(docker: DockerCLI, project:
         rerun = project.persist("restore", "base", "--yes")
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
         assert listing(docker, volume) == base
-        assert [n for n in snapshot_names(project) if n.endswith("-pre-restore")] == undo
+        assert [n for n in snapshot_names(project) if automatic(n, "pre-restore")] == undo
         assert helpers_left(docker, project) == []
         assert staging_left(project_store) == []
         assert service_state(docker, project)[1], "the rerun should start the service the killed restore stopped"

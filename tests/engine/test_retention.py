@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from tests.engine.conftest import ComposeProject, DockerCLI
-from tests.engine.helpers import change, compose_file, fill, listing, snapshot_names, volume_name
+from tests.engine.helpers import automatic, change, compose_file, fill, listing, snapshot_names, volume_name
 
 TWO_VOLUMES = """
 name: {project}
@@ -83,8 +83,8 @@ def test_latest_is_never_an_undo_snapshot(docker: DockerCLI, project: ComposePro
     assert [r["name"] for r in json.loads(verified.stdout)["results"]] == ["good"]
     ok(project.persist("down", "-v"))  # a pre-down snapshot of the good data: latest again
     names = snapshot_names(project)
-    undo = [n for n in names if n.endswith("-pre-restore")]
-    ok(project.persist("forget", *[n for n in names if n.endswith("-pre-down")]))
+    undo = [n for n in names if automatic(n, "pre-restore")]
+    ok(project.persist("forget", *[n for n in names if automatic(n, "pre-down")]))
     ok(project.persist("up", "-d", "--wait"))
     assert {k: v for k, v in listing(docker, volume).items() if k != "."} == {
         k: v for k, v in good.items() if k != "."

@@ -23,6 +23,7 @@ from minio import Minio
 
 from tests.bed.seaweed import ACCESS_KEY, CREDENTIALS, SECRET_KEY
 from tests.engine.conftest import ComposeProject, DockerCLI
+from tests.engine.helpers import automatic
 from tests.engine.test_snapshots import DESTROY_SCRIPT, FILL_SCRIPT, ONE_VOLUME, busybox, snapshot_listing
 
 
@@ -117,7 +118,7 @@ def test_backup_snapshots_restore_verify_and_forget_on_s3(
     assert "second: ok" in done.stdout, done.stdout
     listed = json.loads(s3.persist("snapshots", "--format", "json").stdout)["snapshots"]
     verified = {row["name"]: bool(row["verified"]) for row in listed}
-    undo = [name for name in verified if name.endswith("-pre-restore")]  # restore's undo snapshot
+    undo = [name for name in verified if automatic(name, "pre-restore")]  # restore's undo snapshot
     assert len(undo) == 1, verified
     assert verified == {"first": False, "second": True, undo[0]: False}
 

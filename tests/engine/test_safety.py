@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tests.engine.conftest import ComposeProject, DockerCLI
 from tests.engine.helpers import (
+    automatic,
     change,
     cmdline,
     compose_file,
@@ -151,12 +152,12 @@ def test_compose_command_lines_are_read_as_compose_reads_them(docker: DockerCLI,
         assert done.returncode == 0, done.stdout + done.stderr
         assert docker.run("volume", "inspect", volume).returncode == 0, f"{line} is not destructive"
         assert running_guards(docker, volume), f"{line} must not release the guard"
-        assert not any(n.endswith("-pre-down") for n in snapshot_names(project)), line
+        assert not any(automatic(n, "pre-down") for n in snapshot_names(project)), line
     assert compose(project, "up", "-d", "--wait")[0] == 0
     done = run("compose", *base, "down", "-vt0")  # -v -t 0
     assert done.returncode == 0, done.stdout + done.stderr
     assert docker.run("volume", "inspect", volume).returncode != 0
-    assert [n for n in snapshot_names(project) if n.endswith("-pre-down")], "-vt0 is destructive: backed up first"
+    assert [n for n in snapshot_names(project) if automatic(n, "pre-down")], "-vt0 is destructive: backed up first"
 
 
 def test_the_wrapper_and_the_provider_take_one_snapshot_between_them(
@@ -166,7 +167,7 @@ def test_the_wrapper_and_the_provider_take_one_snapshot_between_them(
     assert compose(project, "up", "-d", "--wait")[0] == 0
     done = project.persist("down", "-vt0")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert len([n for n in snapshot_names(project) if n.endswith("-pre-down")]) == 1
+    assert len([n for n in snapshot_names(project) if automatic(n, "pre-down")]) == 1
     assert docker.run("volume", "inspect", f"{project.name}_app_data").returncode != 0
 
 

@@ -329,6 +329,11 @@ class TarDigester:
                             pos += self._remaining
                             self._state = _HEADER
                 elif state == _HEADER:
+                    if not self._header and end - pos >= 2 * BLOCK_SIZE:
+                        moved = self._whole_entries(view, pos, end)
+                        if moved != pos:
+                            pos = moved
+                            continue
                     pos = self._read_header(view, pos, end)
                 elif state == _SPARSE:
                     take = min(self._remaining, end - pos)
@@ -407,6 +412,60 @@ class TarDigester:
             yield decode(line.rstrip(b"\n"))
 
     # --- the stream ------------------------------------------------------------------
+
+    def _whole_entries(self, view: memoryview, pos: int, end: int) -> int:
+        """Read the entries lying whole in view[pos:end] (a PAX header, the entry's header, its data
+        and padding), each at once: what GNU tar writes for a small file. Return where the first
+        entry that is not whole (or anything else: a zero block, a long name, a global header)
+        starts, for the state machine to read. The same checks run, through the same functions,
+        and an entry takes exactly the bytes the state machine would give it."""
+        base = self._offset
+        while (
+            end - pos >= 2 * BLOCK_SIZE
+            and not self._zero_blocks
+            and self._local_pax is None
+            and self._long_name is None
+            and self._long_link is None
+            and b"size" not in self._global_pax
+        ):
+            block = view[pos : pos + BLOCK_SIZE].tobytes()
+            local: dict[bytes, bytes] | None = None
+            at = pos
+            if block[156:157] == b"x":
+                size = _parse_header_numbers(block, base + pos)[3]
+                at = pos + BLOCK_SIZE + size + -size % BLOCK_SIZE
+                if size > MAX_META_SIZE or end - at < BLOCK_SIZE:
+                    return pos
+                local = _parse_pax(view[pos + BLOCK_SIZE : pos + BLOCK_SIZE + size].tobytes(), base + pos)
+                block = view[at : at + BLOCK_SIZE].tobytes()
+            typeflag = block[156:157]
+            if block == _ZERO_BLOCK or typeflag in _META_TYPES:
+                return pos
+            mode, uid, gid, size = _parse_header_numbers(block, base + at)
+            most = _pax_int(local, b"size", size, base + at) if local else size  # what the entry may take
+            if at + BLOCK_SIZE + most + -most % BLOCK_SIZE > end:
+                return pos
+            self._local_pax = local
+            self._start_entry(block, typeflag, mode, uid, gid, size, base + at)
+            pos = at + BLOCK_SIZE
+            state = self._state
+            if state in (_DATA, _SPARSE):
+                taken = self._remaining
+                if taken > most:
+                    raise AssertionError(f"entry at byte {base + at} takes {taken} bytes, not at most {most}")
+                data = view[pos : pos + taken]
+                if state == _SPARSE:
+                    assert self._sparse is not None
+                    self._sparse.feed(data)
+                elif self._hash_data:
+                    self._hasher.update(data)
+                self._remaining = 0
+                self._end_data()
+                pos += taken + -taken % BLOCK_SIZE  # the padding too
+                self._state, self._remaining = _HEADER, 0
+            elif state != _HEADER:
+                raise AssertionError(f"entry at byte {base + at} left the digester in state {state}")
+        return pos
 
     def _read_header(self, view: memoryview, pos: int, end: int) -> int:
         header = self._header

@@ -855,6 +855,51 @@ def test_reroot_moves_a_sparse_file_by_its_real_name() -> None:
         assert extracted is not None and extracted.read() == expanded(4096, extents)
 
 
+# --- reading whole entries at once changes nothing ------------------------------------------
+
+
+def outcome(archive: bytes, chunks: Iterable[int] | int, **options: object) -> object:
+    """The summary and file index an archive gives, or the error it raises (type and message)."""
+    digester = TarDigester(index=True, **options)  # type: ignore[arg-type]
+    view = memoryview(archive)
+    sizes = itertools.repeat(chunks) if isinstance(chunks, int) else iter(chunks)
+    try:
+        pos = 0
+        while pos < len(archive):
+            size = next(sizes)
+            digester.feed(view[pos : pos + size])
+            pos += size
+        return digester.finish(), list(digester.index_lines())
+    except (MalformedArchiveError, UnsafeArchiveError, UnrestorableError) as error:
+        return type(error), str(error)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_whole_entries_read_at_once_give_what_the_state_machine_gives(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The digester reads entries that lie whole in a chunk at once (_whole_entries); with that turned
+    off, every archive (sound, unsafe, truncated, corrupt) must give the same summary or the same error."""
+    rng = random.Random(seed)
+    entries = shuffled(sample(big=seed % 4 == 0), seed)
+    if seed % 3 == 0:
+        entries.append(sparse_entry("./s.img", 70_000, [(1000, b"a" * 700), (60_000, b"b" * 3000)]))
+    if seed % 5 == 0:
+        entries.extend(rng.choice(UNSAFE).values[0])
+    archive = build_archive(entries, format=rng.choice([tarfile.PAX_FORMAT, tarfile.GNU_FORMAT]))
+    if seed % 2:  # damage it: cut it short, or flip a byte in a header or in data
+        at = rng.randrange(len(archive))
+        archive = archive[:at] if rng.random() < 0.5 else archive[:at] + bytes([archive[at] ^ 0x40]) + archive[at + 1 :]
+    chunkings: list[Iterable[int] | int] = [65536, 1536, [rng.randrange(1, 5000) for _ in range(len(archive))]]
+    for options in ({"check_safety": True}, {"check_safety": False, "restorable": True}):
+        for chunks in chunkings:
+            fast = outcome(archive, chunks, **options)
+            with monkeypatch.context() as patched:
+                patched.setattr(TarDigester, "_whole_entries", lambda self, view, pos, end: pos)
+                slow = outcome(archive, chunks, **options)
+            assert fast == slow, f"seed {seed}, {options}, chunks {chunks if isinstance(chunks, int) else 'random'}"
+
+
 # --- memory -------------------------------------------------------------------------------
 
 

@@ -208,8 +208,9 @@ class Engine(Protocol):
         """Run `sh -c command` in a running container; return (exit code, combined output)."""
         ...
 
-    def run_container(self, spec: ContainerSpec, timeout: int = 600) -> tuple[int, str]:
-        """Create, start and wait for a container; return (exit code, output). It is always removed."""
+    def run_container(self, spec: ContainerSpec, timeout: float | None = None) -> tuple[int, str]:
+        """Create, start and wait for a container (at most `timeout` seconds; None: as long as it runs);
+        return (exit code, output). It is always removed."""
         ...
 
     # --- images docker-persist makes itself -------------------------------------------------

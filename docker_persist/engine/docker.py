@@ -27,6 +27,7 @@ from docker_persist.engine import (
 )
 from docker_persist.engine.transport import (
     USER_AGENT,
+    WAIT,
     Body,
     EngineConflictError,
     EngineNotFoundError,
@@ -124,25 +125,32 @@ class DockerEngine:
         headers: Mapping[str, str] | None = None,
         versioned: bool = True,
         also_ok: tuple[int, ...] = (),
+        timeout: float | None = -1.0,
     ) -> Any:
         """Send a request and return the streamed response. Raise EngineError for a non-2xx answer
-        (other than the statuses in `also_ok`)."""
+        (other than the statuses in `also_ok`). `timeout`: see Transport.request (-1: the default)."""
         transport = self.transport
         if versioned and isinstance(transport, HTTPTransport):
             transport.api_version = self.api_version
-        response = transport.request(method, path, params, body, headers, versioned)
+        response = transport.request(method, path, params, body, headers, versioned, timeout)
         if response.status >= 300 and response.status not in also_ok:
             detail = response.read()
             raise api_error(response.status, method, path, detail)
         return response
 
     def call_json(
-        self, method: str, path: str, params: Mapping[str, Any] | None = None, body: Any = None, versioned: bool = True
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        versioned: bool = True,
+        timeout: float | None = -1.0,
     ) -> Any:
         """Send a request (with a JSON body, if any) and return the decoded JSON answer (None if empty)."""
         payload = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if payload is not None else None
-        data = self.request(method, path, params, payload, headers, versioned).read()
+        data = self.request(method, path, params, payload, headers, versioned, timeout=timeout).read()
         if not data:
             return None
         try:
@@ -317,7 +325,8 @@ class DockerEngine:
 
     def remove_volume(self, name: str, force: bool = False) -> None:
         """Remove a volume. Raise EngineConflictError while a container (e.g. a guard) uses it."""
-        self.request("DELETE", f"/volumes/{name}", {"force": force}).read()
+        # The engine answers once every file is gone: minutes for millions of them.
+        self.request("DELETE", f"/volumes/{name}", {"force": force}, timeout=WAIT).read()
 
     def containers_using_volume(self, name: str) -> list[ContainerSummary]:
         """Return every container, running or not, that mounts volume `name`."""
@@ -387,7 +396,9 @@ class DockerEngine:
 
     def stop_container(self, container_id: str, timeout: int | None = None) -> None:
         """Stop a container (a stopped one is fine), within its own stop timeout unless one is given."""
-        self.request("POST", f"/containers/{container_id}/stop", {"t": timeout}, also_ok=(NOT_MODIFIED,)).read()
+        # The engine answers once the container is down: after its stop_grace_period, which may be minutes.
+        self.request("POST", f"/containers/{container_id}/stop", {"t": timeout}, also_ok=(NOT_MODIFIED,),
+                     timeout=WAIT).read()  # fmt: skip
 
     def start_container(self, container_id: str) -> None:
         """Start a container (a running one is fine)."""
@@ -419,20 +430,23 @@ class DockerEngine:
             body={"Cmd": ["sh", "-c", command], "AttachStdout": True, "AttachStderr": True, "Tty": False},
         )
         exec_id = created["Id"]
-        response = self.request(
+        response = self.request(  # a hook (a dump) may say nothing for minutes: wait for it
             "POST", f"/exec/{exec_id}/start", body=json.dumps({"Detach": False, "Tty": False}).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json"}, timeout=WAIT,
         )  # fmt: skip
         output = _demultiplex(response.read())
         code = self.call_json("GET", f"/exec/{exec_id}/json").get("ExitCode")
         return (int(code) if code is not None else -1), output
 
-    def run_container(self, spec: ContainerSpec, timeout: int = 600) -> tuple[int, str]:
-        """Create, start and wait for a container; return (exit code, output). It is always removed."""
+    def run_container(self, spec: ContainerSpec, timeout: float | None = WAIT) -> tuple[int, str]:
+        """Create, start and wait for a container (at most `timeout` seconds, by default as long as it
+        runs); return (exit code, output). It is always removed."""
         container = self.create_container(None, spec)
         try:
             self.start_container(container)
-            waited = self.call_json("POST", f"/containers/{container}/wait", {"condition": "not-running"})
+            waited = self.call_json(
+                "POST", f"/containers/{container}/wait", {"condition": "not-running"}, timeout=timeout
+            )
             code = int((waited or {}).get("StatusCode", -1))
             logs = self.request("GET", f"/containers/{container}/logs", {"stdout": True, "stderr": True}).read()
             return code, _demultiplex(logs)

@@ -345,7 +345,7 @@ class MemoryEngine:
             raise EngineConflictError(f"Container {c.id} is not running")
         return self.on_exec(c, command)
 
-    def run_container(self, spec: ContainerSpec, timeout: int = 600) -> tuple[int, str]:
+    def run_container(self, spec: ContainerSpec, timeout: float | None = None) -> tuple[int, str]:
         """Run `on_run` with the spec (its volumes readable through this engine)."""
         self._call("run_container")
         return self.on_run(spec, self)

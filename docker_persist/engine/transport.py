@@ -212,6 +212,11 @@ class HTTPResponse:
             self._connection = None
 
 
+WAIT = None
+"""A request's timeout that waits as long as the engine works (a volume of millions of files to
+remove, a hook or a container to wait for): the engine answers when it is done, not before."""
+
+
 class Transport(Protocol):
     """How requests reach the engine."""
 
@@ -223,8 +228,10 @@ class Transport(Protocol):
         body: Body = None,
         headers: Mapping[str, str] | None = None,
         versioned: bool = True,
+        timeout: float | None = -1.0,
     ) -> Response:
-        """Send a request; return the streamed response (any status)."""
+        """Send a request; return the streamed response (any status). `timeout` bounds each wait
+        for the engine in seconds: -1 is the transport's own, WAIT (None) waits for ever."""
         ...
 
 
@@ -305,8 +312,9 @@ class HTTPTransport:
         body: Body = None,
         headers: Mapping[str, str] | None = None,
         versioned: bool = True,
+        timeout: float | None = -1.0,
     ) -> HTTPResponse:
-        """Send a request; return the streamed response (any status)."""
+        """Send a request; return the streamed response (any status). See Transport.request for `timeout`."""
         target = (f"/v{self.api_version}" if versioned else "") + quote(path, safe="/:@!$&'()*+,;=-._~")
         if params:
             query = {k: _query_value(v) for k, v in params.items() if v is not None}
@@ -324,6 +332,7 @@ class HTTPTransport:
         for attempt in (0, 1):
             connection, reused = self._take()
             try:
+                connection.sock.settimeout(self.timeout if timeout == -1.0 else timeout)
                 connection.sock.sendall(header_bytes)
                 if isinstance(body, bytes):
                     connection.sock.sendall(body)
@@ -336,6 +345,10 @@ class HTTPTransport:
                 status, response_headers = _read_head(connection.reader)
             except (OSError, EngineError) as error:
                 connection.close()
+                if isinstance(error, TimeoutError):  # the engine is working on it, or stuck: never send it twice
+                    raise EngineError(
+                        f"the engine did not answer {method} {path} within {connection.sock.gettimeout() or 0:g} s"
+                    ) from error
                 # A kept connection the engine closed meanwhile: retry once on a new one,
                 # unless a body stream was already (partly) consumed.
                 if reused and attempt == 0 and not streaming:
@@ -419,8 +432,9 @@ class SDKTransport:
         body: Body = None,
         headers: Mapping[str, str] | None = None,
         versioned: bool = True,
+        timeout: float | None = -1.0,
     ) -> _SDKResponse:
-        """Send a request; return the streamed response (any status)."""
+        """Send a request; return the streamed response (any status). The SDK's requests wait for ever."""
         import requests.exceptions
 
         prefix = f"/v{self.client.api_version}" if versioned else ""

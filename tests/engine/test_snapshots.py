@@ -300,13 +300,16 @@ zstd -d < {archive} \\
         -C "$(docker volume inspect -f '{{{{.Mountpoint}}}}' {volume})"
 """
 
-# Without access to the engine's host (a remote engine), a BusyBox container does the extracting.
-# Everything comes back, the root's mode and owner included, but xattrs and directory mtimes.
+# Without access to the engine's host (a remote engine), a container with a tar does the extracting:
+# a Debian image's GNU tar (everything but xattrs comes back, sparse files as sparse files), or
+# BusyBox's (everything but xattrs and directory mtimes, and but sparse files: it does not read
+# GNU tar's sparse format, and leaves GNUSparseFile.<pid>/NAME holding the map and the data).
 BY_HAND_REMOTE = """\
 docker volume create {volume}
 zstd -d < {archive} \\
-  | docker run -i --rm --network none -v {volume}:/d docker-persist-test/busybox tar -x -C /d
+  | docker run -i --rm --network none --user 0 --entrypoint tar -v {volume}:/d {image} -x -C /d
 """
+GNU_TAR_IMAGE = "docker-persist-test/postgres:15"  # debootstrapped Debian: GNU tar
 
 
 def run_by_hand(docker: DockerCLI, commands: str) -> None:
@@ -324,22 +327,29 @@ def test_a_snapshot_restores_by_hand_with_zstd_and_tar(project: ComposeProject, 
     original, mtimes = snapshot_listing(docker, volume)
     backup(project, "--name", "by-hand")
     archive = shlex.quote(str(project.store / project.name / "by-hand" / "data.tar.zst"))
-    host, remote = f"{project.name}-by-hand", f"{project.name}-by-hand-remote"
+    host, remote, busy = (f"{project.name}-by-hand{suffix}" for suffix in ("", "-remote", "-busybox"))
     try:
         run_by_hand(docker, BY_HAND.format(volume=host, archive=archive))
         assert snapshot_listing(docker, host) == (original, mtimes)
         assert os.getxattr(mountpoint(docker, host) / "tool.sh", "security.capability") == CAPABILITY
 
-        run_by_hand(docker, BY_HAND_REMOTE.format(volume=remote, archive=archive))
-        listing, remote_mtimes = snapshot_listing(docker, remote)
-        assert listing == original
+        run_by_hand(docker, BY_HAND_REMOTE.format(volume=remote, archive=archive, image=GNU_TAR_IMAGE))
+        assert snapshot_listing(docker, remote) == (original, mtimes)
+
+        run_by_hand(docker, BY_HAND_REMOTE.format(volume=busy, archive=archive, image="docker-persist-test/busybox"))
+        listing, busy_mtimes = snapshot_listing(docker, busy)
+        sparse = [line for line in original if line.startswith("./sparse\t")]
+        assert sparse, "FILL_SCRIPT makes a sparse file"
+        assert [line for line in listing if "GNUSparseFile." not in line] == [line for line in original
+                                                                           if line not in sparse]  # fmt: skip
         directories = {line.split("\t")[0] for line in original if line.split("\t")[1] == "directory"}
-        assert {p: t for p, t in remote_mtimes.items() if p not in directories} == {
-            p: t for p, t in mtimes.items() if p not in directories
+        assert {p: t for p, t in busy_mtimes.items() if p not in directories and "GNUSparseFile." not in p} == {
+            p: t for p, t in mtimes.items() if p not in directories and p != "./sparse"
         }
     finally:
         remove_volume(docker, host)
         remove_volume(docker, remote)
+        remove_volume(docker, busy)
 
 
 # --- 4. restore --to, and names that do not resolve --------------------------------------------------

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from docker_persist import __version__
@@ -35,7 +36,7 @@ from docker_persist.engine.markers import remove_leftovers
 from docker_persist.errors import ConfigError, PersistError
 from docker_persist.host.faults import crash_point
 from docker_persist.store import PendingSnapshot, Store
-from docker_persist.streams.compression import make_compressor
+from docker_persist.streams.compression import Compressor, make_compressor
 from docker_persist.streams.pipeline import BackgroundWriter, in_background
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,30 @@ def _volumes_for_service(project: Project, services: Sequence[str]) -> list[str]
     return keys
 
 
+@contextlib.contextmanager
+def _compressed_part(
+    pending: PendingSnapshot, filename: str, compression: str, recipients: Sequence[Any]
+) -> Iterator[tuple[Compressor, BackgroundWriter]]:
+    """Yield a compressor writing the part `filename` of the pending snapshot (through age to
+    `recipients`, if any), and the writer that hashes and stores its bytes. The compressed (and
+    encrypted) stream is ended when the block ends without an error; the writer is always closed."""
+    from docker_persist.streams.encryption import EncryptingSink
+
+    with pending.open_part(filename) as part:
+        sink = BackgroundWriter(part)
+        encrypting = EncryptingSink(sink, recipients) if recipients else None
+        try:
+            compressor = make_compressor(compression, encrypting or sink)
+            yield compressor, sink
+            compressor.finish()
+            if encrypting is not None:
+                encrypting.finish()
+        finally:
+            if encrypting is not None:
+                encrypting.close()
+            sink.close()
+
+
 def _archive_into(
     pending: PendingSnapshot, filename: str, fmt: PartFormat, archive: Iterable[bytes], label: str, progress: Progress
 ) -> tuple[BackgroundWriter, ArchiveSummary, BackgroundWriter]:
@@ -120,25 +145,12 @@ def _archive_into(
     fourth thread runs age between zstd and the writer. Then the part's file index
     (core/fileindex.py), compressed and encrypted alike; return both writers and the summary.
     """
-    from docker_persist.streams.encryption import EncryptingSink
-
     digester = TarDigester(check_safety=False, restorable=True, index=True)
-    with pending.open_part(filename) as part:
-        sink = BackgroundWriter(part)
-        encrypting = EncryptingSink(sink, fmt.recipients) if fmt.recipients else None
-        try:
-            compressor = make_compressor(fmt.compression, encrypting or sink)
-            for chunk in in_background(archive):
-                digester.feed(chunk)
-                compressor.write(chunk)
-                progress(label, len(chunk))
-            compressor.finish()
-            if encrypting is not None:
-                encrypting.finish()
-        finally:
-            if encrypting is not None:
-                encrypting.close()
-            sink.close()
+    with _compressed_part(pending, filename, fmt.compression, fmt.recipients) as (compressor, sink):
+        for chunk in in_background(archive):
+            digester.feed(chunk)
+            compressor.write(chunk)
+            progress(label, len(chunk))
     summary = digester.finish()
     return sink, summary, _write_index(pending, index_filename(filename), fmt, digester)
 
@@ -151,28 +163,16 @@ def index_filename(part: str) -> str:
 
 def _write_index(pending: PendingSnapshot, filename: str, fmt: PartFormat, digester: TarDigester) -> BackgroundWriter:
     from docker_persist.core.fileindex import HEADER
-    from docker_persist.streams.encryption import EncryptingSink
 
-    with pending.open_part(filename) as part:
-        sink = BackgroundWriter(part)
-        encrypting = EncryptingSink(sink, fmt.recipients) if fmt.recipients else None
-        try:
-            compressor = make_compressor("zstd", encrypting or sink)
-            compressor.write(HEADER)
-            lines: list[bytes] = []
-            for line in digester.index_lines():
-                lines.append(line)
-                if len(lines) >= 4096:
-                    compressor.write(b"".join(lines))
-                    lines.clear()
-            compressor.write(b"".join(lines))
-            compressor.finish()
-            if encrypting is not None:
-                encrypting.finish()
-        finally:
-            if encrypting is not None:
-                encrypting.close()
-            sink.close()
+    with _compressed_part(pending, filename, "zstd", fmt.recipients) as (compressor, sink):
+        compressor.write(HEADER)
+        lines: list[bytes] = []
+        for line in digester.index_lines():
+            lines.append(line)
+            if len(lines) >= 4096:
+                compressor.write(b"".join(lines))
+                lines.clear()
+        compressor.write(b"".join(lines))
     return sink
 
 

@@ -24,7 +24,7 @@ from docker_persist.cli.provider import METADATA
 from docker_persist.config.model import build_project
 from docker_persist.errors import ConfigError, UsageError
 from docker_persist.host.dockerconfig import Endpoint, GlobalOptions
-from tests.helpers import run_main
+from tests.helpers import fake_compose_environ, run_main
 
 # What `docker compose config` prints for the project the tests use.
 COMPOSE_CONFIG = """\
@@ -58,21 +58,7 @@ volumes:
 @pytest.fixture
 def environ(tmp_path: Path) -> dict[str, str]:
     """An empty Docker config whose Compose plugin answers `config` with COMPOSE_CONFIG."""
-    config = tmp_path / "docker"
-    (config / "cli-plugins").mkdir(parents=True)
-    (tmp_path / "compose.yaml").write_text("# the fake Compose plugin prints the project\n")
-    (tmp_path / "config.yaml").write_text(COMPOSE_CONFIG)
-    compose = config / "cli-plugins" / "docker-compose"
-    compose.write_text(f"#!/bin/sh\ncat {tmp_path / 'config.yaml'}\n")
-    compose.chmod(0o755)
-    return {
-        "HOME": str(tmp_path),
-        "DOCKER_CONFIG": str(config),
-        "XDG_CACHE_HOME": str(tmp_path / "cache"),
-        "XDG_STATE_HOME": str(tmp_path / "state"),
-        "COMPOSE_FILE": str(tmp_path / "compose.yaml"),
-        "PATH": "/usr/bin:/bin",
-    }
+    return fake_compose_environ(tmp_path, COMPOSE_CONFIG)
 
 
 class FakeEngine:

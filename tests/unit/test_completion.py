@@ -17,7 +17,7 @@ from docker_persist.actions import catalog
 from docker_persist.actions.catalog import Catalog, Damaged
 from docker_persist.cli.commands import COMMANDS
 from docker_persist.core.manifest import Manifest
-from tests.helpers import run_main
+from tests.helpers import fake_compose_environ, run_main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,20 +46,7 @@ LISTED = [e.name for e in COMMANDS.values() if e.listed]
 @pytest.fixture
 def environ(tmp_path: Path) -> dict[str, str]:
     """An empty Docker config whose Compose plugin answers `config` with COMPOSE_CONFIG."""
-    config = tmp_path / "docker"
-    (config / "cli-plugins").mkdir(parents=True)
-    (tmp_path / "compose.yaml").write_text("# the fake Compose plugin prints the project\n")
-    (tmp_path / "config.yaml").write_text(COMPOSE_CONFIG)
-    compose = config / "cli-plugins" / "docker-compose"
-    compose.write_text(f"#!/bin/sh\ncat {tmp_path / 'config.yaml'}\n")
-    compose.chmod(0o755)
-    return {
-        "HOME": str(tmp_path),
-        "DOCKER_CONFIG": str(config),
-        "XDG_CACHE_HOME": str(tmp_path / "cache"),
-        "COMPOSE_FILE": str(tmp_path / "compose.yaml"),
-        "PATH": "/usr/bin:/bin",
-    }
+    return fake_compose_environ(tmp_path, COMPOSE_CONFIG)
 
 
 @pytest.fixture

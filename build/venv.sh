@@ -23,7 +23,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     pip_install --require-hashes --no-deps -r "$lock"
     pip_install --no-deps --no-build-isolation -e "$root"
     "$venv/bin/pip" check >&2 || { echo "venv: the installed dependencies do not fit together" >&2; exit 1; }
-    "$venv/bin/python" -c "import docker_persist, docker, yaml, zstandard, minio, pyrage, PyInstaller" \
+    "$venv/bin/python" -c "import docker_persist, docker, yaml, zstandard, minio, pyrage, apprise, aiosmtpd, PyInstaller" \
         || { echo "venv: install failed" >&2; exit 1; }
     echo "$want" >"$stamp"
 fi

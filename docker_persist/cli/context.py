@@ -16,6 +16,7 @@ from docker_persist.host.dockerconfig import (
 )
 
 if TYPE_CHECKING:
+    from docker_persist.actions.alerts import Sender
     from docker_persist.config.project import ComposeOptions
     from docker_persist.engine.docker import DockerEngine
 
@@ -47,3 +48,10 @@ class Context:
         # DOCKER_PERSIST_FAST_PATH=0 turns off reading local volumes' files directly.
         fast = self.env.environ.get("DOCKER_PERSIST_FAST_PATH", "1") not in ("0", "false", "no")
         return DockerEngine(self.endpoint, allow_local_fast_path=fast, environ=self.env.environ)
+
+    @functools.cached_property
+    def notify_sender(self) -> Sender:
+        """What delivers notifications and pings (tests set a recording one)."""
+        from docker_persist.actions.alerts import HostSender
+
+        return HostSender()

@@ -47,6 +47,17 @@ class EncryptPolicy:
     recipients_file: str | None = None  # one recipient a line, as `age -R` reads; relative to the project
 
 
+NOTIFY_EVENTS = ("failure", "success", "stale", "recovered")  # the schema's notify_event enum (a test checks)
+
+
+@dataclasses.dataclass(frozen=True)
+class NotifyTarget:
+    """One `x-persist.notify` entry: an Apprise URL and the events it is told of."""
+
+    url: str
+    on: tuple[str, ...] = ("failure",)
+
+
 @dataclasses.dataclass(frozen=True)
 class ProjectPolicy:
     """Project-wide `x-persist` (top level)."""
@@ -60,6 +71,8 @@ class ProjectPolicy:
     verify_max_age: Duration | None = None  # a newer passing verify is required
     ignore: tuple[str, ...] = ()
     encrypt: EncryptPolicy | None = None
+    notify: tuple[NotifyTarget, ...] = ()
+    ping: str | None = None  # a dead-man's-switch URL: /start, itself, /fail
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +84,7 @@ class VolumePolicy:
     max_age: Duration | None = None
     verify_max_age: Duration | None = None
     schedule: str | None = None
+    notify: tuple[NotifyTarget, ...] | None = None  # None: the project's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +196,13 @@ class Project:
                 )
         return list(found.values())
 
+    def notify_targets(self, volume_key: str) -> tuple[NotifyTarget, ...]:
+        """Return who is told about the volume `volume_key`: its own x-persist.notify, else the project's."""
+        volume = self.volumes.get(volume_key) or next((v for v in self.precious_binds() if v.key == volume_key), None)
+        if volume is not None and volume.policy is not None and volume.policy.notify is not None:
+            return volume.policy.notify
+        return self.policy.notify
+
     def services_using(self, volume_key: str) -> list[Service]:
         """Return the services that mount the volume `volume_key`."""
         return [s for s in self.services if any(m.type == "volume" and m.source == volume_key for m in s.mounts)]
@@ -234,6 +255,20 @@ def build_encrypt_policy(raw: Any, working_dir: str) -> EncryptPolicy | None:
     )
 
 
+def build_notify(raw: Any) -> tuple[NotifyTarget, ...] | None:
+    """Return the targets of a `notify:` list (None when absent): a string is told of failures only."""
+    if not isinstance(raw, list):
+        return None
+    targets = []
+    for entry in raw:
+        if isinstance(entry, Mapping):
+            events = _strings(entry.get("on")) or ("failure",)
+            targets.append(NotifyTarget(str(entry["url"]), tuple(e for e in NOTIFY_EVENTS if e in events)))
+        else:
+            targets.append(NotifyTarget(str(entry)))
+    return tuple(targets)
+
+
 def build_project_policy(raw: Any, working_dir: str = ".") -> ProjectPolicy:
     """Return the ProjectPolicy for a top-level `x-persist` value (absent: defaults)."""
     if not isinstance(raw, Mapping):
@@ -248,6 +283,8 @@ def build_project_policy(raw: Any, working_dir: str = ".") -> ProjectPolicy:
         verify_max_age=_duration(raw.get("verify_max_age")),
         ignore=_strings(raw.get("ignore")),
         encrypt=build_encrypt_policy(raw.get("encrypt"), working_dir),
+        notify=build_notify(raw.get("notify")) or (),
+        ping=raw.get("ping"),
     )
 
 
@@ -263,6 +300,7 @@ def build_volume_policy(raw: Any) -> VolumePolicy | None:
         max_age=_duration(raw.get("max_age")),
         verify_max_age=_duration(raw.get("verify_max_age")),
         schedule=raw.get("schedule"),
+        notify=build_notify(raw.get("notify")),
     )
 
 

@@ -35,6 +35,8 @@ class CheckOptions:
     default_verify_max_age: Duration = DEFAULT_VERIFY_MAX_AGE  # when x-persist sets no verify_max_age
     engine_read: bool = True  # False for `check --static`: an empty LiveState says nothing about what is missing
     encrypt_problem: str | None = None  # why x-persist.encrypt's recipients cannot be loaded (the command reads them)
+    # (where, masked URL, severity, problem) of each x-persist.notify or ping target that cannot be used
+    notify_problems: tuple[tuple[str, str, str, str], ...] = ()
 
 
 DEFAULT_OPTIONS = CheckOptions()
@@ -309,7 +311,9 @@ def _older_than(state: LiveState, moment: datetime.datetime, limit: Duration) ->
     return moment < limit.subtract_from(state.now)
 
 
-def _max_age(project: Project, volume: Volume, options: CheckOptions) -> Duration:
+def max_age_of(project: Project, volume: Volume, options: CheckOptions = DEFAULT_OPTIONS) -> Duration:
+    """Return the age past which the volume's newest snapshot is stale: its max_age, the project's, 26h when
+    scheduled, else the default."""
     policy = volume.policy
     explicit = (policy.max_age if policy else None) or project.policy.max_age
     if explicit:
@@ -318,7 +322,8 @@ def _max_age(project: Project, volume: Volume, options: CheckOptions) -> Duratio
     return SCHEDULED_MAX_AGE if scheduled else options.default_max_age
 
 
-def _verify_max_age(project: Project, volume: Volume, options: CheckOptions) -> Duration:
+def verify_max_age_of(project: Project, volume: Volume, options: CheckOptions = DEFAULT_OPTIONS) -> Duration:
+    """Return the age past which the volume's newest passing restore drill is too old."""
     explicit = (volume.policy.verify_max_age if volume.policy else None) or project.policy.verify_max_age
     return explicit or options.default_verify_max_age
 
@@ -502,7 +507,7 @@ def find_stale_snapshots(project: Project, state: LiveState, options: CheckOptio
             )
             continue
         snapshots = _snapshots_of(state, volume.key)
-        limit = _max_age(project, volume, options)
+        limit = max_age_of(project, volume, options)
         backup = f"run `docker persist backup {volume.key}`"
         if not snapshots:
             problem = "precious, but no snapshot contains it"
@@ -535,7 +540,7 @@ def find_unverified_snapshots(project: Project, state: LiveState, options: Check
         newest = snapshots[-1]
         passed = [s for s in snapshots if s.verified_ok is True]
         last_pass = max((s.verified_at for s in passed if s.verified_at), default=None)
-        limit = _verify_max_age(project, volume, options)
+        limit = verify_max_age_of(project, volume, options)
         drill = f"run `docker persist verify` (a restore drill into a scratch volume) at least every {limit}"
         if newest.verified_ok is False:
             problem = f"its newest snapshot '{newest.name}' failed verify"
@@ -1041,6 +1046,21 @@ def find_uncovered_data(project: Project, state: LiveState, options: CheckOption
     return findings
 
 
+def find_unusable_notify_targets(project: Project, state: LiveState, options: CheckOptions) -> list[Finding]:
+    """DP022: x-persist.notify and ping targets that cannot be read (error) or reached (warning): the failures
+    they are for would reach nobody."""
+    return [
+        Finding(
+            "DP022",
+            severity,
+            f"{where} {url} {problem}: failures would reach nobody there",
+            "fix the URL (Apprise's syntax: https://github.com/caronc/apprise/wiki), or make the service reachable "
+            "from this host",
+        )
+        for where, url, severity, problem in options.notify_problems
+    ]
+
+
 RULES: dict[str, Rule] = {
     rule.id: rule
     for rule in (
@@ -1065,6 +1085,7 @@ RULES: dict[str, Rule] = {
         Rule("DP019", "warning", "Damaged snapshot", find_damaged_snapshots),
         Rule("DP020", "info", "What retention forgets next", find_retention_preview),
         Rule("DP021", "error", "Data that no x-persist policy covers", find_uncovered_data),
+        Rule("DP022", "error", "Notification target that cannot be used", find_unusable_notify_targets),
     )
 }
 

@@ -66,7 +66,7 @@ def test_every_documented_default_is_the_model_s(section: str, policy: Any, inhe
             assert value is None
             expected = f"{inherited}`{key}` ({APPLIED[key]})" if inherited else APPLIED[key]
             assert default == expected, (section, key)
-        elif inherited and key == "schedule":
+        elif inherited and key in ("schedule", "notify"):
             assert value is None and default.startswith("the project's")
         else:
             assert default == as_documented(value), (section, key, value)

@@ -217,7 +217,7 @@ def test_an_unknown_key_gets_a_suggestion() -> None:
 def test_an_unknown_key_with_nothing_close_lists_the_known_ones() -> None:
     assert messages(issues_at_volume({"colour": "red"})) == [
         "volumes.db_data.x-persist: unknown key 'colour'; "
-        "expected one of protect, restore, max_age, verify_max_age, schedule"
+        "expected one of protect, restore, max_age, verify_max_age, schedule, notify"
     ]
 
 

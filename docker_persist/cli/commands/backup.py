@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from docker_persist.cli.commands.base import (
     Command,
@@ -14,11 +16,16 @@ from docker_persist.cli.commands.base import (
     make_progress,
     make_workspace,
     open_project_store,
+    reported,
 )
 from docker_persist.cli.context import Context
 from docker_persist.cli.helpformat import DockerArgumentParser
 from docker_persist.cli.projectflags import add_project_flags
-from docker_persist.errors import ExitStatus
+from docker_persist.errors import ExitStatus, PersistError
+
+if TYPE_CHECKING:
+    from docker_persist.config.model import KeepPolicy, Project
+    from docker_persist.store import Store
 
 
 def add_arguments(parser: DockerArgumentParser) -> None:
@@ -37,10 +44,8 @@ def add_arguments(parser: DockerArgumentParser) -> None:
 
 def run(args: argparse.Namespace, context: Context) -> int:
     from docker_persist.actions.backup import BackupRequest, backup
-    from docker_persist.actions.forget import forget
     from docker_persist.cli.progress import format_bytes
     from docker_persist.core.retention import validate_policy
-    from docker_persist.errors import PersistError
     from docker_persist.streams.compression import check_compression
 
     output = check_format(args, "backup")
@@ -61,21 +66,15 @@ def run(args: argparse.Namespace, context: Context) -> int:
     keep = project.policy.keep if project.policy.keep is not None and not project.policy.keep.is_empty() else None
     if keep is not None:
         validate_policy(keep)  # a policy that would be refused fails now, not after the backup
-    try:
-        result = backup(make_workspace(context, pending, project, progress), store, request)
-    finally:
-        progress.done()
-    manifest, elapsed = result.manifest, result.seconds
-    forgotten: list[str] = []
-    retention_error: PersistError | None = None
-    damaged: list[str] = []
-    if keep is not None:
+    with reported(context, project, "backup", request.volume_keys, ping=True) as report:
         try:
-            applied = forget(store, project.name, keep, dry_run=False)
-            forgotten = [d.snapshot.name for d in applied.decisions if not d.keep]
-            damaged = [d.name for d in applied.damaged]
-        except PersistError as error:  # the snapshot is published: the retention failure is reported apart
-            retention_error = error
+            result = backup(make_workspace(context, pending, project, progress), store, request)
+        finally:
+            progress.done()
+        report.volumes = tuple(v.key for v in result.manifest.volumes if v.kind in ("volume", "bind")) or report.volumes
+        report.snapshot = result.manifest.name
+    manifest, elapsed = result.manifest, result.seconds
+    forgotten, damaged, retention_error = apply_retention(context, project, store, keep, report.volumes)
     from docker_persist.core.planner import skipped_by_backup
 
     skipped = skipped_by_backup(project, [v.key for v in manifest.volumes], args.service)
@@ -116,6 +115,24 @@ def run(args: argparse.Namespace, context: Context) -> int:
             f"(`docker persist snapshots` says why; `docker persist forget {name}` removes it)\n"
         )
     return ExitStatus.FAILED if retention_error is not None or damaged else ExitStatus.OK
+
+
+def apply_retention(
+    context: Context, project: Project, store: Store, keep: KeepPolicy | None, volumes: Sequence[str]
+) -> tuple[list[str], list[str], PersistError | None]:
+    """Apply x-persist.keep after a backup; return the snapshots forgotten, the damaged ones left alone, and
+    the error that stopped it (the snapshot is published: a retention failure is reported apart)."""
+    from docker_persist.actions.forget import forget
+
+    if keep is None:
+        return [], [], None
+    with reported(context, project, "forget", volumes) as forgetting:
+        try:
+            applied = forget(store, project.name, keep, dry_run=False)
+        except PersistError as error:
+            forgetting.error = str(error)
+            return [], [], error
+    return [d.snapshot.name for d in applied.decisions if not d.keep], [d.name for d in applied.damaged], None
 
 
 COMMAND = Command(add_arguments=add_arguments, run=run, usage="[OPTIONS] [VOLUME...]")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from docker_persist.cli.context import Context
@@ -11,6 +12,7 @@ from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
 from docker_persist.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
+    from docker_persist.actions.alerts import Notifier
     from docker_persist.actions.catalog import Catalog
     from docker_persist.actions.common import Workspace
     from docker_persist.cli.progress import Progress
@@ -328,3 +330,71 @@ def read_live_state(
     return gather_live_state(
         project, context.engine, context.endpoint, layer_threshold, with_sizes=with_sizes, snapshots=snapshots
     )
+
+
+# --- telling people ------------------------------------------------------------------------
+
+
+class Report:
+    """What a reported operation says about itself while it runs: its volumes, its snapshot, and a failure
+    that is not an exception (a verify that found a difference)."""
+
+    def __init__(self, volumes: Sequence[str]) -> None:
+        self.volumes: tuple[str, ...] = tuple(volumes)
+        self.snapshot: str | None = None
+        self.error: str | None = None
+
+
+def make_notifier(context: Context, project: Project) -> Notifier:
+    """Return the notifier of the project: its state beside the scheduler's, its log on stderr."""
+    from docker_persist.actions.alerts import Notifier
+
+    def log(message: str) -> None:
+        context.env.stderr.write(f"docker-persist: notify: {message}\n")
+        context.env.stderr.flush()
+
+    return Notifier(project, context.endpoint.host, context.env.environ, log, context.notify_sender)
+
+
+def precious_keys(project: Project) -> tuple[str, ...]:
+    """Return the keys of the project's precious volumes and precious binds, as snapshots name them."""
+    return tuple(v.key for v in [*project.precious_volumes(), *project.precious_binds()])
+
+
+@contextlib.contextmanager
+def reported(
+    context: Context, project: Project, operation: str, volumes: Sequence[str], *, ping: bool = False
+) -> Iterator[Report]:
+    """Within the block, run `operation`; then record how it ended, tell the project's notify targets of a
+    change, and (with `ping`) ping x-persist.ping before and after. An exception in the block is a failure
+    (a refusal by design, UnsafeOperationError, and a usage error are not) and is raised on. Nothing here
+    raises: telling people never changes the result."""
+    from docker_persist.core.alerts import Outcome
+    from docker_persist.errors import PersistError, UnsafeOperationError
+
+    notifier = make_notifier(context, project)
+    report = Report(volumes or precious_keys(project))
+    if ping:
+        _quietly(context, lambda: notifier.ping("start"))
+    try:
+        yield report
+    except (UnsafeOperationError, UsageError):
+        raise
+    except (PersistError, OSError) as error:
+        text = str(error) or type(error).__name__
+        _quietly(context, lambda: notifier.record(Outcome(operation, report.volumes, False, report.snapshot, text)))
+        if ping:
+            _quietly(context, lambda: notifier.ping("fail", text))
+        raise
+    outcome = Outcome(operation, report.volumes, report.error is None, report.snapshot, report.error)
+    _quietly(context, lambda: notifier.record(outcome))
+    if ping:
+        _quietly(context, lambda: notifier.ping("success" if report.error is None else "fail", report.error or ""))
+
+
+def _quietly(context: Context, action: Callable[[], object]) -> None:
+    """Run `action`; a bug in telling people is printed, never raised."""
+    try:
+        action()
+    except Exception as error:  # see `reported`
+        context.env.stderr.write(f"docker-persist: notify: {type(error).__name__}: {error}\n")

@@ -69,15 +69,17 @@ def _down(
     context: Context, args: argparse.Namespace, project: Project, messages: Messages, invocation: Invocation | None
 ) -> None:
     from docker_persist.actions.down import DownRequest, down
-    from docker_persist.cli.commands.base import read_live_state
+    from docker_persist.cli.commands.base import read_live_state, reported
     from docker_persist.cli.provider import removes_volumes
 
-    result = down(
-        _workspace(context, project, messages),
-        open_project_store(context, args, project),
-        DownRequest(removes_volumes(invocation), layer_threshold=DEFAULT_LAYER_THRESHOLD, wrapper=False),
-        lambda: read_live_state(context, args, project, DEFAULT_LAYER_THRESHOLD, with_sizes=True),
-    )
+    with reported(context, project, "down", ()) as report:
+        result = down(
+            _workspace(context, project, messages),
+            open_project_store(context, args, project),
+            DownRequest(removes_volumes(invocation), layer_threshold=DEFAULT_LAYER_THRESHOLD, wrapper=False),
+            lambda: read_live_state(context, args, project, DEFAULT_LAYER_THRESHOLD, with_sizes=True),
+        )
+        report.snapshot = result.snapshot.name if result.snapshot else None
     if result.inherited:
         messages.info("docker persist down saved and released these volumes already")
     elif result.snapshot is not None:

@@ -13,6 +13,7 @@ from docker_persist.cli.commands.base import (
     check_format,
     make_progress,
     open_project_store,
+    reported,
 )
 from docker_persist.cli.context import Context
 from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
@@ -52,19 +53,23 @@ def run(args: argparse.Namespace, context: Context) -> int:
     progress = make_progress(context)
     failed: list[str] = []
     copied: list[str] = []
-    try:
-        for name in names:
-            try:
-                copy_snapshot(source, target, project.name, name, progress)
-            except (IntegrityError, ManifestError) as error:
-                # A damaged snapshot is the source's fault, not the copy's: the others still go.
-                failed.append(f"{name}: {error}")
-                continue
-            copied.append(name)
-            if output != "json":
-                context.env.stdout.write(f"Copied {name} to {target.url}\n")
-    finally:
-        progress.done()
+    with reported(context, project, "copy", ()) as report:
+        try:
+            for name in names:
+                report.snapshot = name
+                try:
+                    copy_snapshot(source, target, project.name, name, progress)
+                except (IntegrityError, ManifestError) as error:
+                    # A damaged snapshot is the source's fault, not the copy's: the others still go.
+                    failed.append(f"{name}: {error}")
+                    continue
+                copied.append(name)
+                if output != "json":
+                    context.env.stdout.write(f"Copied {name} to {target.url}\n")
+        finally:
+            progress.done()
+        report.snapshot = ", ".join(copied + [line.split(":", 1)[0] for line in failed]) or None
+        report.error = f"not copied, damaged: {'; '.join(failed)}" if failed else None
     if output == "json":
         document = {"from": source.url, "to": target.url, "copied": copied, "damaged": failed}
         context.env.stdout.write(json.dumps(document, indent=2) + "\n")

@@ -15,6 +15,7 @@ from docker_persist.cli.commands.base import (
     make_workspace,
     open_project_store,
     read_live_state,
+    reported,
 )
 from docker_persist.cli.context import Context
 from docker_persist.cli.helpformat import DockerArgumentParser
@@ -57,16 +58,18 @@ def run(args: argparse.Namespace, context: Context) -> int:
         return run_docker_compose(context.options.to_argv(), pending.options.to_argv(), ["down", *line],
                                   {**context.env.environ, **child_environ}, own_terminal=True)  # fmt: skip
 
-    try:
-        result = down(
-            make_workspace(context, pending, project, progress),
-            open_project_store(context, args, project),
-            DownRequest(remove_volumes, args.force, threshold),
-            lambda: read_live_state(context, args, project, threshold, with_sizes=True),
-            compose_down,
-        )
-    finally:
-        progress.done()
+    with reported(context, project, "down", ()) as report:
+        try:
+            result = down(
+                make_workspace(context, pending, project, progress),
+                open_project_store(context, args, project),
+                DownRequest(remove_volumes, args.force, threshold),
+                lambda: read_live_state(context, args, project, threshold, with_sizes=True),
+                compose_down,
+            )
+        finally:
+            progress.done()
+        report.snapshot = result.snapshot.name if result.snapshot else None
     if result.snapshot is not None:
         keys = ", ".join(v.key for v in result.snapshot.volumes)
         context.env.stderr.write(

@@ -12,6 +12,7 @@ from docker_persist.cli.commands.base import (
     add_store_flag,
     check_format,
     open_project_store,
+    reported,
 )
 from docker_persist.cli.context import Context
 from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
@@ -63,7 +64,11 @@ def run(args: argparse.Namespace, context: Context) -> int:
         return ExitStatus.OK
     if policy.is_empty() and project.policy.keep is not None:
         policy = project.policy.keep  # no --keep-* flags: the project's x-persist.keep
-    result = forget(store, project.name, policy, args.dry_run)
+    if args.dry_run:
+        result = forget(store, project.name, policy, args.dry_run)
+    else:
+        with reported(context, project, "forget", ()):
+            result = forget(store, project.name, policy, args.dry_run)
     decisions = result.decisions
     if output == "json":
         rows = [{"name": d.snapshot.name, "keep": d.keep, "reasons": list(d.reasons)} for d in decisions]

@@ -16,6 +16,7 @@ from docker_persist.cli.commands.base import (
     make_progress,
     make_workspace,
     open_project_store,
+    reported,
 )
 from docker_persist.cli.context import Context
 from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
@@ -54,11 +55,16 @@ def run(args: argparse.Namespace, context: Context) -> int:
                              f"{ROOT} verify")  # fmt: skip
         names = [latest.name]
     progress = make_progress(context)
-    try:
-        identity = identity_path(context, args)
-        results = verify(make_workspace(context, pending, project, progress), store, names, identity)
-    finally:
-        progress.done()
+    with reported(context, project, "verify", ()) as report:
+        try:
+            identity = identity_path(context, args)
+            results = verify(make_workspace(context, pending, project, progress), store, names, identity)
+        finally:
+            progress.done()
+        report.volumes = tuple(dict.fromkeys(key for _, v in results for key in v.volumes)) or report.volumes
+        report.snapshot = ", ".join(name for name, _ in results)
+        failed = [f"{name}: {v.detail}" for name, v in results if not v.ok]
+        report.error = "; ".join(failed) if failed else None
     if output == "json":
         rows = [{"name": name, "ok": v.ok, "at": format_datetime(v.at), "detail": v.detail} for name, v in results]
         context.env.stdout.write(json.dumps({"project": project.name, "results": rows}, indent=2) + "\n")

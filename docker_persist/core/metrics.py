@@ -34,6 +34,17 @@ class VolumeMetrics:
     failures: int = 0
     last_verify: datetime.datetime | None = None
     last_verify_ok: bool | None = None
+    up: bool | None = None  # its newest snapshot is within max_age and the store was read (None: not judged)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectMetrics:
+    """What is known of the project as a whole: whether its store answered, and what could not be read or sent."""
+
+    project: str
+    store_up: bool
+    damaged: int = 0  # snapshots whose manifest cannot be read
+    notify_failures: int = 0
 
 
 def collect_metrics(
@@ -42,6 +53,7 @@ def collect_metrics(
     manifests: Sequence[Manifest],
     failures: Mapping[str, int],
     durations: Mapping[str, float],
+    up: Mapping[str, bool] | None = None,
 ) -> list[VolumeMetrics]:
     """Given the project's volumes, its manifests and the scheduler's counters, return each volume's metrics.
 
@@ -68,6 +80,7 @@ def collect_metrics(
                 failures=failures.get(key, 0),
                 last_verify=last_verify.at if last_verify else None,
                 last_verify_ok=last_verify.ok if last_verify else None,
+                up=(up or {}).get(key),
             )
         )
     return result
@@ -88,6 +101,17 @@ _METRICS: tuple[tuple[str, str, str], ...] = (  # name suffix, type, help
     ("backup_failures_total", "counter", "Scheduled backups, retention or verify runs of the volume that failed."),
     ("last_verify_timestamp_seconds", "gauge", "Unix time of the volume's newest restore drill (verify)."),
     ("last_verify_success", "gauge", "1 if the volume's newest restore drill passed, 0 if it failed."),
+    (
+        "volume_up",
+        "gauge",
+        "1 if the volume's newest snapshot is within its max_age, 0 if it is older, missing, or the store cannot "
+        "be read.",
+    ),
+)
+_PROJECT_METRICS: tuple[tuple[str, str, str], ...] = (
+    ("store_up", "gauge", "1 if the project's snapshot store could be listed, 0 if not."),
+    ("snapshots_damaged", "gauge", "Snapshots of the project whose manifest cannot be read."),
+    ("notify_failures_total", "counter", "Notifications and health pings that could not be delivered."),
 )
 
 
@@ -107,6 +131,12 @@ _VALUES: dict[str, Callable[[VolumeMetrics, datetime.datetime], _Value]] = {
     "backup_failures_total": lambda m, now: m.failures,
     "last_verify_timestamp_seconds": lambda m, now: _timestamp(m.last_verify),
     "last_verify_success": lambda m, now: None if m.last_verify_ok is None else int(m.last_verify_ok),
+    "volume_up": lambda m, now: None if m.up is None else int(m.up),
+}
+_PROJECT_VALUES: dict[str, Callable[[ProjectMetrics], int]] = {
+    "store_up": lambda m: int(m.store_up),
+    "snapshots_damaged": lambda m: m.damaged,
+    "notify_failures_total": lambda m: m.notify_failures,
 }
 
 
@@ -115,10 +145,16 @@ def _value(name: str, metrics: VolumeMetrics, now: datetime.datetime) -> _Value:
     return _VALUES[name](metrics, now)
 
 
-def render_metrics(volumes: Iterable[VolumeMetrics], now: datetime.datetime) -> str:
+def render_metrics(
+    volumes: Iterable[VolumeMetrics], now: datetime.datetime, projects: Sequence[ProjectMetrics] = ()
+) -> str:
     """Return the metrics in Prometheus' text exposition format, with HELP and TYPE for each family."""
     volumes = list(volumes)
     lines = []
+    for suffix, kind, help_text in _PROJECT_METRICS if projects else ():
+        name = f"docker_persist_{suffix}"
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        lines += [f'{name}{{project="{escape_label(p.project)}"}} {_PROJECT_VALUES[suffix](p)}' for p in projects]
     for suffix, kind, help_text in _METRICS:
         name = f"docker_persist_{suffix}"
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]

@@ -138,6 +138,8 @@ class Actions:
     verify: Callable[[str], bool]  # drill the named snapshot; return whether it passed
     # put back the guards that are missing or stopped; return a line for each one put back
     guard: Callable[[], list[str]] = dataclasses.field(default=lambda: [])
+    # look at the volumes' ages between runs (stale notifications); called after every pass of the loop
+    watch: Callable[[], None] = dataclasses.field(default=lambda: None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +227,10 @@ class Scheduler:
             results.append(self.run_group(group))
             self.state.last_runs[group.schedule.text] = now
             self.on_change(self.state)
+        try:
+            self.actions.watch()
+        except (PersistError, OSError) as error:
+            self.log(f"checking the age of the snapshots failed: {error}")
         return results
 
     def run_due(self) -> list[RunResult]:
@@ -259,6 +265,10 @@ class Scheduler:
         """Loop until `should_stop()`: run what is due, then sleep. It is checked between runs, never during one."""
         while not should_stop():
             self.run_due()
+            try:
+                self.actions.watch()
+            except (PersistError, OSError) as error:
+                self.log(f"checking the age of the snapshots failed: {error}")
             if should_stop():
                 break
             self.clock.sleep(self.seconds_to_next())

@@ -5,10 +5,15 @@ from __future__ import annotations
 import datetime
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from docker_persist.core.manifest import Manifest, Verification, VolumeRecord
 from docker_persist.core.metrics import collect_metrics, escape_label, render_metrics
 from docker_persist.host.files import write_atomically
+from docker_persist.units import Duration
+
+if TYPE_CHECKING:
+    from docker_persist.config.model import Project
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2026, 1, 2, 0, 0, tzinfo=UTC)
@@ -81,3 +86,53 @@ def test_textfile_is_replaced_atomically(tmp_path: Path) -> None:
     assert path.read_text() == "new\n"
     assert path.stat().st_mode & 0o777 == 0o644
     assert os.listdir(tmp_path) == ["docker_persist.prom"]  # no temp file left behind
+
+
+# --- never blind -----------------------------------------------------------------------------
+
+
+def _project() -> Project:
+    from docker_persist.config.model import Project, ProjectPolicy, Volume, VolumePolicy
+
+    volumes = {
+        "db": Volume("db", "p_db", policy=VolumePolicy()),
+        "files": Volume("files", "p_files", policy=VolumePolicy()),
+    }
+    return Project("p", "/w", (), volumes, ProjectPolicy(max_age=Duration(hours=26)))
+
+
+def test_an_unreachable_store_still_answers_with_every_series_it_can(tmp_path: Path) -> None:
+    from docker_persist.cli.commands.metrics import project_metrics_text
+    from docker_persist.store import open_store
+
+    (tmp_path / "file").write_text("not a folder")
+    store = open_store(str(tmp_path / "file" / "store"), {"HOME": str(tmp_path)})
+    environ = {"XDG_STATE_HOME": str(tmp_path / "state"), "HOME": str(tmp_path)}
+    text = project_metrics_text(store, _project(), environ, "unix:///x")
+    assert 'docker_persist_store_up{project="p"} 0' in text.splitlines()
+    assert 'docker_persist_volume_up{project="p",volume="db"} 0' in text.splitlines()
+    assert 'docker_persist_volume_up{project="p",volume="files"} 0' in text.splitlines()
+    assert 'docker_persist_backup_failures_total{project="p",volume="db"} 0' in text.splitlines()
+    assert 'docker_persist_notify_failures_total{project="p"} 0' in text.splitlines()
+
+
+def test_a_damaged_manifest_is_counted_and_the_rest_still_shown(tmp_path: Path) -> None:
+    from docker_persist.cli.commands.metrics import project_metrics_text
+    from docker_persist.core.manifest import dump_manifest
+    from docker_persist.store import open_store
+
+    store = open_store(str(tmp_path / "store"), {"HOME": str(tmp_path)})
+    fresh = Manifest(name="fresh", project="p", created=datetime.datetime.now(UTC) - datetime.timedelta(hours=1),
+                     tool_version="0", reason="manual", volumes=(record("db", 100),))  # fmt: skip
+    with store.lock("p"):
+        store.begin("p", "fresh").publish(dump_manifest(fresh))
+        store.begin("p", "broken").publish(b"{not json")
+    environ = {"XDG_STATE_HOME": str(tmp_path / "state"), "HOME": str(tmp_path)}
+    lines = project_metrics_text(store, _project(), environ, "unix:///x").splitlines()
+    assert 'docker_persist_store_up{project="p"} 1' in lines
+    assert 'docker_persist_snapshots_damaged{project="p"} 1' in lines
+    assert 'docker_persist_volume_up{project="p",volume="db"} 1' in lines
+    assert 'docker_persist_volume_up{project="p",volume="files"} 0' in lines  # no snapshot holds it
+    assert any(
+        line.startswith('docker_persist_last_success_timestamp_seconds{project="p",volume="db"}') for line in lines
+    )

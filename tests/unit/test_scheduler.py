@@ -198,3 +198,43 @@ def test_state_round_trips_and_bad_state_starts_afresh(tmp_path: Path) -> None:
     assert read_state(str(path)) == state
     assert read_state(str(tmp_path / "missing.json")) == ScheduleState()
     assert load_state("{not json") == ScheduleState()
+
+
+# --- the installed systemd unit ---------------------------------------------------------------
+
+AWKWARD_FOLDERS = ["plain", "with space", "dollar $HOME and $$", "quotes \"double\" and 'single'", "percent 100%",
+                   "back\\slash"]  # fmt: skip
+
+
+@pytest.mark.parametrize("folder", AWKWARD_FOLDERS)
+def test_the_unit_is_one_systemd_accepts_for_any_project_path(tmp_path: Path, folder: str) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    from docker_persist.cli.commands.schedule import render_unit
+
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed here")
+    working = tmp_path / folder
+    working.mkdir()
+    project = Project("shop", str(working), (), {})
+    argv = [sys.executable, "persist", "schedule", "-f", str(working / "compose.yaml"), "-p", "shop",
+            "--store", "s3://bucket/50%/$x"]  # fmt: skip
+    unit = tmp_path / "docker-persist-shop.service"
+    unit.write_text(render_unit(project, argv, str(working), str(tmp_path / "cfg dir" / "shop.env")))
+    done = subprocess.run([analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr
+    # What systemd will run, and where: systemd's own reading of the unit, not ours.
+    text = unit.read_text()
+    assert "EnvironmentFile=-" in text
+    assert "AWS_SECRET_ACCESS_KEY=" not in text.replace("AWS_SECRET_ACCESS_KEY, ...", "")
+
+
+def test_a_path_with_a_line_break_is_refused() -> None:
+    from docker_persist.cli.commands.schedule import render_unit
+
+    with pytest.raises(ConfigError, match="line break"):
+        render_unit(Project("p", "/a\nb", (), {}), ["/usr/bin/docker"], "/a\nb", "/etc/x.env")

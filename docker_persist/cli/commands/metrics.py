@@ -28,17 +28,31 @@ def add_arguments(parser: DockerArgumentParser) -> None:
 
 
 def project_metrics_text(store: Store, project: Project, environ: Mapping[str, str], engine_host: str) -> str:
-    """Return the project's metrics, from its manifests and the scheduler's state file, as exposition text."""
+    """Return the project's metrics, from its manifests, the scheduler's state file and the alert state, as
+    exposition text. Never blind: a store that cannot be listed gives `docker_persist_store_up 0` and every
+    volume `docker_persist_volume_up 0`, with the series that need no store, rather than an error."""
     import datetime
 
-    from docker_persist.actions.catalog import list_manifests
+    from docker_persist.actions.alerts import alerts_path, read_alerts
+    from docker_persist.actions.catalog import Catalog, read_catalog
     from docker_persist.actions.schedule import read_state, state_path
-    from docker_persist.core.metrics import collect_metrics, render_metrics
+    from docker_persist.cli.commands.base import precious_keys, snapshot_infos
+    from docker_persist.core.metrics import ProjectMetrics, collect_metrics, render_metrics
+    from docker_persist.core.status import volume_status
 
+    now = datetime.datetime.now(datetime.timezone.utc)
     state = read_state(state_path(environ, engine_host, project.name))
-    keys = [v.key for v in project.precious_volumes()]
-    volumes = collect_metrics(project.name, keys, list_manifests(store, project.name), state.failures, state.durations)
-    return render_metrics(volumes, datetime.datetime.now(datetime.timezone.utc))
+    alerts = read_alerts(alerts_path(environ, engine_host, project.name))
+    try:
+        catalog, store_up = read_catalog(store, project.name), True
+    except PersistError:
+        catalog, store_up = Catalog((), ()), False
+    keys = precious_keys(project)
+    infos = snapshot_infos(catalog)
+    up = {key: store_up and not volume_status(project.name, key, infos, now, project=project).stale for key in keys}
+    volumes = collect_metrics(project.name, keys, catalog.manifests, state.failures, state.durations, up)
+    summary = ProjectMetrics(project.name, store_up, len(catalog.damaged), alerts.notify_failures)
+    return render_metrics(volumes, now, [summary])
 
 
 def run(args: argparse.Namespace, context: Context) -> int:

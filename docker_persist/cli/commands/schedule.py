@@ -19,6 +19,7 @@ from docker_persist.cli.commands.base import (
     add_identity_flag,
     add_store_flag,
     identity_path,
+    make_notifier,
     make_progress,
     make_workspace,
     open_project_store,
@@ -32,9 +33,11 @@ if TYPE_CHECKING:
     from http.server import ThreadingHTTPServer
 
     from docker_persist.config.model import Project
-    from docker_persist.core.scheduler import Actions, ScheduleGroup
+    from docker_persist.core.alerts import Outcome
+    from docker_persist.core.scheduler import Actions, BackupDone, ScheduleGroup
 
 CRON_MARK = "# docker-persist:"
+WATCH_EVERY = 300.0  # seconds between looks at the snapshots' ages (a store listing) while the scheduler waits
 
 
 def add_arguments(parser: DockerArgumentParser) -> None:
@@ -146,49 +149,119 @@ def make_log(context: Context) -> Callable[[str], None]:
 
 
 def make_actions(args: argparse.Namespace, context: Context, pending: PendingProject, project: Project) -> Actions:
-    """Return the real backup, retention and verify, against the engine and the project's store.
+    """Return the real backup, retention and verify, against the engine and the project's store, each telling the
+    project's notify targets and ping URL how it went.
 
-    A backup that finds the project busy is skipped at once (BusyError), never queued.
+    A backup that finds the project busy is skipped at once (BusyError), never queued, and is no failure.
     """
-    from docker_persist.actions.backup import BackupRequest, backup
-    from docker_persist.actions.forget import forget
-    from docker_persist.actions.verify import verify
-    from docker_persist.core.scheduler import Actions, BackupDone
+    from docker_persist.core.scheduler import Actions
 
-    store = open_project_store(context, args, project)
-    progress = make_progress(context)
+    real = ScheduledActions(args, context, pending, project)
+    return Actions(backup=real.backup, forget=real.forget, verify=real.verify, guard=real.guard, watch=real.watch)
 
-    def run_backup(keys: tuple[str, ...]) -> BackupDone:
-        request = BackupRequest(volume_keys=keys, reason="scheduled")
+
+class ScheduledActions:
+    """The scheduler's actions against the engine and the store, each recorded for notifications."""
+
+    def __init__(self, args: argparse.Namespace, context: Context, pending: PendingProject, project: Project) -> None:
+        self.args, self.context, self.pending, self.project = args, context, pending, project
+        self.store = open_project_store(context, args, project)
+        self.progress = make_progress(context)
+        self.notifier = make_notifier(context, project)
+        self.due = 0.0  # when `watch` next looks (time.monotonic())
+
+    def told(self, outcome: Outcome) -> None:
         try:
-            result = backup(make_workspace(context, pending, project, progress), store, request, lock_timeout=0)
+            self.notifier.record(outcome)
+        except Exception as error:  # telling people never stops the scheduler
+            make_log(self.context)(f"notify: {type(error).__name__}: {error}")
+
+    def backup(self, keys: tuple[str, ...]) -> BackupDone:
+        from docker_persist.actions.backup import BackupRequest, backup
+        from docker_persist.core.alerts import Outcome
+        from docker_persist.core.scheduler import BackupDone
+        from docker_persist.errors import BusyError
+
+        request = BackupRequest(volume_keys=keys, reason="scheduled")
+        workspace = make_workspace(self.context, self.pending, self.project, self.progress)
+        self.notifier.ping("start")
+        try:
+            result = backup(workspace, self.store, request, lock_timeout=0)
+        except BusyError:
+            raise
+        except (PersistError, OSError) as error:
+            self.told(Outcome("backup", keys, False, None, str(error)))
+            self.notifier.ping("fail", str(error))
+            raise
         finally:
-            progress.done()
+            self.progress.done()
+        self.told(Outcome("backup", keys, True, result.manifest.name))
+        self.notifier.ping("success")
+        self.due = 0.0  # look at the ages again now
         return BackupDone(result.manifest.name, result.seconds)
 
-    def run_forget() -> int:
-        keep = project.policy.keep
+    def forget(self) -> int:
+        from docker_persist.actions.forget import forget
+        from docker_persist.core.alerts import Outcome
+
+        keep = self.project.policy.keep
         if keep is None or keep.is_empty():
             return 0
-        return sum(1 for d in forget(store, project.name, keep, dry_run=False).decisions if not d.keep)
-
-    def run_verify(name: str) -> bool:
         try:
-            identity = identity_path(context, args)
-            results = verify(make_workspace(context, pending, project, progress), store, [name], identity)
+            decisions = forget(self.store, self.project.name, keep, dry_run=False).decisions
+        except (PersistError, OSError) as error:
+            self.told(Outcome("forget", (), False, None, str(error)))
+            raise
+        self.told(Outcome("forget", (), True))
+        return sum(1 for d in decisions if not d.keep)
+
+    def verify(self, name: str) -> bool:
+        from docker_persist.actions.verify import verify
+        from docker_persist.core.alerts import Outcome
+
+        try:
+            identity = identity_path(self.context, self.args)
+            workspace = make_workspace(self.context, self.pending, self.project, self.progress)
+            results = verify(workspace, self.store, [name], identity)
+        except (PersistError, OSError) as error:
+            self.told(Outcome("verify", (), False, name, str(error)))
+            raise
         finally:
-            progress.done()
-        return all(v.ok for _, v in results)
+            self.progress.done()
+        keys = tuple(dict.fromkeys(key for _, v in results for key in v.volumes))
+        failed = "; ".join(v.detail for _, v in results if not v.ok) or None
+        self.told(Outcome("verify", keys, failed is None, name, failed))
+        return failed is None
 
-    def run_guard() -> list[str]:
+    def guard(self) -> list[str]:
         from docker_persist.actions.protect import protect
+        from docker_persist.core.alerts import Outcome
 
-        protected = [(v.key, v.name) for v in project.precious_volumes() if v.policy and v.policy.protect]
-        existing = [(k, n) for k, n in protected if context.engine.inspect_volume(n) is not None]
-        rows = protect(make_workspace(context, pending, project, progress), existing)
-        return [f"the guard of {name} was missing or stopped: put back" for _, name, changed in rows if changed]
+        protected = [(v.key, v.name) for v in self.project.precious_volumes() if v.policy and v.policy.protect]
+        existing = [(k, n) for k, n in protected if self.context.engine.inspect_volume(n) is not None]
+        rows = protect(make_workspace(self.context, self.pending, self.project, self.progress), existing)
+        lines = []
+        for key, name, changed in rows:
+            if changed:
+                line = f"the guard of {name} was missing or stopped: put back"
+                self.told(Outcome("guard", (key,), False, None, line, mended=True))
+                lines.append(line)
+        return lines
 
-    return Actions(backup=run_backup, forget=run_forget, verify=run_verify, guard=run_guard)
+    def watch(self) -> None:
+        """Every WATCH_EVERY seconds (and after each backup), tell of volumes whose snapshots grew too old."""
+        import time
+
+        from docker_persist.actions.catalog import read_catalog
+        from docker_persist.cli.commands.base import snapshot_infos
+        from docker_persist.core.status import project_staleness
+
+        if time.monotonic() < self.due:
+            return
+        self.due = time.monotonic() + WATCH_EVERY
+        snapshots = snapshot_infos(read_catalog(self.store, self.project.name))
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.notifier.staleness(project_staleness(self.project, snapshots, now))
 
 
 class StopOnSignals:
@@ -250,7 +323,7 @@ class MetricsServer:
                         200,
                         CONTENT_TYPE,
                     )
-                except PersistError as error:
+                except (PersistError, OSError) as error:  # not the store (that is docker_persist_store_up 0)
                     body, status, kind = f"{error}\n".encode(), 500, "text/plain; charset=utf-8"
                 self.send_response(status)
                 self.send_header("Content-Type", kind)
@@ -309,8 +382,19 @@ def systemd_quote(word: str) -> str:
     return f'"{escaped}"' if escaped != word or not word or any(c.isspace() for c in word) else word
 
 
-def render_unit(project: Project, argv: Sequence[str], working_dir: str) -> str:
-    """Return the text of a systemd service that runs the scheduler in the foreground."""
+def systemd_path(path: str) -> str:
+    """Return a path for a systemd setting that takes one path (WorkingDirectory=, EnvironmentFile=): as it is,
+    quotes and spaces included, with % doubled. Raise ConfigError for a newline, which a unit file cannot hold."""
+    if "\n" in path or "\r" in path:
+        raise ConfigError(f"a systemd unit cannot name the path {path!r}: it holds a line break")
+    return path.replace("%", "%%")
+
+
+def render_unit(project: Project, argv: Sequence[str], working_dir: str, environment_file: str) -> str:
+    """Return the text of a systemd service that runs the scheduler in the foreground.
+
+    Credentials (an S3 store's keys, a restic password) come from `environment_file`, optional, never from the
+    unit itself, which anyone who can run `systemctl cat` may read."""
     return (
         "[Unit]\n"
         f"Description=docker-persist scheduled backups of Compose project {project.name}\n"
@@ -318,7 +402,9 @@ def render_unit(project: Project, argv: Sequence[str], working_dir: str) -> str:
         "Wants=network-online.target\n\n"
         "[Service]\n"
         "Type=simple\n"
-        f"WorkingDirectory={systemd_quote(working_dir)}\n"
+        f"WorkingDirectory={systemd_path(working_dir)}\n"
+        "# Credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...), one VAR=value a line, mode 600:\n"
+        f"EnvironmentFile=-{systemd_path(environment_file)}\n"
         f"ExecStart={' '.join(systemd_quote(word) for word in argv)}\n"
         "Restart=on-failure\n"
         "RestartSec=30\n\n"
@@ -341,18 +427,25 @@ def install_systemd(
     if args.metrics_port is not None:
         argv += ["--metrics-port", str(args.metrics_port), "--metrics-address", args.metrics_address]
     if args.system or (not args.user and os.geteuid() == 0):
-        directory, systemctl = "/etc/systemd/system", "systemctl"
+        directory, systemctl, settings = "/etc/systemd/system", "systemctl", "/etc/docker-persist"
     else:
         home = context.env.environ.get("XDG_CONFIG_HOME") or os.path.join(
             context.env.environ.get("HOME") or os.path.expanduser("~"), ".config"
         )
         directory, systemctl = os.path.join(home, "systemd", "user"), "systemctl --user"
+        settings = os.path.join(home, "docker-persist")
     unit = f"docker-persist-{project.name}.service"
     path = os.path.join(directory, unit)
-    text = render_unit(project, argv, working_dir)
+    environment_file = os.path.join(settings, f"{project.name}.env")
+    text = render_unit(project, argv, working_dir, environment_file)
     out = context.env.stdout
+    credentials = (
+        f"Credentials for an S3 store (AWS_ACCESS_KEY_ID=..., AWS_SECRET_ACCESS_KEY=...) go in {environment_file}, "
+        "one VAR=value a line, readable by its owner only (chmod 600): never in the unit.\n"
+    )
     if not args.apply:
         out.write(f"# {path}\n{text}\n")
+        out.write(credentials)
         out.write("Write it there, or run again with --apply to write it.\n")
         return ExitStatus.OK
     try:
@@ -363,6 +456,7 @@ def install_systemd(
         hint = " (a system unit needs root)" if directory.startswith("/etc/") else ""
         raise PersistError(f"cannot write {path}: {error.strerror or error}{hint}") from error
     out.write(f"Wrote {path}:\n\n{text}\n")
+    out.write(credentials)
     out.write(f"Start it now and at boot with:\n  {systemctl} daemon-reload && {systemctl} enable --now {unit}\n")
     if not directory.startswith("/etc/"):
         out.write("To keep it running when you are logged out: loginctl enable-linger\n")
@@ -395,6 +489,8 @@ def install_cron(
     lines = render_cron_lines(args, context, project, files, groups)
     out = context.env.stdout
     out.write("# cron runs in the system time zone; `docker persist schedule` reads schedules as UTC.\n")
+    out.write("# cron gives a command no environment of yours: an S3 store's credentials go in the docker-persist\n"
+              "# user's ~/.aws/credentials (read by the S3 client), never in the crontab line.\n")  # fmt: skip
     out.write("".join(f"{line}\n" for line in lines))
     if not args.apply:
         out.write("Add these lines with `crontab -e`, or run again with --apply to install them.\n")

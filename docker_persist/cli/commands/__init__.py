@@ -167,6 +167,12 @@ def _diff() -> Command:
     return diff.COMMAND
 
 
+def _status() -> Command:
+    from docker_persist.cli.commands import status
+
+    return status.COMMAND
+
+
 def _version() -> Command:
     from docker_persist.cli.commands import version
 
@@ -199,6 +205,7 @@ COMMANDS: dict[str, Entry] = {
         Entry(
             "schedule", "Back up on x-persist.schedule in the foreground, or install a unit or crontab line", _schedule
         ),
+        Entry("status", "Show every known project's volumes: newest snapshot, drill, guard, failures", _status),
         Entry("metrics", "Show per-volume backup metrics in Prometheus' text format", _metrics),
         Entry("version", "Show the docker-persist, Docker engine and Compose versions", _version),
         Entry("completion", "Print the shell completion script for bash, zsh or fish", _completion),

@@ -86,6 +86,28 @@ class ContainerSpec(NamedTuple):
     stop_signal: str | None = None
     memory_limit: int | None = None  # bytes
     pids_limit: int | None = None
+    env: Mapping[str, str] | None = None  # a database's settings, for a dump's restore and drill
+    binds: tuple[tuple[str, str], ...] = ()  # (host path, container path), read-only: a service's config and secrets
+    # Network mode none alone (a loopback, and /etc/hosts naming localhost), not even that: a database's
+    # initialisation looks its own host name up.
+    loopback: bool = False
+
+
+class ExecResult(NamedTuple):
+    """How a streamed exec ended: its exit code, and what it said on stderr (the last 64 KiB)."""
+
+    code: int
+    stderr: str
+
+
+class ExecStream(Protocol):
+    """A command running in a container: iterate for its stdout; then `result()`."""
+
+    def __iter__(self) -> Iterator[bytes]: ...
+
+    def result(self) -> ExecResult:
+        """Return the exit code and stderr, once stdout has ended (waiting for the command to exit)."""
+        ...
 
 
 class ContainerSummary(NamedTuple):
@@ -202,6 +224,13 @@ class Engine(Protocol):
 
     def unpause_container(self, container_id: str) -> None:
         """Thaw a container; one that is not paused is fine."""
+        ...
+
+    def exec_stream(
+        self, container_id: str, argv: Sequence[str], stdin: Iterable[bytes] | None = None
+    ) -> AbstractContextManager[ExecStream]:
+        """Run `argv` in a running container, its stdin fed from `stdin` (then closed) if given; within the
+        block, its stdout streams as it comes. Leaving the block early ends the connection."""
         ...
 
     def exec_in_container(self, container_id: str, command: str) -> tuple[int, str]:

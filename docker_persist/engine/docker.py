@@ -24,6 +24,8 @@ from docker_persist.engine import (
     ContainerStatus,
     ContainerSummary,
     EngineVersion,
+    ExecResult,
+    ExecStream,
 )
 from docker_persist.engine.transport import (
     USER_AGENT,
@@ -422,6 +424,31 @@ class DockerEngine:
             if self.inspect_container(container_id).paused:
                 raise
 
+    @contextlib.contextmanager
+    def exec_stream(
+        self, container_id: str, argv: Sequence[str], stdin: Iterable[bytes] | None = None
+    ) -> Iterator[ExecStream]:
+        """Run `argv` in a running container over a hijacked connection: stdout streams, stdin is fed from a
+        thread and then half-closed; see Engine.exec_stream."""
+        transport = self.transport
+        if not isinstance(transport, HTTPTransport):
+            raise EngineError(f"streaming into or out of a container needs a unix:// or tcp:// engine, not "
+                              f"{self.endpoint.host}")  # fmt: skip
+        transport.api_version = self.api_version
+        created = self.call_json(
+            "POST",
+            f"/containers/{container_id}/exec",
+            body={"Cmd": list(argv), "AttachStdout": True, "AttachStderr": True,
+                  "AttachStdin": stdin is not None, "Tty": False},
+        )  # fmt: skip
+        exec_id = str(created["Id"])
+        connection = transport.hijack(f"/exec/{exec_id}/start", json.dumps({"Detach": False, "Tty": False}).encode())
+        stream = _HijackedExec(self, exec_id, connection, stdin)
+        try:
+            yield stream
+        finally:
+            stream.close()
+
     def exec_in_container(self, container_id: str, command: str) -> tuple[int, str]:
         """Run `sh -c command` in a running container; return (exit code, combined output)."""
         created = self.call_json(
@@ -526,7 +553,7 @@ def _create_body(spec: ContainerSpec) -> dict[str, Any]:
             {"Type": "volume", "Source": m.volume, "Target": m.target, "ReadOnly": m.read_only,
              "VolumeOptions": {"NoCopy": not m.copy_up}}
             for m in spec.mounts
-        ],
+        ] + [{"Type": "bind", "Source": source, "Target": target, "ReadOnly": True} for source, target in spec.binds],
     }  # fmt: skip
     if spec.restart_always:
         host["RestartPolicy"] = {"Name": "always"}
@@ -540,7 +567,7 @@ def _create_body(spec: ContainerSpec) -> dict[str, Any]:
         "Image": spec.image,
         "Cmd": list(spec.command),
         "Labels": dict(spec.labels),
-        "NetworkDisabled": True,
+        "NetworkDisabled": not spec.loopback,
         "HostConfig": host,
     }
     if spec.entrypoint is not None:
@@ -549,7 +576,85 @@ def _create_body(spec: ContainerSpec) -> dict[str, Any]:
         body["User"] = spec.user
     if spec.stop_signal is not None:
         body["StopSignal"] = spec.stop_signal
+    if spec.env:
+        body["Env"] = [f"{k}={v}" for k, v in spec.env.items()]
     return body
+
+
+class _HijackedExec:
+    """The stdout of an exec over a raw connection, demultiplexed (8-byte frame headers: stream, size); its
+    stdin written by a thread, then half-closed so that the command sees end of file."""
+
+    MAX_STDERR = 64 * 1024
+
+    def __init__(self, engine: DockerEngine, exec_id: str, connection: Any, stdin: Iterable[bytes] | None) -> None:
+        import threading
+
+        self.engine, self.exec_id, self.connection = engine, exec_id, connection
+        self.stderr = bytearray()
+        self.failure: BaseException | None = None
+        self.fed = 0  # bytes of stdin the command was given
+        self.fed_all = stdin is None
+        self.writer: threading.Thread | None = None
+        if stdin is not None:
+            self.writer = threading.Thread(target=self._feed, args=(stdin,), name="exec-stdin", daemon=True)
+            self.writer.start()
+
+    def _feed(self, stdin: Iterable[bytes]) -> None:
+        import socket
+
+        sock = self.connection.sock
+        try:
+            for chunk in stdin:
+                if chunk:
+                    sock.sendall(chunk)
+                    self.fed += len(chunk)
+            self.fed_all = True
+        except BaseException as error:  # the source failed (a bad archive) or the command stopped reading
+            self.failure = error
+        finally:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+
+    def _exactly(self, size: int) -> bytes:
+        data = self.connection.reader.read(size)
+        return data if data is not None else b""
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            header = self._exactly(8)
+            if len(header) < 8:
+                return
+            size = int.from_bytes(header[4:8], "big")
+            payload = self._exactly(size)
+            if header[0] == 2:
+                self.stderr += payload
+                del self.stderr[: max(0, len(self.stderr) - self.MAX_STDERR)]
+            elif payload:
+                yield payload
+            if len(payload) < size:
+                return
+
+    def result(self) -> ExecResult:
+        """Return the exit code (once the engine says the command exited) and stderr."""
+        import time
+
+        if self.writer is not None:
+            self.writer.join()
+        if self.failure is not None and not isinstance(self.failure, OSError):
+            raise self.failure
+        if not self.fed_all:
+            raise EngineError(f"the command stopped reading its input after {self.fed} bytes ({self.failure})")
+        for _ in range(100):  # the stream ends as the process does: the engine may record it a moment later
+            raw = self.engine.call_json("GET", f"/exec/{self.exec_id}/json")
+            if not raw.get("Running"):
+                code = raw.get("ExitCode")
+                return ExecResult(int(code) if code is not None else -1, self.stderr.decode(errors="replace"))
+            time.sleep(0.05)
+        raise EngineError(f"exec {self.exec_id[:12]} still runs after its output ended")
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 def _demultiplex(data: bytes) -> str:

@@ -37,6 +37,8 @@ from docker_persist.engine import (
     EngineConflictError,
     EngineNotFoundError,
     EngineVersion,
+    ExecResult,
+    ExecStream,
 )
 from docker_persist.errors import EngineError
 from docker_persist.streams.pipeline import ChunkReader
@@ -64,6 +66,21 @@ class MemVolume:
     options: dict[str, str] = dataclasses.field(default_factory=dict)
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
     files: dict[str, Node] = dataclasses.field(default_factory=lambda: {".": Node("dir", 0o755)})
+
+
+class _MemExec:
+    """A finished exec's stdout, in chunks, and its result."""
+
+    def __init__(self, out: bytes, result: ExecResult) -> None:
+        self.out = out
+        self._result = result
+
+    def __iter__(self) -> Iterator[bytes]:
+        for start in range(0, len(self.out), 65536):
+            yield self.out[start : start + 65536]
+
+    def result(self) -> ExecResult:
+        return self._result
 
 
 @dataclasses.dataclass
@@ -94,6 +111,9 @@ class MemoryEngine:
         self.fail_next: dict[str, BaseException] = {}  # method name -> what its next call raises
         self.on_exec: Callable[[MemContainer, str], tuple[int, str]] = lambda container, command: (0, "")
         self.on_run: Callable[[ContainerSpec, MemoryEngine], tuple[int, str]] = lambda spec, engine: (0, "")
+        self.on_exec_stream: Callable[[MemContainer, tuple[str, ...], bytes | None], tuple[int, bytes, str]] = (
+            lambda container, argv, stdin: (0, b"", "")
+        )
         self._ids = itertools.count(1)
 
     # --- helpers for tests ------------------------------------------------------------------
@@ -344,6 +364,19 @@ class MemoryEngine:
         if c.state != "running":
             raise EngineConflictError(f"Container {c.id} is not running")
         return self.on_exec(c, command)
+
+    @contextlib.contextmanager
+    def exec_stream(
+        self, container_id: str, argv: Sequence[str], stdin: Iterable[bytes] | None = None
+    ) -> Iterator[ExecStream]:
+        """Run `on_exec_stream` for a running container: given the container, argv and all of stdin (None
+        without), it returns (exit code, stdout, stderr)."""
+        self._call("exec_stream")
+        c = self._container(container_id)
+        if c.state != "running":
+            raise EngineConflictError(f"Container {c.id} is not running")
+        code, out, err = self.on_exec_stream(c, tuple(argv), None if stdin is None else b"".join(stdin))
+        yield _MemExec(out, ExecResult(code, err))
 
     def run_container(self, spec: ContainerSpec, timeout: float | None = None) -> tuple[int, str]:
         """Run `on_run` with the spec (its volumes readable through this engine)."""

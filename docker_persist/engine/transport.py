@@ -364,6 +364,32 @@ class HTTPTransport:
             return HTTPResponse(self, connection, status, response_headers)
         raise AssertionError("unreachable")
 
+    def hijack(self, path: str, body: bytes) -> _Connection:
+        """POST `body` (JSON) to `path` asking the engine to hand the connection over as a raw stream (exec
+        start with stdin); return the connection, which the caller closes. It waits for ever.
+
+        Raise EngineError for an answer other than 101 (or 200: an engine that streams without upgrading).
+        """
+        target = f"/v{self.api_version}" + quote(path, safe="/:@!$&'()*+,;=-._~")
+        head = [f"POST {target} HTTP/1.1", "Host: docker", f"User-Agent: {USER_AGENT}",
+                "Content-Type: application/json", "Connection: Upgrade", "Upgrade: tcp",
+                f"Content-Length: {len(body)}"]  # fmt: skip
+        connection = self._connect()
+        try:
+            connection.sock.settimeout(None)
+            connection.sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+            status, headers = _read_head(connection.reader)
+            if status not in (101, 200):
+                detail = HTTPResponse(self, connection, status, headers).read()
+                raise api_error(status, "POST", path, detail)
+        except OSError as error:
+            connection.close()
+            raise unreachable(self.endpoint, error) from error
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
     def close(self) -> None:
         """Close the idle connections."""
         with self._lock:

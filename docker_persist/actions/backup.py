@@ -16,6 +16,7 @@ from docker_persist.actions.quiesce import QuiescePlan, plan_quiesce, quiesced
 from docker_persist.actions.recover import recover
 from docker_persist.config.model import Project, Volume
 from docker_persist.core.archive import ArchiveSummary, TarDigester, UnrestorableError
+from docker_persist.core.dumps import DumpSpec, dump_specs
 from docker_persist.core.manifest import (
     ARCHIVE_SUFFIXES,
     FORMAT,
@@ -216,6 +217,66 @@ def backup_bind(
     return dataclasses.replace(record, source=bind.bind_source, driver="bind", driver_opts={}, labels={})
 
 
+class DumpFailedError(PersistError):
+    """A dump command failed, printed nothing, or was cut short: nothing is published."""
+
+
+def dump_filename(key: str, fmt: PartFormat) -> str:
+    """Return a dump part's file name: `db_data.dump.sql.zst` (`.age` when encrypted)."""
+    from docker_persist.streams.encryption import SUFFIX
+
+    compressed = ARCHIVE_SUFFIXES[fmt.compression].removeprefix(".tar")
+    return f"{key}.sql{compressed}{SUFFIX if fmt.recipients else ''}"
+
+
+def backup_dump(
+    engine: Engine, container: str, spec: DumpSpec, source: str, pending: PendingSnapshot, fmt: PartFormat,
+    progress: Progress,
+) -> VolumeRecord:  # fmt: skip
+    """Stream a service's dump from `docker exec` in its running `container` into the pending snapshot, as a
+    part of kind `dump` (compressed, encrypted, hashed like a volume's; never a file anywhere). Return its record.
+
+    Raise DumpFailedError if the command exits non-zero, prints nothing, or is cut short.
+    """
+    import hashlib
+
+    filename = dump_filename(spec.key, fmt)
+    digest, size = hashlib.sha256(), 0
+    with (
+        engine.exec_stream(container, ("sh", "-c", spec.command)) as stream,
+        _compressed_part(pending, filename, fmt.compression, fmt.recipients) as (compressor, sink),
+    ):
+        for chunk in in_background(stream):
+            digest.update(chunk)
+            compressor.write(chunk)
+            size += len(chunk)
+            progress(f"dump {spec.service}", len(chunk))
+        result = stream.result()
+        said = "\n".join(result.stderr.strip().splitlines()[-5:])
+        if result.code != 0:
+            raise DumpFailedError(
+                f"the dump of service {spec.service!r} failed (exit {result.code}"
+                f"{', killed' if result.code in (137, 143) else ''}): {said or 'it said nothing on stderr'}"
+            )
+        if size == 0:
+            raise DumpFailedError(f"the dump of service {spec.service!r} printed nothing{': ' + said if said else ''}")
+    return VolumeRecord(
+        key=spec.key, source=source, driver="dump", driver_opts={}, labels={}, file=filename,
+        compression=fmt.compression, archive_sha256=sink.sha256.hexdigest(), archive_bytes=sink.size,
+        content_digest=f"sha256:{digest.hexdigest()}", bytes=size, files=0, directories=0, symlinks=0, entries=0,
+        root=None, kind="dump", encryption=fmt.encryption,
+    )  # fmt: skip
+
+
+def running_container(engine: Engine, project: str, service: str) -> str | None:
+    """Return a running container of the service (not a one-off `run`), or None."""
+    from docker_persist.engine import COMPOSE_ONEOFF, COMPOSE_PROJECT, COMPOSE_SERVICE
+
+    labels = [f"{COMPOSE_PROJECT}={project}", f"{COMPOSE_SERVICE}={service}"]
+    running = [c for c in engine.list_containers(labels, all_states=False) if c.state == "running"]
+    return next((c.id for c in running if c.labels.get(COMPOSE_ONEOFF) != "True"), None)
+
+
 def backup_layer(
     engine: Engine,
     key: str,
@@ -301,11 +362,13 @@ def backup(ws: Workspace, store: Store, request: BackupRequest, lock_timeout: fl
     volumes = select_volumes(project, keys)
     name = check_snapshot_name(request.name) if request.name else None
     fmt = part_format(project, request.compression)
+    selected = {v.key for v in volumes}
+    dumps = [spec for spec in dump_specs(project) if spec.volume in selected] if request.quiesce else []
     with ws.journal.hold("backup", lock_timeout), store.lock(project.name, timeout=lock_timeout):
         started = time.monotonic()
         recover(ws)
         refuse_incomplete(ws, [v.name for v in volumes])
-        manifest = _backup_locked(ws, store, volumes, name, request, fmt)
+        manifest = _backup_locked(ws, store, volumes, name, request, fmt, dumps)
         return BackupResult(manifest, time.monotonic() - started)
 
 
@@ -382,6 +445,7 @@ def _backup_locked(
     name: str | None,
     request: BackupRequest,
     fmt: PartFormat,
+    dumps: Sequence[DumpSpec] = (),
 ) -> Manifest:
     project, engine = ws.project, ws.engine
     if name is None:
@@ -394,6 +458,14 @@ def _backup_locked(
         )
     if remove_leftovers(engine, project.name):
         ws.say("removed what an interrupted run left (helper containers, scratch volumes)")
+    # A dump stands for its volume while the service runs; a stopped service's files are at rest: copied.
+    containers = {spec.service: running_container(engine, project.name, spec.service) for spec in dumps}
+    for spec in dumps:
+        if containers[spec.service] is None:
+            log.warning("%s is not running: its volume %s is copied instead of dumped", spec.service, spec.volume)
+    dumps = [spec for spec in dumps if containers[spec.service] is not None]
+    dumped = {spec.volume for spec in dumps if not spec.also_volume}
+    volumes = [v for v in volumes if v.key not in dumped]
     plans = plan_quiesce(project, [v.key for v in volumes]) if request.quiesce else []
     partial = [v.key for v in volumes if not engine.reads_all_xattrs(v.name)]
     if partial:
@@ -405,9 +477,16 @@ def _backup_locked(
     created = now_utc()
     pending = store.begin(project.name, name)
     try:
+        records = []
+        for spec in dumps:  # before any service is stopped: a dump needs its service running
+            source = project.volumes[spec.volume].name
+            ws.say(f"dumping {spec.service} (for volume {spec.volume})")
+            records.append(backup_dump(engine, containers[spec.service] or "", spec, source, pending, fmt,
+                                       ws.progress))  # fmt: skip
+            crash_point("backup:dumped")
         with quiesced(engine, project.name, plans, ws.say, ws.journal):
             crash_point("backup:quiesced")
-            records = [
+            records += [
                 backup_bind(engine, project.name, v, pending, fmt, ws.progress)
                 if v.bind_source
                 else backup_volume(engine, project.name, v, pending, fmt, ws.progress)

@@ -31,6 +31,12 @@ class Opened:
         if record is None:
             held = ", ".join(r.key for r in self.manifest.volumes) or "none"
             raise ConfigError(f"snapshot {self.manifest.name!r} has no volume {key!r} (it holds: {held})")
+        if record.kind == "dump":
+            raise ConfigError(
+                f"{key!r} in snapshot {self.manifest.name!r} is a database dump, not files: restore it into its "
+                f"volume with `docker persist restore {self.manifest.name} --dump`, or read its part {record.file} "
+                "by hand (zstd -d, then psql or mysql)"
+            )
         return record
 
 
@@ -74,8 +80,8 @@ def diff_snapshots(
     """
     from docker_persist.core.fileindex import diff
 
-    old = {r.key: r for r in before.manifest.volumes}
-    new = {r.key: r for r in after.manifest.volumes}
+    old = {r.key: r for r in before.manifest.volumes if r.kind != "dump"}  # a dump has no files to compare
+    new = {r.key: r for r in after.manifest.volumes if r.kind != "dump"}
     wanted = list(keys) or sorted(old.keys() | new.keys())
     for key in keys:
         if key not in old and key not in new:

@@ -9,6 +9,7 @@ from typing import Any
 
 from docker_persist.actions.common import IntegrityError, Progress, expect, tar_size
 from docker_persist.core.archive import ArchiveSummary, MalformedArchiveError, TarDigester, UnsafeArchiveError
+from docker_persist.core.dumps import dump_key
 from docker_persist.core.manifest import (
     UNDO_REASON,
     Manifest,
@@ -57,7 +58,8 @@ class Catalog:
         """Return the newest snapshot (holding volume `key`, if given) a user would want back: never an
         undo snapshot (pre-restore), which holds what a restore replaced."""
         for manifest in reversed(self.manifests):
-            if manifest.reason != UNDO_REASON and (key is None or manifest.volume(key) is not None):
+            holds = key is None or manifest.volume(key) is not None or manifest.volume(dump_key(key)) is not None
+            if manifest.reason != UNDO_REASON and holds:
                 return manifest
         return None
 
@@ -221,6 +223,39 @@ def check_archive(
             "manifest records: the archive or the manifest was changed"
         )
     return summary
+
+
+def iter_dump(
+    store: Store, project: str, manifest: Manifest, record: VolumeRecord, identities: Sequence[Any] = ()
+) -> Iterator[bytes]:
+    """Yield the bytes of a dump part as it was dumped; raise IntegrityError at its end if the stored file or the
+    dump differs from the manifest (the file's size and sha256, the dump's size and content digest)."""
+    digest, size = hashlib.sha256(), 0
+    for chunk in iter_archive(store, project, manifest, record, None, identities):
+        digest.update(chunk)
+        size += len(chunk)
+        yield chunk
+    if size != record.bytes or f"sha256:{digest.hexdigest()}" != record.content_digest:
+        raise IntegrityError(
+            f"snapshot {manifest.name!r}: the dump in {record.file} does not match the content digest its manifest "
+            "records: the part or the manifest was changed"
+        )
+
+
+def check_dump(
+    store: Store, project: str, manifest: Manifest, record: VolumeRecord, progress: Progress,
+    identities: Sequence[Any] = (),
+) -> None:  # fmt: skip
+    """Read a dump part end to end and change nothing; raise IntegrityError as iter_dump does."""
+    label = f"check {record.key}"
+    expect(progress, label, record.bytes)
+    try:
+        for chunk in iter_dump(store, project, manifest, record, identities):
+            progress(label, len(chunk))
+    except (IntegrityError, SnapshotNotFoundError, IdentityError):
+        raise
+    except PersistError as error:
+        raise IntegrityError(f"snapshot {manifest.name!r}: {record.file}: {error}") from error
 
 
 def extract_into_volume(

@@ -161,6 +161,11 @@ def backup_before_down(ws: Workspace, store: Store, plan: DownPlan, state: LiveS
                 if policy
                 else QuiescePlan(service.name, "none")
             )
+    # A service that is dumped rather than quiesced is stopped before its files are copied: it goes down
+    # anyway, and files copied at rest restore exactly.
+    dumped = {s.name for s in project.services if s.policy and s.policy.dump}
+    plans = [dataclasses.replace(p, consistency="stop") if p.service in dumped and p.consistency == "none" else p
+             for p in plans]  # fmt: skip
     containers = {c.name: c for c in state.containers}
     fmt = part_format(project)
     name = unique_automatic_name(store, project.name, "pre-down")

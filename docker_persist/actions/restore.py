@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from docker_persist.actions.backup import (
@@ -36,13 +36,15 @@ from docker_persist.actions.backup import (
 )
 from docker_persist.actions.catalog import (
     check_archive,
+    check_dump,
     extract_into_volume,
     holds_exactly,
+    iter_dump,
     read_manifest,
     unlock,
     volume_is_empty,
 )
-from docker_persist.actions.common import LOCK_TIMEOUT, IntegrityError, Workspace, project_images
+from docker_persist.actions.common import LOCK_TIMEOUT, IntegrityError, Workspace, expect, project_images
 from docker_persist.actions.recover import (
     UnfinishedOperationError,
     recover,
@@ -51,6 +53,7 @@ from docker_persist.actions.recover import (
     unfinished_message,
 )
 from docker_persist.config.model import Project, Volume
+from docker_persist.core.dumps import dump_for_volume, dumped_volume
 from docker_persist.core.manifest import Manifest, VolumeRecord
 from docker_persist.core.operations import Operation, Target, recovery
 from docker_persist.engine import COMPOSE_PROJECT, COMPOSE_VOLUME, ContainerSummary, Engine
@@ -74,6 +77,7 @@ class RestoreRequest:
     from_project: str | None = None
     identity: str | None = None  # the age identity file, for an encrypted snapshot
     force: bool = False  # --to may name a volume of another Compose project
+    dump: bool = False  # load the dump of a volume the snapshot holds both ways (files and dump)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,9 +132,10 @@ def resolve_restore(store: Store, project: Project, request: RestoreRequest) -> 
     if manifest.locked:  # what the volumes hold (and their source names) is sealed with the parts' key
         manifest = unlock(store, source, manifest, [], request.identity)[0]
     records = _pick_records(manifest, request.volume_keys)
+    records = _files_or_dumps(manifest, records, request.dump)
     if request.to and len(records) != 1:
         raise ConfigError("--to restores one volume: choose it with --volume")
-    others = [r.key for r in records if r.kind != "volume"]
+    others = [r.key for r in records if r.kind not in ("volume", "dump")]
     if others and not request.to:
         if request.volume_keys:
             raise ConfigError(
@@ -138,21 +143,47 @@ def resolve_restore(store: Store, project: Project, request: RestoreRequest) -> 
                 "which has no volume of its own to go back to: restore it with --to NEW_VOLUME, or into a "
                 f"host folder with --volume {others[0]} --path / --to-dir DIR"
             )
-        records = [r for r in records if r.kind == "volume"]  # the rest only with --volume KEY --to VOLUME
+        records = [r for r in records if r.kind in ("volume", "dump")]  # the rest only with --volume KEY --to VOLUME
         if not records:
             raise ConfigError(f"snapshot {manifest.name!r} holds no project volume: use --volume KEY --to VOLUME")
     if not request.to:
         # The target is always the current project's own volume for the key, never the
         # manifest's `source`: a snapshot (or whoever edited it) cannot name another volume.
-        missing = [r.key for r in records if r.key not in project.volumes]
+        missing = [r.key for r in records if target_key(r) not in project.volumes]
         if missing:
             raise ConfigError(
                 f"snapshot {manifest.name!r} holds volume {missing[0]!r}, which project {project.name!r} does not "
                 f"have: restore it into a volume of your choice with --volume {missing[0]} --to NEW_VOLUME "
                 f"(Compose would name it {project.name}_{missing[0]})"
             )
+    for record in records:
+        if record.kind == "dump" and dump_for_volume(project, target_key(record)) is None:
+            raise ConfigError(
+                f"snapshot {manifest.name!r} holds a dump of volume {target_key(record)!r}, and no service of project "
+                f"{project.name!r} sets x-persist.dump for it, so docker-persist cannot tell which database to load "
+                f"it into: add dump to that service, or load {record.file} by hand (see the README)"
+            )
     manifest, records, keys = unlock(store, source, manifest, [r.key for r in records], request.identity)
     return ResolvedRestore(manifest, records, keys)
+
+
+def target_key(record: VolumeRecord) -> str:
+    """Return the key of the volume a record restores into: its own, or for a dump the volume it stands for."""
+    return dumped_volume(record.key) if record.kind == "dump" else record.key
+
+
+def _files_or_dumps(manifest: Manifest, records: list[VolumeRecord], dump: bool) -> list[VolumeRecord]:
+    """Return one record per volume: where the snapshot holds a volume's files and its dump, the files (the exact
+    copy), or with `dump` the dump. Raise ConfigError for `dump` when a chosen volume has no dump."""
+    dumps = {dumped_volume(r.key): r for r in manifest.volumes if r.kind == "dump"}
+    if dump:
+        chosen = [dumps.get(target_key(r), r) if r.kind == "volume" else r for r in records]
+        lacking = [r.key for r in chosen if r.kind == "volume"]
+        if lacking:
+            raise ConfigError(f"snapshot {manifest.name!r} holds no dump of volume {lacking[0]!r}")
+        return list({r.key: r for r in chosen}.values())
+    files = {r.key for r in records if r.kind == "volume"}
+    return [r for r in records if not (r.kind == "dump" and dumped_volume(r.key) in files)]
 
 
 @dataclasses.dataclass
@@ -173,7 +204,7 @@ def _plan_targets(ws: Workspace, resolved: ResolvedRestore, request: RestoreRequ
     engine, project = ws.engine, ws.project
     plan = _Plan([], {}, {})
     for record in resolved.records:
-        volume = None if request.to else project.volumes[record.key]
+        volume = None if request.to else project.volumes[target_key(record)]
         name = request.to or (volume.name if volume is not None else record.key)
         live = engine.inspect_volume(name)
         if request.to and live is not None and not request.force:
@@ -190,8 +221,8 @@ def _plan_targets(ws: Workspace, resolved: ResolvedRestore, request: RestoreRequ
             labels = compose_volume_labels(project, volume)
         else:
             driver, options, labels = "local", {}, {}  # a new --to volume: claims no project
-        target = Target(record.key, name, "absent", driver=driver, driver_opts=options, labels=labels)
-        if (record.driver or "local", dict(record.driver_opts)) != (driver, options):
+        target = Target(target_key(record), name, "absent", driver=driver, driver_opts=options, labels=labels)
+        if record.kind != "dump" and (record.driver or "local", dict(record.driver_opts)) != (driver, options):
             # The store is untrusted: how a volume is made comes from the project, never from a manifest.
             log.warning(
                 "snapshot %s recorded volume %s with driver %s and options %s; it is restored with the "
@@ -269,7 +300,10 @@ def restore(
             if target.before == "data" or plan.users[target.volume]:
                 record = plan.records[target.volume]
                 ws.say(f"checking {record.file}")
-                check_archive(store, source, resolved.manifest, record, ws.progress, resolved.keys)
+                if record.kind == "dump":
+                    check_dump(store, source, resolved.manifest, record, ws.progress, resolved.keys)
+                else:
+                    check_archive(store, source, resolved.manifest, record, ws.progress, resolved.keys)
         operation = _operation(resolved, source, store, plan, resume)
         return _carry_out(ws, store, resolved, source, fmt, plan, operation, finished=resume is not None)
 
@@ -278,7 +312,7 @@ def _target_names(project: Project, resolved: ResolvedRestore, request: RestoreR
     """Return the engine names of the volumes a restore replaces."""
     if request.to:
         return {request.to}
-    return {project.volumes[record.key].name for record in resolved.records}
+    return {project.volumes[target_key(record)].name for record in resolved.records}
 
 
 def _resumable(previous: Operation | None, wanted: set[str]) -> Operation | None:
@@ -396,11 +430,19 @@ def _replace(
         ws.say(f"emptying {target.volume}: its files outlive the volume")
         engine.empty_volume(target.volume, ws.project.name, project_images(ws.project, record.key))
     ws.say(f"restoring {record.key} into {target.volume}")
-    written = extract_into_volume(
-        engine, store, source, resolved.manifest, record, target.volume, ws.progress, resolved.keys
-    )
+    written = None
+    if record.kind == "dump":
+        _load_dump_into(ws, store, resolved, source, record, target)
+    else:
+        written = extract_into_volume(
+            engine, store, source, resolved.manifest, record, target.volume, ws.progress, resolved.keys
+        )
     # What an outliving volume holds is what it was given, and nothing else: read it back.
-    if target.outlives and holds_exactly(engine, ws.project.name, target.volume, written) is None:
+    if (
+        written is not None
+        and target.outlives
+        and holds_exactly(engine, ws.project.name, target.volume, written) is None
+    ):
         raise IntegrityError(
             f"volume {target.volume!r} holds more than snapshot {resolved.manifest.name!r} after the restore: "
             "its driver kept files that docker-persist could not remove"
@@ -412,6 +454,27 @@ def _replace(
         target.status = "replaced"
         journal.set_operation(operation)
     crash_point("restore:volume-replaced")
+
+
+def _load_dump_into(
+    ws: Workspace, store: Store, resolved: ResolvedRestore, source: str, record: VolumeRecord, target: Target
+) -> None:
+    """Load a dump into the new, empty target volume through a container of its service's image."""
+    from docker_persist.actions.dumps import load_dump
+
+    spec = dump_for_volume(ws.project, target.key)
+    if spec is None:  # resolve_restore refused it already; the Compose file may have changed since
+        raise ConfigError(f"no service of project {ws.project.name!r} sets x-persist.dump for volume {target.key!r}")
+    label = f"restore {record.key}"
+    expect(ws.progress, label, record.bytes)
+
+    def dump() -> Iterator[bytes]:
+        for chunk in iter_dump(store, source, resolved.manifest, record, resolved.keys):
+            ws.progress(label, len(chunk))
+            yield chunk
+            crash_point("restore:extracting")
+
+    load_dump(ws.engine, ws.project, spec, target.volume, dump(), ws.say)
 
 
 def _after_failure(ws: Workspace, operation: Operation, error: BaseException) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from docker_persist.actions.catalog import extract_into_volume, holds_exactly, read_manifest, unlock
 from docker_persist.actions.common import LOCK_TIMEOUT, IntegrityError, Progress, Workspace, now_utc
 from docker_persist.config.model import Project
+from docker_persist.core.dumps import dumped_volume
 from docker_persist.core.manifest import (
     Manifest,
     ManifestError,
@@ -96,6 +97,52 @@ def _drill(
         engine.remove_volume(scratch, force=True)
 
 
+def _drill_dump(
+    ws: Workspace, store: Store, manifest: Manifest, record: VolumeRecord, identities: Sequence[Any] = ()
+) -> str:
+    """Load a dump into a container of its service's image on a scratch volume, and run the service's verify
+    command in that container while the database runs; return what passed. Raise on failure."""
+    import secrets
+
+    from docker_persist.actions.catalog import iter_dump
+    from docker_persist.actions.dumps import load_dump
+    from docker_persist.actions.quiesce import unescape_compose
+    from docker_persist.core.dumps import dump_for_volume, dumped_volume
+    from docker_persist.engine import LABEL_PROJECT
+
+    project, engine = ws.project, ws.engine
+    spec = dump_for_volume(project, dumped_volume(record.key))
+    if spec is None:
+        raise IntegrityError(
+            f"{record.key}: no service sets x-persist.dump for volume {dumped_volume(record.key)!r}, so the dump "
+            "cannot be loaded into its database"
+        )
+    service = project.service(spec.service)
+    command = service.policy.verify if service is not None and service.policy is not None else None
+    passed: list[str] = []
+
+    def check(container: str) -> None:
+        if command is None:
+            return
+        with engine.exec_stream(container, ("sh", "-c", unescape_compose(command))) as stream:
+            output = b"".join(stream).decode(errors="replace")
+            result = stream.result()
+        if result.code != 0:
+            last = " | ".join((result.stderr or output).strip().splitlines()[-3:])
+            raise IntegrityError(f"{record.key}: verify command exited {result.code}: {command}"
+                                 + (f" ({last})" if last else ""))  # fmt: skip
+        passed.append(f", verify command passed ({command})")
+
+    scratch = f"docker-persist-verify-{secrets.token_hex(6)}"
+    engine.create_volume(scratch, labels={LABEL_ROLE: "scratch", LABEL_PROJECT: project.name})
+    try:
+        dump = iter_dump(store, project.name, manifest, record, identities)
+        load_dump(engine, project, spec, scratch, dump, ws.say, then=check)
+    finally:
+        engine.remove_volume(scratch, force=True)
+    return f"{record.key}: dump of {record.bytes} bytes loaded into {spec.service}'s image{''.join(passed)}"
+
+
 def verify(
     ws: Workspace, store: Store, names: Sequence[str], identity: str | None = None
 ) -> list[tuple[str, Verification]]:
@@ -142,14 +189,19 @@ def verify(
                 ws.say(f"{name}: drilling {record.key}")
                 command = commands.get(record.key)
                 try:
-                    drilled = _drill(engine, store, project.name, manifest, record, command, ws.progress, identities)
+                    if record.kind == "dump":
+                        drilled = _drill_dump(ws, store, manifest, record, identities)
+                    else:
+                        drilled = _drill(engine, store, project.name, manifest, record, command, ws.progress,
+                                         identities)  # fmt: skip
                     details.append(drilled)
                 except PersistError as error:
                     ok = False
                     details.append(str(error))
-            verification = Verification(
-                at=now_utc(), ok=ok, detail="; ".join(details), volumes=tuple(r.key for r in manifest.volumes)
+            covered = tuple(
+                dict.fromkeys(dumped_volume(r.key) if r.kind == "dump" else r.key for r in manifest.volumes)
             )
+            verification = Verification(at=now_utc(), ok=ok, detail="; ".join(details), volumes=covered)
             updated = manifest.with_verification(verification)
             store.replace_manifest(project.name, name, dump_manifest(updated))
             results.append((name, verification))

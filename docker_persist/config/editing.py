@@ -158,7 +158,7 @@ class InitPlan(NamedTuple):
 
     decisions: tuple[Decision, ...]
     annotations: tuple[Annotation, ...]
-    stopped: tuple[tuple[str, str], ...]  # (service, why) for each `consistency: stop` added
+    stopped: tuple[tuple[str, str], ...]  # (service, what and why) for each `dump: auto` or `consistency: stop` added
 
 
 def _words(name: str) -> set[str]:
@@ -247,11 +247,12 @@ def plan_init(project: Project, document: Mapping[str, Any]) -> InitPlan:
 
     A named volume gets `x-persist: {}` (precious) or `x-persist: false` (disposable) unless
     something decides already: an x-persist on it or on a mount of it, or `external`. A
-    well-known database that keeps its files on a precious volume gets `consistency: stop`
-    unless the service has an x-persist of its own. `document` is `docker compose config`'s
+    well-known database that keeps its files on a precious volume gets `dump: auto` where
+    docker-persist knows its dump (PostgreSQL, MySQL, MariaDB), else `consistency: stop`, unless the
+    service has an x-persist of its own. `document` is `docker compose config`'s
     output, for what the model leaves out (commands).
     """
-    from docker_persist.config.images import lookup_image
+    from docker_persist.config.images import DUMPABLE, lookup_image
 
     raw_services = document.get("services") or {}
     decisions: list[Decision] = []
@@ -280,8 +281,12 @@ def plan_init(project: Project, document: Mapping[str, Any]) -> InitPlan:
         if service.provider is not None or service.policy is not None or known is None or not known.database:
             continue
         if any(m.type == "volume" and m.source in precious for m in service.mounts):
-            stopped.append((service.name, f"{known.name} must not be copied while it writes"))
-            annotations.append(Annotation("services", service.name, {"consistency": "stop"}))
+            if known.name in DUMPABLE:  # a hot dump: consistent, and no downtime
+                stopped.append((service.name, f"dump: auto ({known.name}: a consistent dump while it serves)"))
+                annotations.append(Annotation("services", service.name, {"dump": "auto"}))
+            else:
+                stopped.append((service.name, f"consistency: stop ({known.name} must not be copied while it writes)"))
+                annotations.append(Annotation("services", service.name, {"consistency": "stop"}))
     return InitPlan(tuple(decisions), tuple(annotations), tuple(stopped))
 
 

@@ -51,6 +51,8 @@ _MARIADB_DUMP = (
 _MONGO_DUMP = "mongodump --archive={path}/docker-persist-dump.archive"
 _REDIS_DUMP = "redis-cli SAVE"
 
+DUMPABLE = ("postgres", "mysql", "mariadb")  # the images whose dump `x-persist.dump: auto` knows (core/dumps.py)
+
 KNOWN_IMAGES: tuple[KnownImage, ...] = (
     KnownImage("postgres", ("/var/lib/postgresql/data", "/var/lib/postgresql"), True, _PG_DUMP),
     KnownImage("mysql", ("/var/lib/mysql",), True, _MYSQL_DUMP),

@@ -88,6 +88,20 @@ class VolumePolicy:
 
 
 @dataclasses.dataclass(frozen=True)
+class DumpPolicy:
+    """`x-persist.dump` of a service: a logical dump, streamed from the running service instead of copying its files.
+
+    A command left None is the known image's (core/dumps.py); `volume` None: the volume on the image's data path.
+    """
+
+    command: str | None = None  # sh -c script printing the dump on stdout, run in the service's container
+    restore: str | None = None  # sh -c script reading the dump on stdin
+    ready: str | None = None  # sh -c script exiting 0 once the database accepts the restore
+    volume: str | None = None  # the key of the volume the dump stands for
+    also_volume: bool = False  # save the volume's files too
+
+
+@dataclasses.dataclass(frozen=True)
 class ServicePolicy:
     """`x-persist` of a service."""
 
@@ -97,6 +111,7 @@ class ServicePolicy:
     verify: str | None = None  # a command run over the restored volume by `verify`
     paths: tuple[str, ...] = ()  # container paths whose data must persist
     ignore: tuple[str, ...] = ()  # check rule IDs silenced for this service
+    dump: DumpPolicy | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +150,11 @@ class Service:
     provider: str | None = None  # provider.type, for provider services
     provider_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
+    # What a temporary container of the service needs to run its database (a dump's restore and drill).
+    environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    secrets: tuple[tuple[str, str], ...] = ()  # (host file, container path) of its file-based Compose secrets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,6 +324,21 @@ def build_volume_policy(raw: Any) -> VolumePolicy | None:
     )
 
 
+def build_dump_policy(raw: Any) -> DumpPolicy | None:
+    """Return the DumpPolicy for a service's `dump:` (`auto`, or a mapping); None when absent."""
+    if raw is None or raw is False:
+        return None
+    if not isinstance(raw, Mapping):
+        return DumpPolicy()  # "auto"
+    return DumpPolicy(
+        command=raw.get("command"),
+        restore=raw.get("restore"),
+        ready=raw.get("ready"),
+        volume=raw.get("volume"),
+        also_volume=bool(raw.get("also_volume", False)),
+    )
+
+
 def build_service_policy(raw: Any) -> ServicePolicy | None:
     """Return the ServicePolicy for a service's `x-persist`, or None when absent."""
     if not isinstance(raw, Mapping):
@@ -315,6 +350,7 @@ def build_service_policy(raw: Any) -> ServicePolicy | None:
         verify=raw.get("verify"),
         paths=_strings(raw.get("paths")),
         ignore=_strings(raw.get("ignore")),
+        dump=build_dump_policy(raw.get("dump")),
     )
 
 
@@ -334,7 +370,7 @@ def build_mount(raw: Mapping[str, Any]) -> Mount:
     )
 
 
-def build_service(name: str, raw: Mapping[str, Any]) -> Service:
+def build_service(name: str, raw: Mapping[str, Any], secrets: Mapping[str, Any] | None = None) -> Service:
     """Return the Service for one entry of `services:`."""
     mounts = [build_mount(m) for m in raw.get("volumes") or () if isinstance(m, Mapping)]
     tmpfs = raw.get("tmpfs") or ()
@@ -353,7 +389,42 @@ def build_service(name: str, raw: Mapping[str, Any]) -> Service:
         provider=str(provider.get("type")) if provider else None,
         provider_options=dict(provider.get("options") or {}) if provider else {},
         depends_on=tuple(depends) if isinstance(depends, (Mapping, list)) else (),
+        environment=_environment(raw.get("environment")),
+        command=_argv(raw.get("command")),
+        entrypoint=_argv(raw.get("entrypoint")),
+        secrets=_secret_files(raw.get("secrets"), secrets or {}),
     )
+
+
+def _secret_files(raw: Any, declared: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Return (host file, container path) for each of a service's secrets that a top-level `file:` backs."""
+    found = []
+    for entry in raw if isinstance(raw, list) else ():
+        source = entry.get("source") if isinstance(entry, Mapping) else entry
+        target = entry.get("target") if isinstance(entry, Mapping) else None
+        top = declared.get(str(source))
+        if isinstance(top, Mapping) and top.get("file"):
+            path = str(target or source)
+            found.append((str(top["file"]), path if path.startswith("/") else f"/run/secrets/{path}"))
+    return tuple(found)
+
+
+def _environment(raw: Any) -> dict[str, str]:
+    """Return a service's environment as Compose resolved it (a mapping; a list of NAME=value read too)."""
+    if isinstance(raw, Mapping):
+        return {str(k): "" if v is None else str(v) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return dict(str(item).partition("=")[::2] for item in raw)
+    return {}
+
+
+def _argv(raw: Any) -> tuple[str, ...] | None:
+    """Return a command or entrypoint as Compose gives it (a list; a string is run by a shell)."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return ("/bin/sh", "-c", raw)
+    return tuple(str(part) for part in raw)
 
 
 def build_volume(key: str, raw: Mapping[str, Any] | None, project_name: str, mounts: Sequence[Mount]) -> Volume:
@@ -386,7 +457,8 @@ def build_project(document: Mapping[str, Any], working_dir: str) -> Project:
     name = document.get("name")
     if not isinstance(name, str) or not name:
         raise ConfigError("docker compose config gave no project name")
-    services = tuple(build_service(str(n), s or {}) for n, s in (document.get("services") or {}).items())
+    secrets = document.get("secrets") if isinstance(document.get("secrets"), Mapping) else {}
+    services = tuple(build_service(str(n), s or {}, secrets) for n, s in (document.get("services") or {}).items())
     all_mounts = [m for s in services for m in s.mounts]
     volumes = {
         str(key): build_volume(str(key), raw, name, [m for m in all_mounts if m.type == "volume" and m.source == key])

@@ -66,6 +66,7 @@ _NOUNS: dict[str, tuple[str, str]] = {
     "container_path": ("an absolute path such as /data", "absolute paths such as /data"),
     "command": ("a command", "commands"),
     "age_recipient": ("an age recipient such as age1... or an SSH public key", "age recipients"),
+    "dump": ("auto, or a mapping with command, restore, ready, volume, also_volume", "dump settings"),
     "notify_url": ("an Apprise URL such as ntfy://ntfy.sh/topic or mailtos://user:pass@example.com", "Apprise URLs"),
     "notify_target": ("an Apprise URL, or a mapping with url and on", "notify targets"),
     "notify_event": ("one of failure, success, stale, recovered", "events (failure, success, stale, recovered)"),

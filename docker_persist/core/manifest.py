@@ -164,13 +164,14 @@ class VolumeRecord:
     entries: int
     root: RootEntry | None
     # volume | anonymous-volume | container-layer (the changed paths of a container's
-    # writable layer, saved by `down`); the last two restore only with --to.
+    # writable layer, saved by `down`); those two restore only with --to | bind | dump (a
+    # database's logical dump, keyed `<volume>.dump`, loaded into that volume's database).
     kind: str = "volume"
     encryption: str | None = None  # "age": the part is the compressed archive, encrypted (file ends in .age)
     index: IndexRecord | None = None  # none in snapshots taken before docker-persist wrote file indexes
 
 
-RECORD_KINDS = ("volume", "anonymous-volume", "container-layer", "bind")
+RECORD_KINDS = ("volume", "anonymous-volume", "container-layer", "bind", "dump")
 
 
 @dataclasses.dataclass(frozen=True)

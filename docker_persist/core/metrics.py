@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from docker_persist.core.dumps import dumped_volume
 from docker_persist.core.manifest import Manifest
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -61,10 +62,12 @@ def collect_metrics(
     parts saved by `down` are not volumes of the project and are left out.
     """
     ordered = sorted(manifests, key=lambda m: (m.created, m.name))
-    keys = list(dict.fromkeys([*volume_keys, *(r.key for m in ordered for r in m.volumes if r.kind == "volume")]))
+    kinds = ("volume", "dump")  # a dump stands for its volume
+    keys = list(dict.fromkeys([*volume_keys, *(dumped_volume(r.key) for m in ordered for r in m.volumes
+                                               if r.kind in kinds)]))  # fmt: skip
     result = []
     for key in keys:
-        holding = [(m, r) for m in ordered for r in m.volumes if r.key == key and r.kind == "volume"]
+        holding = [(m, r) for m in ordered for r in m.volumes if dumped_volume(r.key) == key and r.kind in kinds]
         verifications = [v for m, _ in holding for v in m.verifications if key in v.volumes]
         last_verify = max(verifications, key=lambda v: v.at, default=None)
         latest = holding[-1] if holding else None

@@ -14,7 +14,7 @@ import datetime
 import posixpath
 from collections.abc import Callable, Iterable, Sequence
 
-from docker_persist.config.images import KnownImage, lookup_image
+from docker_persist.config.images import DUMPABLE, KnownImage, lookup_image
 from docker_persist.config.model import Mount, Project, Service, Volume
 from docker_persist.core.findings import Finding, severity_rank
 from docker_persist.core.manifest import AUTOMATIC_REASONS
@@ -886,22 +886,29 @@ def find_unquiesced_databases(project: Project, state: LiveState, options: Check
     for service in project.services:
         known = _known_image(service, state)
         policy = service.policy
-        if known is None or not known.database or (policy and (policy.consistency != "none" or policy.pre)):
+        if known is None or not known.database:
             continue
+        if policy and (policy.consistency != "none" or policy.pre or (policy.dump and not policy.dump.also_volume)):
+            continue  # quiesced, dumped by a hook, or dumped instead of copied
         for path in known.data_paths:
             mount = _place(service, state, path).mount
             volume = project.volumes.get(mount.source or "") if mount and mount.type == "volume" else None
             if volume is None or volume.policy is None:
                 continue
-            dump = known.dump_hook(path)
-            hook = f", or dump first with `x-persist: {{pre: [...]}}` running `{dump}`" if dump else ""
+            if known.name in DUMPABLE:
+                fix = (f"add `x-persist: {{dump: auto}}` to service '{service.name}': a hot, consistent dump "
+                       "while it keeps serving (or `consistency: stop`)")  # fmt: skip
+            else:
+                dump = known.dump_hook(path)
+                hook = f", or dump first with `x-persist: {{pre: [...]}}` running `{dump}`" if dump else ""
+                fix = f"add `x-persist: {{consistency: stop}}` to service '{service.name}'{hook}"
             findings.append(
                 Finding(
                     "DP016",
                     "warning",
                     f"{_subject(service, known)}: {path} is on precious volume '{volume.key}' but x-persist sets "
                     "`consistency: none` and no `pre` hook: a copy of live database files may not restore",
-                    f"add `x-persist: {{consistency: stop}}` to service '{service.name}'{hook}",
+                    fix,
                     service=service.name,
                     volume=volume.key,
                     path=path,

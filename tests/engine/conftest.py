@@ -152,6 +152,10 @@ class ComposeProject:
     def write(self, text: str) -> None:
         self.file.write_text(text.replace("{project}", self.name))
 
+    def docker_compose_argv(self) -> list[str]:
+        """Return `docker compose` with this project's flags, for a process the test runs itself."""
+        return ["docker", "compose", "--project-directory", str(self.directory), "-f", str(self.file), "-p", self.name]
+
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.docker.run("compose", "--project-directory", str(self.directory), "-f", str(self.file),
                                "-p", self.name, *args, check=check)  # fmt: skip

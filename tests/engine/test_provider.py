@@ -152,7 +152,7 @@ def test_init_override_is_named_in_env_so_a_plain_compose_in_a_new_shell_guards_
 
     config = in_folder(docker, project, "compose", "config")
     assert config.returncode == 0, config.stderr
-    assert "provider:" in config.stdout and "x-persist: {}" in config.stdout and "consistency: stop" in config.stdout
+    assert "provider:" in config.stdout and "x-persist: {}" in config.stdout and "dump: auto" in config.stdout
     up = in_folder(docker, project, "compose", "up", "-d")
     assert up.returncode == 0, up.stdout + up.stderr
     down = in_folder(docker, project, "compose", "down", "-v")

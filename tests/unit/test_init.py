@@ -103,7 +103,7 @@ volumes:
 
 # Exactly the lines `init` adds to SHOP, after the line they follow.
 SHOP_ADDED = {
-    "        - db_data:/var/lib/postgresql/data": "    x-persist: {consistency: stop}",
+    "        - db_data:/var/lib/postgresql/data": "    x-persist: {dump: auto}",
     "  db_data:        # the orders": "    x-persist: {}",
     "  nginx_cache:": "    x-persist: false  # docker persist init: named like a cache; {} would back it up",
     "  uploads:": "    x-persist: {}",
@@ -156,7 +156,7 @@ def test_init_yes_adds_exactly_the_keys_and_keeps_comments_order_and_mode(
     assert added == SHOP_ADDED
     # And those lines hold exactly the keys: the document is the old one plus x-persist.
     expected = yaml.safe_load(SHOP)
-    expected["services"]["db"]["x-persist"] = {"consistency": "stop"}
+    expected["services"]["db"]["x-persist"] = {"dump": "auto"}
     for key, value in {"db_data": {}, "uploads": {}, "nginx_cache": False, "pip-cache": False}.items():
         expected["volumes"][key] = {"x-persist": value}
     expected["volumes"]["spool"] = {"x-persist": False}
@@ -177,7 +177,7 @@ def test_init_shows_the_diff_and_dry_run_writes_nothing(project: Path, environ: 
     result = run_main(["init", "--dry-run"], environ)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("--- compose.yaml\n+++ compose.yaml\n@@ ")
-    assert "\n+    x-persist: {consistency: stop}\n" in result.stdout
+    assert "\n+    x-persist: {dump: auto}\n" in result.stdout
     assert "\n   uploads:\n+    x-persist: {}\n" in result.stdout
     assert "volume db_data: precious (postgres database files at /var/lib/postgresql/data in db)" in result.stdout
     assert "volume logs: left without x-persist" in result.stdout
@@ -206,7 +206,7 @@ def test_on_a_terminal_init_asks_and_writes_on_yes(project: Path, environ: dict[
     result = run_on_terminal(["init"], environ, "y\n")
     assert result.exit_code == 0, result.stderr
     assert "Write these changes to compose.yaml? [y/N]" in result.stderr
-    assert "x-persist: {consistency: stop}" in (project / "compose.yaml").read_text()
+    assert "x-persist: {dump: auto}" in (project / "compose.yaml").read_text()
     assert sorted(listing(project)) == ["compose.yaml"]
 
 
@@ -250,7 +250,7 @@ def test_init_writes_through_a_symlinked_compose_file(project: Path, environ: di
     (project / "compose.yaml").symlink_to(real)
     assert run_main(["init", "--yes"], environ).exit_code == 0
     assert (project / "compose.yaml").is_symlink()
-    assert "x-persist: {consistency: stop}" in real.read_text()
+    assert "x-persist: {dump: auto}" in real.read_text()
 
 
 # --- the override and COMPOSE_FILE in .env -------------------------------------------------------
@@ -273,7 +273,7 @@ def test_override_writes_the_override_and_compose_file_in_env_keeping_its_lines(
                                  "COMPOSE_FILE": "compose.yaml:compose.persist.yaml"}  # fmt: skip
     override = yaml.safe_load((project / "compose.persist.yaml").read_text())
     assert override["services"]["persist"] == {"provider": {"type": "persist"}}
-    assert override["services"]["db"] == {"depends_on": ["persist"], "x-persist": {"consistency": "stop"}}
+    assert override["services"]["db"] == {"depends_on": ["persist"], "x-persist": {"dump": "auto"}}
     assert override["volumes"]["db_data"] == {"x-persist": {}}
     assert override["volumes"]["nginx_cache"] == {"x-persist": False}
     assert "logs" not in override["volumes"]
@@ -406,7 +406,7 @@ def test_what_is_annotated_already_is_left_alone(project: Path, environ: dict[st
     assert result.exit_code == 0, result.stderr
     assert "volume uploads:" not in result.stdout and "volume db_data:" not in result.stdout
     assert "   uploads:\n+" not in result.stdout and "# the orders\n+" not in result.stdout
-    assert "+    x-persist: {consistency: stop}" in result.stdout, "db's own service still gets its stop"
+    assert "+    x-persist: {dump: auto}" in result.stdout, "db's own service still gets its dump"
 
 
 # --- the pieces alone ----------------------------------------------------------------------------

@@ -943,9 +943,6 @@ def test_dp015_silent() -> None:
 @pytest.mark.parametrize(
     ("image", "path", "hook"),
     [
-        ("postgres:16", "/var/lib/postgresql/data", "pg_dumpall"),
-        ("mysql:8.4", "/var/lib/mysql", "mysqldump --all-databases"),
-        ("mariadb:11", "/var/lib/mysql", "mariadb-dump"),
         ("mongo:7", "/data/db", "mongodump --archive=/data/db/"),
         ("redis:7", "/data", "redis-cli SAVE"),
         ("neo4j:5", "/data", None),
@@ -957,6 +954,24 @@ def test_dp016_database_copied_live(image: str, path: str, hook: str | None) -> 
     assert (finding.severity, finding.volume, finding.path) == ("warning", "db_data", path)
     assert "`x-persist: {consistency: stop}`" in finding.fix
     assert (hook in finding.fix) if hook else ("pre" not in finding.fix)
+
+
+@pytest.mark.parametrize(
+    ("image", "path"),
+    [("postgres:16", "/var/lib/postgresql/data"), ("mysql:8.4", "/var/lib/mysql"), ("mariadb:11", "/var/lib/mysql")],
+)
+def test_dp016_proposes_a_hot_dump_for_the_databases_it_can_dump(image: str, path: str) -> None:
+    proj = project({"db": {"image": image, "volumes": [vol("db_data", path)]}}, volumes={"db_data": {"x-persist": {}}})
+    [finding] = check("DP016", proj)
+    assert "`x-persist: {dump: auto}`" in finding.fix and "consistency: stop" in finding.fix
+    dumped = project({"db": {"image": image, "volumes": [vol("db_data", path)], "x-persist": {"dump": "auto"}}},
+                     volumes={"db_data": {"x-persist": {}}})  # fmt: skip
+    assert check("DP016", dumped) == []
+    both = project(
+        {"db": {"image": image, "volumes": [vol("db_data", path)], "x-persist": {"dump": {"also_volume": True}}}},
+        volumes={"db_data": {"x-persist": {}}},
+    )
+    assert len(check("DP016", both)) == 1  # the files are still copied live
 
 
 @pytest.mark.parametrize(

@@ -45,6 +45,7 @@ def add_arguments(parser: DockerArgumentParser) -> None:
 def run(args: argparse.Namespace, context: Context) -> int:
     from docker_persist.actions.backup import BackupRequest, backup
     from docker_persist.cli.progress import format_bytes
+    from docker_persist.core.dumps import dumped_volume
     from docker_persist.core.retention import validate_policy
     from docker_persist.streams.compression import check_compression
 
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace, context: Context) -> int:
             result = backup(make_workspace(context, pending, project, progress), store, request)
         finally:
             progress.done()
-        report.volumes = tuple(v.key for v in result.manifest.volumes if v.kind in ("volume", "bind")) or report.volumes
+        kept = [dumped_volume(v.key) for v in result.manifest.volumes if v.kind in ("volume", "bind", "dump")]
+        report.volumes = tuple(dict.fromkeys(kept)) or report.volumes
         report.snapshot = result.manifest.name
     manifest, elapsed = result.manifest, result.seconds
     forgotten, damaged, retention_error = apply_retention(context, project, store, keep, report.volumes)

@@ -292,6 +292,7 @@ def snapshot_infos(catalog: Catalog) -> tuple[SnapshotInfo, ...]:
     """Return what the pure core needs to know of each snapshot of a catalog, damaged ones included."""
     import datetime
 
+    from docker_persist.core.dumps import dumped_volume
     from docker_persist.core.state import SnapshotInfo
 
     infos = []
@@ -301,7 +302,10 @@ def snapshot_infos(catalog: Catalog) -> tuple[SnapshotInfo, ...]:
             SnapshotInfo(
                 name=manifest.name,
                 created=manifest.created,
-                volumes=tuple(v.key for v in manifest.volumes),
+                # A dump stands for its volume: the volume is backed up, as check, status and metrics see it.
+                volumes=tuple(
+                    dict.fromkeys(dumped_volume(v.key) if v.kind == "dump" else v.key for v in manifest.volumes)
+                ),
                 verified_at=last.at if last is not None else None,
                 verified_ok=last.ok if last is not None else None,
                 reason=manifest.reason,

@@ -110,7 +110,7 @@ class _Init:
             elif decision.verdict == "disposable":
                 self.out.write(f"volume {decision.key}: disposable, x-persist: false ({decision.reason})\n")
         for service, why in stops.items():
-            self.out.write(f"service {service}: consistency: stop ({why})\n")
+            self.out.write(f"service {service}: {why}\n")
         self.report_undecided()
 
     def report_undecided(self) -> None:

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
     project = PendingProject(context, args).wait_for_store(read_only=True)
     store = open_project_store(context, args, project)
     opened = open_snapshot(store, project.name, args.snapshot, identity_path(context, args))
-    records = [opened.record(key)] if key else list(opened.manifest.volumes)
+    records = [opened.record(key)] if key else [r for r in opened.manifest.volumes if r.kind != "dump"]
     out = context.env.stdout
     rows = []
     found = 0

@@ -44,6 +44,9 @@ def add_arguments(parser: DockerArgumentParser) -> None:
         metavar="string",
         help='Restore --path into this new or empty host folder, touching no volume ("-": a file to stdout)',
     )
+    parser.add_argument(
+        "--dump", action="store_true", help="Load the database dump where the snapshot holds both dump and files"
+    )
     parser.add_argument("-y", "--yes", action="store_true", help="Do not ask for confirmation")
     add_identity_flag(parser)
     add_store_flag(parser)
@@ -64,6 +67,7 @@ def confirm(context: Context, question: str) -> bool:
 
 def describe_restore(context: Context, project: Project, resolved: ResolvedRestore, to: str | None) -> tuple[str, bool]:
     """Return what the restore will do, a line per volume, and whether it replaces anything that exists."""
+    from docker_persist.actions.restore import target_key
     from docker_persist.core.manifest import format_datetime
     from docker_persist.units import format_bytes
 
@@ -73,13 +77,15 @@ def describe_restore(context: Context, project: Project, resolved: ResolvedResto
              f"{format_bytes(size)} of data, {manifest.reason}):"]  # fmt: skip
     replaces = False
     for record in resolved.records:
-        name = to or project.volumes[record.key].name
+        key = target_key(record)
+        name = to or project.volumes[key].name
         exists = context.engine.inspect_volume(name) is not None
         replaces = replaces or exists
-        users = [s.name for s in project.services_using(record.key)] if to is None else []
+        users = [s.name for s in project.services_using(key)] if to is None else []
         used = f", used by {', '.join(users)} (stopped, then started again)" if users else ""
         state = "replacing what it holds now" if exists else "a new volume"
-        lines.append(f"  {record.key} ({format_bytes(record.bytes)}) -> volume {name}{used}: {state}")
+        how = ", a database dump loaded into a fresh database" if record.kind == "dump" else ""
+        lines.append(f"  {record.key} ({format_bytes(record.bytes)}{how}) -> volume {name}{used}: {state}")
     if replaces:
         lines.append(
             "An undo snapshot of what they hold now is taken first (docker persist restore UNDO takes it back)."
@@ -98,7 +104,9 @@ def run(args: argparse.Namespace, context: Context) -> int:
     store = open_project_store(context, args, project)
     if args.path is not None or args.to_dir is not None:
         return _restore_paths(args, context, project, store)
-    request = RestoreRequest(args.name, tuple(args.volume), args.to, args.from_project, identity_path(context, args))
+    request = RestoreRequest(
+        args.name, tuple(args.volume), args.to, args.from_project, identity_path(context, args), dump=args.dump
+    )
     resolved = resolve_restore(store, project, request)  # a bad name, --volume or key fails before anyone is asked
     if not args.yes:
         text, replaces = describe_restore(context, project, resolved, args.to)

@@ -1,0 +1,104 @@
+"""Load a logical dump into a volume: a container of the service's image, started on the volume, fed the dump.
+
+Restore and verify share it. The container is one of docker-persist's helpers (labelled with the
+project, so a run killed with -9 leaves nothing the next run does not remove): the service's image,
+environment, command and entrypoint, its bind mounts and file secrets read-only, the volume at the
+service's data path, and no network but the loopback. It is
+started, waited for until the database accepts the restore (the dump spec's `ready` script), fed the
+dump on stdin through `docker exec`, then stopped with the image's own stop signal, so that the
+database writes everything down, and removed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from docker_persist.config.model import Project
+from docker_persist.core.dumps import DumpSpec
+from docker_persist.engine import LABEL_PROJECT, LABEL_ROLE, ContainerSpec, Engine, VolumeMount
+from docker_persist.errors import ConfigError, PersistError
+
+READY_TIMEOUT = 300.0  # seconds a database may take to start on an empty volume (initdb, init scripts)
+READY_POLL = 1.0  # seconds between two asks
+
+
+class DumpLoadError(PersistError):
+    """The database did not start, or its restore command failed."""
+
+
+def _last_lines(text: str, count: int = 5) -> str:
+    return "\n".join(text.strip().splitlines()[-count:])
+
+
+def load_dump(
+    engine: Engine,
+    project: Project,
+    spec: DumpSpec,
+    volume: str,
+    dump: Iterable[bytes],
+    say: Callable[[str], None],
+    then: Callable[[str], None] | None = None,
+    ready_timeout: float = READY_TIMEOUT,
+) -> None:
+    """Start a container of the spec's service on the (empty) `volume`, load `dump` into it, run `then` with the
+    container's ID while the database still runs (a drill's verify command), then stop and remove it.
+
+    Raise DumpLoadError if the database does not come up or the restore command fails; IntegrityError from the
+    dump's source.
+    """
+    service = project.service(spec.service)
+    if service is None or not service.image:
+        raise ConfigError(f"service {spec.service!r} names no image: a dump is loaded into a container of its image")
+    container_spec = ContainerSpec(
+        image=service.image,
+        command=service.command or (),
+        entrypoint=service.entrypoint,
+        labels={LABEL_ROLE: "helper", LABEL_PROJECT: project.name},
+        # copy_up: a fresh volume takes the owner and mode of the image's data folder, as Compose's would.
+        mounts=(VolumeMount(volume, spec.target, copy_up=True),),
+        env=dict(service.environment),
+        # Its configuration and secrets (a POSTGRES_PASSWORD_FILE), read-only: host folders and files it binds.
+        binds=tuple((m.source, m.target) for m in service.mounts if m.type == "bind" and m.source) + service.secrets,
+        loopback=True,
+    )
+    container = engine.create_container(None, container_spec)
+    try:
+        engine.start_container(container)
+        say(f"{spec.service}: waiting for the database to start on {volume}")
+        _wait_ready(engine, container, spec, ready_timeout)
+        say(f"{spec.service}: loading the dump")
+        with engine.exec_stream(container, ("sh", "-c", spec.restore), stdin=dump) as stream:
+            said = b"".join(stream)[-65536:].decode(errors="replace")
+            result = stream.result()
+        if result.code != 0:
+            raise DumpLoadError(
+                f"loading the dump of service {spec.service!r} failed (exit {result.code}): "
+                f"{_last_lines(result.stderr or said) or 'it said nothing'}"
+            )
+        if then is not None:
+            then(container)
+        engine.stop_container(container)  # the image's stop signal: the database shuts down cleanly
+    finally:
+        engine.remove_container(container, force=True)
+
+
+def _wait_ready(engine: Engine, container: str, spec: DumpSpec, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    said = ""
+    while True:
+        status = engine.inspect_container(container)
+        if not status.running:
+            raise DumpLoadError(f"the database of service {spec.service!r} stopped while starting ({status.status})")
+        with engine.exec_stream(container, ("sh", "-c", spec.ready)) as stream:
+            said = b"".join(stream)[-4096:].decode(errors="replace")
+            result = stream.result()
+        if result.code == 0:
+            return
+        said = result.stderr or said
+        if time.monotonic() > deadline:
+            raise DumpLoadError(
+                f"the database of service {spec.service!r} was not ready within {timeout:.0f} s: "
+                f"{_last_lines(said) or 'its ready check said nothing'}"
+            )
+        time.sleep(READY_POLL)

@@ -12,6 +12,7 @@ from typing import Any
 
 from docker_persist import __version__
 from docker_persist.actions.common import LOCK_TIMEOUT, Progress, Workspace, now_utc
+from docker_persist.actions.dumps import redact, wait_ready
 from docker_persist.actions.quiesce import QuiescePlan, plan_quiesce, quiesced
 from docker_persist.actions.recover import recover
 from docker_persist.config.model import Project, Volume
@@ -100,7 +101,8 @@ def select_volumes(project: Project, keys: Sequence[str]) -> list[Volume]:
     return precious
 
 
-def _volumes_for_service(project: Project, services: Sequence[str]) -> list[str]:
+def volumes_for_services(project: Project, services: Sequence[str]) -> list[str]:
+    """Return the keys of the volumes (and precious binds) the services mount. Raise ConfigError for an unknown one."""
     keys = []
     for name in services:
         service = project.service(name)
@@ -217,6 +219,9 @@ def backup_bind(
     return dataclasses.replace(record, source=bind.bind_source, driver="bind", driver_opts={}, labels={})
 
 
+DUMP_READY_TIMEOUT = 60.0  # seconds a running database may take to accept a dump (it may be initialising)
+
+
 class DumpFailedError(PersistError):
     """A dump command failed, printed nothing, or was cut short: nothing is published."""
 
@@ -252,7 +257,7 @@ def backup_dump(
             size += len(chunk)
             progress(f"dump {spec.service}", len(chunk))
         result = stream.result()
-        said = "\n".join(result.stderr.strip().splitlines()[-5:])
+        said = "\n".join(redact(result.stderr).strip().splitlines()[-5:])
         if result.code != 0:
             raise DumpFailedError(
                 f"the dump of service {spec.service!r} failed (exit {result.code}"
@@ -358,7 +363,7 @@ def backup(ws: Workspace, store: Store, request: BackupRequest, lock_timeout: fl
     RestartFailedError from quiescing.
     """
     project = ws.project
-    keys = list(request.volume_keys) + _volumes_for_service(project, request.services)
+    keys = list(request.volume_keys) + volumes_for_services(project, request.services)
     volumes = select_volumes(project, keys)
     name = check_snapshot_name(request.name) if request.name else None
     fmt = part_format(project, request.compression)
@@ -463,10 +468,15 @@ def _backup_locked(
     for spec in dumps:
         if containers[spec.service] is None:
             log.warning("%s is not running: its volume %s is copied instead of dumped", spec.service, spec.volume)
+    copied = {spec.service for spec in dumps if containers[spec.service] is None}
     dumps = [spec for spec in dumps if containers[spec.service] is not None]
     dumped = {spec.volume for spec in dumps if not spec.also_volume}
     volumes = [v for v in volumes if v.key not in dumped]
     plans = plan_quiesce(project, [v.key for v in volumes]) if request.quiesce else []
+    # A dumped service whose files are copied instead (it is not running: stopped, or restarting in a loop)
+    # is stopped while they are: its own consistency is its dump's.
+    plans = [dataclasses.replace(p, consistency="stop") if p.service in copied and p.consistency == "none" else p
+             for p in plans]  # fmt: skip
     partial = [v.key for v in volumes if not engine.reads_all_xattrs(v.name)]
     if partial:
         log.warning(
@@ -480,6 +490,7 @@ def _backup_locked(
         records = []
         for spec in dumps:  # before any service is stopped: a dump needs its service running
             source = project.volumes[spec.volume].name
+            wait_ready(engine, containers[spec.service] or "", spec, DUMP_READY_TIMEOUT)  # not mid-initialisation
             ws.say(f"dumping {spec.service} (for volume {spec.volume})")
             records.append(backup_dump(engine, containers[spec.service] or "", spec, source, pending, fmt,
                                        ws.progress))  # fmt: skip

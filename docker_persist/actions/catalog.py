@@ -75,7 +75,9 @@ def read_catalog(store: Store, project: str) -> Catalog:
             manifests.append(read_manifest(store, project, name))
         except ManifestError as error:
             damaged.append(Damaged(name, str(error)))
-        except StoreError as error:  # a manifest that cannot be read (gone since listed, unreadable)
+        except SnapshotNotFoundError:
+            continue  # forgotten since it was listed (retention running meanwhile): it is no more
+        except StoreError as error:  # a manifest that cannot be read (unreadable)
             damaged.append(Damaged(name, str(error)))
     return Catalog(tuple(sorted(manifests, key=lambda m: (m.created, m.name))), tuple(damaged))
 

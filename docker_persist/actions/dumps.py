@@ -11,6 +11,7 @@ database writes everything down, and removed.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable
 
@@ -21,14 +22,41 @@ from docker_persist.errors import ConfigError, PersistError
 
 READY_TIMEOUT = 300.0  # seconds a database may take to start on an empty volume (initdb, init scripts)
 READY_POLL = 1.0  # seconds between two asks
+# The official images run what is here on a fresh database: left out, the load alone makes the database.
+INIT_SCRIPTS = "/docker-entrypoint-initdb.d"
 
 
 class DumpLoadError(PersistError):
     """The database did not start, or its restore command failed."""
 
 
+def tail(stream: Iterable[bytes], keep: int = 65536) -> str:
+    """Read a command's output to its end; return its last `keep` bytes as text (a chatty restore stays small)."""
+    tail = bytearray()
+    for chunk in stream:
+        tail += chunk
+        del tail[: max(0, len(tail) - keep)]
+    return tail.decode(errors="replace")
+
+
+_HASHES = re.compile(r"(SCRAM-SHA-256\$\S+|md5[0-9a-f]{32}|\*[0-9A-F]{40})")
+
+
+def redact(text: str) -> str:
+    """Return a database's error text fit for a log, a manifest or a message: without psql's echo of the failing
+    statement (LINE n: ..., which may hold a role's password hash), MySQL's `near '...'` context, or any
+    password hash."""
+    kept = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("LINE ") or (stripped and set(stripped) <= {"^"}):
+            continue
+        kept.append(re.sub(r" near '.*", " near (statement left out)", line))
+    return _HASHES.sub("(hash)", "\n".join(kept))
+
+
 def _last_lines(text: str, count: int = 5) -> str:
-    return "\n".join(text.strip().splitlines()[-count:])
+    return "\n".join(redact(text).strip().splitlines()[-count:])
 
 
 def load_dump(
@@ -59,17 +87,23 @@ def load_dump(
         mounts=(VolumeMount(volume, spec.target, copy_up=True),),
         env=dict(service.environment),
         # Its configuration and secrets (a POSTGRES_PASSWORD_FILE), read-only: host folders and files it binds.
-        binds=tuple((m.source, m.target) for m in service.mounts if m.type == "bind" and m.source) + service.secrets,
+        binds=tuple(
+            (m.source, m.target)
+            for m in service.mounts
+            if m.type == "bind" and m.source and not m.target.startswith(INIT_SCRIPTS)
+        )
+        + service.secrets,
+        user=service.user,
         loopback=True,
     )
     container = engine.create_container(None, container_spec)
     try:
         engine.start_container(container)
         say(f"{spec.service}: waiting for the database to start on {volume}")
-        _wait_ready(engine, container, spec, ready_timeout)
+        wait_ready(engine, container, spec, ready_timeout)
         say(f"{spec.service}: loading the dump")
         with engine.exec_stream(container, ("sh", "-c", spec.restore), stdin=dump) as stream:
-            said = b"".join(stream)[-65536:].decode(errors="replace")
+            said = tail(stream)
             result = stream.result()
         if result.code != 0:
             raise DumpLoadError(
@@ -83,7 +117,9 @@ def load_dump(
         engine.remove_container(container, force=True)
 
 
-def _wait_ready(engine: Engine, container: str, spec: DumpSpec, timeout: float) -> None:
+def wait_ready(engine: Engine, container: str, spec: DumpSpec, timeout: float) -> None:
+    """Ask the spec's ready script in the container until it exits 0. Raise DumpLoadError if the container
+    stops, or `timeout` seconds pass."""
     deadline = time.monotonic() + timeout
     said = ""
     while True:
@@ -91,7 +127,7 @@ def _wait_ready(engine: Engine, container: str, spec: DumpSpec, timeout: float) 
         if not status.running:
             raise DumpLoadError(f"the database of service {spec.service!r} stopped while starting ({status.status})")
         with engine.exec_stream(container, ("sh", "-c", spec.ready)) as stream:
-            said = b"".join(stream)[-4096:].decode(errors="replace")
+            said = tail(stream)
             result = stream.result()
         if result.code == 0:
             return

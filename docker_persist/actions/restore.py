@@ -110,7 +110,8 @@ def _pick_records(manifest: Manifest, keys: Sequence[str]) -> list[VolumeRecord]
         return list(manifest.volumes)
     records = []
     for key in keys:
-        record = manifest.volume(key) or next((r for r in manifest.volumes if r.source == key), None)
+        by_source = [r for r in manifest.volumes if r.source == key]  # an engine name: its files before its dump
+        record = manifest.volume(key) or min(by_source, key=lambda r: r.kind == "dump", default=None)
         if record is None:
             known = ", ".join(r.key for r in manifest.volumes)
             raise ConfigError(f"snapshot {manifest.name!r} has no volume {key!r} (it holds: {known})")

@@ -40,7 +40,7 @@ def read_state(path: str) -> ScheduleState:
     try:
         with open(path, encoding="utf-8") as handle:
             return load_state(handle.read())
-    except FileNotFoundError:
+    except (OSError, UnicodeDecodeError):  # missing or unreadable: only counters; metrics must still answer
         return ScheduleState()
 
 

@@ -33,10 +33,14 @@ class VerifyCommand:
 
 
 def verify_commands(project: Project) -> dict[str, VerifyCommand]:
-    """Return, per volume key, the verify command of the service that mounts it (the first with one)."""
+    """Return, per volume key, the verify command of the service that mounts it (the first with one).
+
+    A dumped service's verify asks its running database (a dump's drill runs it so): a drill of its
+    volume's files, which no database serves, leaves it out.
+    """
     commands: dict[str, VerifyCommand] = {}
     for service in project.services:
-        if service.policy is None or not service.policy.verify or not service.image:
+        if service.policy is None or not service.policy.verify or not service.image or service.policy.dump:
             continue
         for mount in service.mounts:
             if mount.type == "volume" and mount.source and mount.source not in commands:
@@ -105,7 +109,7 @@ def _drill_dump(
     import secrets
 
     from docker_persist.actions.catalog import iter_dump
-    from docker_persist.actions.dumps import load_dump
+    from docker_persist.actions.dumps import load_dump, redact, tail
     from docker_persist.actions.quiesce import unescape_compose
     from docker_persist.core.dumps import dump_for_volume, dumped_volume
     from docker_persist.engine import LABEL_PROJECT
@@ -125,10 +129,10 @@ def _drill_dump(
         if command is None:
             return
         with engine.exec_stream(container, ("sh", "-c", unescape_compose(command))) as stream:
-            output = b"".join(stream).decode(errors="replace")
+            output = tail(stream)
             result = stream.result()
         if result.code != 0:
-            last = " | ".join((result.stderr or output).strip().splitlines()[-3:])
+            last = " | ".join(redact(result.stderr or output).strip().splitlines()[-3:])
             raise IntegrityError(f"{record.key}: verify command exited {result.code}: {command}"
                                  + (f" ({last})" if last else ""))  # fmt: skip
         passed.append(f", verify command passed ({command})")

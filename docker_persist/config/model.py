@@ -155,6 +155,7 @@ class Service:
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
     secrets: tuple[tuple[str, str], ...] = ()  # (host file, container path) of its file-based Compose secrets
+    user: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -393,6 +394,7 @@ def build_service(name: str, raw: Mapping[str, Any], secrets: Mapping[str, Any] 
         command=_argv(raw.get("command")),
         entrypoint=_argv(raw.get("entrypoint")),
         secrets=_secret_files(raw.get("secrets"), secrets or {}),
+        user=str(raw["user"]) if raw.get("user") is not None else None,
     )
 
 

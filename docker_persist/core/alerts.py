@@ -119,7 +119,7 @@ def apply_outcome(state: AlertState, outcome: Outcome, now: datetime.datetime) -
         named = tuple(v for v in recovered if v != PROJECT_WIDE)
         events.append(Event("recovered", outcome.operation, named, outcome.snapshot, f"{outcome.operation} succeeded"))
     others = tuple(v for v in outcome.volumes if v not in recovered)
-    if others or not outcome.volumes:
+    if others or (not outcome.volumes and not recovered):
         events.append(Event("success", outcome.operation, others, outcome.snapshot, f"{outcome.operation} succeeded"))
     return events
 
@@ -248,11 +248,16 @@ def load_alerts(text: str) -> AlertState:
     if not isinstance(document, dict):
         return AlertState()
     state = AlertState()
-    for entry in document.get("failing") or ():
+
+    def entries(key: str) -> list[Any]:
+        value = document.get(key)
+        return value if isinstance(value, list) else []
+
+    for entry in entries("failing"):
         failure = _failure(entry)
         if failure is not None and isinstance(entry.get("volume"), str) and isinstance(entry.get("operation"), str):
             state.failing[(entry["volume"], entry["operation"])] = failure
-    for entry in document.get("stale") or ():
+    for entry in entries("stale"):
         if isinstance(entry, Mapping) and isinstance(entry.get("volume"), str) and isinstance(entry.get("limit"), str):
             state.stale[(entry["volume"], entry["limit"])] = str(entry.get("detail") or "")
     last = document.get("last_failure")

@@ -30,12 +30,19 @@ _PG_CREDENTIALS = (
 )
 # --clean --if-exists: the dump drops what it re-creates, so it loads into the cluster a fresh
 # container initialises (whose POSTGRES_DB exists already). Loading it, the two lines for the
-# connecting superuser itself are left out: it cannot drop itself, and it exists.
+# connecting superuser itself are left out: it cannot drop itself, and it exists. The filter works on
+# bytes (LC_ALL=C, -a: a LATIN1 row is a line like any other), and its own exit status is checked,
+# since sh has no pipefail: a filter that died would end the load early, and psql would take it for
+# the end of the data.
 _PG_DUMP = _PG_CREDENTIALS + 'exec pg_dumpall -U "$u" --clean --if-exists --quote-all-identifiers'
 _PG_RESTORE = (
     _PG_CREDENTIALS
-    + 'grep -v -x -F -e "DROP ROLE IF EXISTS \\"$u\\";" -e "CREATE ROLE \\"$u\\";" '
-    + '| psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -U "$u" -d postgres'
+    + 'q=$(printf \'%s\' "$u" | sed \'s/"/""/g\'); st=$(mktemp) || exit 1; '
+    + '{ LC_ALL=C grep -a -v -x -F -e "DROP ROLE IF EXISTS \\"$q\\";" -e "CREATE ROLE \\"$q\\";"; echo $? >"$st"; } '
+    + '| psql -X -q -v ON_ERROR_STOP=1 -o /dev/null -U "$u" -d postgres; rc=$?; '
+    + 'f=$(cat "$st"); rm -f "$st"; '
+    + 'if [ "$f" != 0 ] && [ "$f" != 1 ]; then echo "docker-persist: filtering the dump failed ($f)" >&2; exit 1; fi; '
+    + 'exit "$rc"'
 )
 # The official image's first start runs a temporary server on the socket alone (listen_addresses
 # empty) for its init scripts: ready means the real one.
@@ -54,7 +61,8 @@ _MY_CREDENTIALS = (
 _MY_DUMP = (
     _MY_CREDENTIALS
     + "if command -v mariadb-dump >/dev/null 2>&1; then c=mariadb-dump; else c=mysqldump; fi; "
-    + 'exec "$c" -uroot --single-transaction --all-databases --routines --events --triggers --flush-privileges'
+    + 'exec "$c" -uroot --single-transaction --all-databases --routines --events --triggers --flush-privileges '
+    + "--add-drop-database"
 )
 _MY_RESTORE = (
     _MY_CREDENTIALS + "if command -v mariadb >/dev/null 2>&1; then exec mariadb -uroot; else exec mysql -uroot; fi"
@@ -146,6 +154,10 @@ def dump_specs(project: Project) -> list[DumpSpec]:
     twice = next((v for v in volumes if volumes.count(v) > 1), None)
     if twice is not None:
         raise ConfigError(f"two services dump volume {twice!r}: a volume holds one database")
+    clash = next((s for s in specs if s.key in project.volumes), None)
+    if clash is not None:
+        raise ConfigError(f"volume {clash.key!r} has the name the dump of volume {clash.volume!r} is kept under: "
+                          "rename one of them")  # fmt: skip
     return specs
 
 

@@ -16,7 +16,7 @@ import datetime
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from docker_persist.core.dumps import dumped_volume
-from docker_persist.core.manifest import Manifest
+from docker_persist.core.manifest import Manifest, VolumeRecord
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -62,12 +62,19 @@ def collect_metrics(
     parts saved by `down` are not volumes of the project and are left out.
     """
     ordered = sorted(manifests, key=lambda m: (m.created, m.name))
-    kinds = ("volume", "dump")  # a dump stands for its volume
-    keys = list(dict.fromkeys([*volume_keys, *(dumped_volume(r.key) for m in ordered for r in m.volumes
-                                               if r.kind in kinds)]))  # fmt: skip
+
+    def stands_for(record: VolumeRecord) -> str | None:  # a dump stands for its volume
+        return record.key if record.kind == "volume" else dumped_volume(record.key) if record.kind == "dump" else None
+
+    keys = list(dict.fromkeys([*volume_keys, *(k for m in ordered for r in m.volumes if (k := stands_for(r)))]))
     result = []
     for key in keys:
-        holding = [(m, r) for m in ordered for r in m.volumes if dumped_volume(r.key) == key and r.kind in kinds]
+        # One entry per snapshot: its files if it holds them (they tell the sizes), else its dump.
+        holding = []
+        for manifest in ordered:
+            held = [r for r in manifest.volumes if stands_for(r) == key]
+            if held:
+                holding.append((manifest, min(held, key=lambda r: r.kind != "volume")))
         verifications = [v for m, _ in holding for v in m.verifications if key in v.volumes]
         last_verify = max(verifications, key=lambda v: v.at, default=None)
         latest = holding[-1] if holding else None

@@ -434,6 +434,10 @@ class DockerEngine:
         if not isinstance(transport, HTTPTransport):
             raise EngineError(f"streaming into or out of a container needs a unix:// or tcp:// engine, not "
                               f"{self.endpoint.host}")  # fmt: skip
+        if stdin is not None and self.endpoint.tls is not None:
+            # Writing and reading one TLS connection from two threads is not safe, and half-closing it ends it.
+            raise EngineError("loading a dump through a TLS engine connection is not supported: run docker persist "
+                              "on the engine's host, or through its unix socket")  # fmt: skip
         transport.api_version = self.api_version
         created = self.call_json(
             "POST",
@@ -642,18 +646,25 @@ class _HijackedExec:
         if self.writer is not None:
             self.writer.join()
         if self.failure is not None and not isinstance(self.failure, OSError):
-            raise self.failure
-        if not self.fed_all:
-            raise EngineError(f"the command stopped reading its input after {self.fed} bytes ({self.failure})")
+            raise self.failure  # the source failed (a dump that does not match its digest)
         for _ in range(100):  # the stream ends as the process does: the engine may record it a moment later
             raw = self.engine.call_json("GET", f"/exec/{self.exec_id}/json")
             if not raw.get("Running"):
                 code = raw.get("ExitCode")
-                return ExecResult(int(code) if code is not None else -1, self.stderr.decode(errors="replace"))
+                result = ExecResult(int(code) if code is not None else -1, self.stderr.decode(errors="replace"))
+                break
             time.sleep(0.05)
-        raise EngineError(f"exec {self.exec_id[:12]} still runs after its output ended")
+        else:
+            raise EngineError(f"exec {self.exec_id[:12]} still runs after its output ended")
+        if result.code == 0 and not self.fed_all:  # a failure's own exit code and error say more
+            raise EngineError(f"the command stopped reading its input after {self.fed} bytes ({self.failure})")
+        return result
 
     def close(self) -> None:
+        import socket
+
+        with contextlib.suppress(OSError):
+            self.connection.sock.shutdown(socket.SHUT_RDWR)  # wakes a writer blocked in sendall
         self.connection.close()
 
 

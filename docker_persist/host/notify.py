@@ -74,12 +74,15 @@ def unreachable(url: str, timeout: float = 3.0) -> str | None:
     accept a connection, or None (also for services whose URL names no server: their hosts are the provider's)."""
     import socket
 
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in _SERVER_SCHEMES:
+        return None  # the provider's server (its host part may be a token: never parsed, never printed)
     try:
         parts = urllib.parse.urlsplit(url)
-        host, port = parts.hostname, parts.port or _SERVER_SCHEMES.get(parts.scheme.lower())
-    except ValueError as error:
-        return str(error)
-    if parts.scheme.lower() not in _SERVER_SCHEMES or not host or port is None:
+        host, port = parts.hostname, parts.port or _SERVER_SCHEMES[scheme]
+    except ValueError:
+        return "the host or port is not valid"
+    if not host:
         return None
     if parts.scheme.lower() in ("ntfy", "ntfys") and parts.path.strip("/") == "":
         return None  # ntfy://topic: the topic on ntfy.sh, no server of the user's
@@ -180,10 +183,14 @@ def ping(base: str, phase: str, body: str = "") -> str | None:
     A failure ping carries the error text as its body (POST); the others are GETs."""
     import urllib.request
 
-    if phase == "start" and "/api/push/" in urllib.parse.urlsplit(base).path:
+    try:
+        kuma = "/api/push/" in urllib.parse.urlsplit(base).path
+        url = ping_url(base, phase)
+    except ValueError:
+        return "the ping URL is not valid"
+    if phase == "start" and kuma:
         return None  # Uptime Kuma has no start signal
-    url = ping_url(base, phase)
-    if phase == "fail" and "/api/push/" in urllib.parse.urlsplit(base).path:
+    if phase == "fail" and kuma:
         parts = urllib.parse.urlsplit(url)
         query = urllib.parse.parse_qs(parts.query)
         query["msg"] = [body[:200]]

@@ -319,3 +319,14 @@ def test_an_unwritable_state_sends_nothing_rather_than_repeating_forever(tmp_pat
 
 def test_the_state_is_per_engine(environ: dict[str, str]) -> None:
     assert alerts_path(environ, "unix:///a", "p") != alerts_path(environ, "tcp://b:2375", "p")
+
+
+def test_a_project_wide_recovery_is_told_once() -> None:
+    state = AlertState()
+    apply_outcome(state, Outcome("forget", (), False, error="store unreachable"), T0)
+    assert kinds(apply_outcome(state, Outcome("forget", (), True), T0)) == [("recovered", ())]
+
+
+def test_a_state_file_of_the_wrong_shape_reads_as_empty() -> None:
+    for text in ('{"failing": 1}', '{"stale": "x"}', '{"failing": [1, "a"], "last_failure": {"db": 3}}'):
+        assert load_alerts(text) == AlertState()

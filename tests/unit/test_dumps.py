@@ -165,7 +165,9 @@ def test_backup_streams_the_dump_of_the_running_service_and_copies_nothing(tmp_p
     assert record.content_digest == "sha256:" + hashlib.sha256(DUMP).hexdigest()
     assert sorted(bed.store.snapshots[PROJECT]["hot"]) == ["data.dump.sql.zst", "manifest.json"]
     assert [c.starts for c in bed.engine.containers.values()] == starts and bed.app() == "running"
-    assert database.calls == [(bed.engine.containers[next(iter(bed.engine.containers))].name, "dump")]
+    app = bed.engine.containers[next(iter(bed.engine.containers))].name
+    # It waits until the database answers (it may be initialising), then dumps.
+    assert database.calls == [(app, "ready"), (app, "ready"), (app, "ready"), (app, "dump")]
 
 
 def test_also_volume_saves_the_files_beside_the_dump(tmp_path: Path) -> None:
@@ -200,10 +202,11 @@ def test_restore_loads_the_dump_into_a_fresh_volume_through_a_container_of_the_i
     database = FakeDatabase()
     bed = dump_bed(tmp_path, database)
     backup(bed.workspace(), bed.store, BackupRequest(name="hot"))
+    database.not_ready, database.calls = 2, []
     result = restore(bed.workspace(), bed.store, RestoreRequest("hot"))
     assert result.volumes == (("data", VOLUME),)
     assert list(database.loaded.values()) == [DUMP]
-    assert [kind for _, kind in database.calls].count("ready") == 3  # waited until it answered
+    assert [kind for _, kind in database.calls] == ["ready", "ready", "ready", "restore"]  # waited until it answered
     assert result.undo is not None  # what the volume held was saved first, as files
     undo = read_manifest(bed.store, PROJECT, result.undo)
     assert [(r.key, r.kind) for r in undo.volumes] == [("data", "volume")]
@@ -277,3 +280,17 @@ def test_verify_loads_the_dump_on_a_scratch_volume_and_runs_the_verify_command_t
     assert result.volumes == ("data",)
     assert bed.leftovers() == []
     assert held(bed, "notes.txt") == b"precious data\n"  # the drill never touches the volume
+
+
+def test_errors_keep_no_statement_echo_nor_password_hash() -> None:
+    from docker_persist.actions.dumps import redact
+
+    psql = (
+        'psql:<stdin>:36: ERROR:  syntax error at or near "ALTR"\n'
+        "LINE 1: ALTER ROLE \"postgres\" WITH PASSWORD 'SCRAM-SHA-256$4096:abc=$def:ghi=';\n"
+        "        ^\n"
+    )
+    assert redact(psql) == 'psql:<stdin>:36: ERROR:  syntax error at or near "ALTR"'
+    mysql = "ERROR 1064 (42000) at line 7: syntax; check the manual near 'IDENTIFIED BY PASSWORD '*0123' at line 1"
+    assert redact(mysql) == "ERROR 1064 (42000) at line 7: syntax; check the manual near (statement left out)"
+    assert redact("md5" + "0" * 32) == "(hash)"

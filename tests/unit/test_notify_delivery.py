@@ -144,3 +144,12 @@ def test_an_uptime_kuma_push_url_takes_its_status_as_a_query() -> None:
 
 def test_a_dead_ping_url_says_why_and_does_not_raise() -> None:
     assert "refused" in (notify.ping(f"http://127.0.0.1:{free_port()}/x", "start") or "").lower()
+
+
+def test_a_token_in_the_host_part_is_never_parsed_nor_printed() -> None:
+    assert notify.unreachable("tgram://123456789:AAHsecretTOKEN/987654") is None
+    assert notify.unreachable("json://[::1/x") == "the host or port is not valid"
+
+
+def test_a_malformed_ping_url_is_a_failure_not_an_exception() -> None:
+    assert notify.ping("https://[::1/x", "start") == "the ping URL is not valid"

@@ -238,3 +238,10 @@ def test_a_path_with_a_line_break_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="line break"):
         render_unit(Project("p", "/a\nb", (), {}), ["/usr/bin/docker"], "/a\nb", "/etc/x.env")
+
+
+def test_a_word_with_a_line_break_is_refused() -> None:
+    from docker_persist.cli.commands.schedule import systemd_quote
+
+    with pytest.raises(ConfigError, match="line break"):
+        systemd_quote("s3://bucket\nExecStartPre=/bin/evil")

@@ -43,7 +43,7 @@ def add_arguments(parser: DockerArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, context: Context) -> int:
-    from docker_persist.actions.backup import BackupRequest, backup
+    from docker_persist.actions.backup import BackupRequest, backup, volumes_for_services
     from docker_persist.cli.progress import format_bytes
     from docker_persist.core.dumps import dumped_volume
     from docker_persist.core.retention import validate_policy
@@ -67,7 +67,8 @@ def run(args: argparse.Namespace, context: Context) -> int:
     keep = project.policy.keep if project.policy.keep is not None and not project.policy.keep.is_empty() else None
     if keep is not None:
         validate_policy(keep)  # a policy that would be refused fails now, not after the backup
-    with reported(context, project, "backup", request.volume_keys, ping=True) as report:
+    named = request.volume_keys + tuple(volumes_for_services(project, request.services))
+    with reported(context, project, "backup", named, ping=True) as report:
         try:
             result = backup(make_workspace(context, pending, project, progress), store, request)
         finally:

@@ -374,7 +374,7 @@ def reported(
     (a refusal by design, UnsafeOperationError, and a usage error are not) and is raised on. Nothing here
     raises: telling people never changes the result."""
     from docker_persist.core.alerts import Outcome
-    from docker_persist.errors import PersistError, UnsafeOperationError
+    from docker_persist.errors import BusyError, PersistError, UnsafeOperationError
 
     notifier = make_notifier(context, project)
     report = Report(volumes or precious_keys(project))
@@ -382,7 +382,7 @@ def reported(
         _quietly(context, lambda: notifier.ping("start"))
     try:
         yield report
-    except (UnsafeOperationError, UsageError):
+    except (UnsafeOperationError, UsageError, BusyError):  # a refusal, a typo, or another run's turn: no failure
         raise
     except (PersistError, OSError) as error:
         text = str(error) or type(error).__name__

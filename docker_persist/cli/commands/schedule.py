@@ -23,6 +23,7 @@ from docker_persist.cli.commands.base import (
     make_progress,
     make_workspace,
     open_project_store,
+    precious_keys,
 )
 from docker_persist.cli.context import Context
 from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
@@ -171,8 +172,14 @@ class ScheduledActions:
         self.due = 0.0  # when `watch` next looks (time.monotonic())
 
     def told(self, outcome: Outcome) -> None:
+        self._quietly(lambda: self.notifier.record(outcome))
+
+    def ping(self, phase: str, body: str = "") -> None:
+        self._quietly(lambda: self.notifier.ping(phase, body))
+
+    def _quietly(self, action: Callable[[], object]) -> None:
         try:
-            self.notifier.record(outcome)
+            action()
         except Exception as error:  # telling people never stops the scheduler
             make_log(self.context)(f"notify: {type(error).__name__}: {error}")
 
@@ -184,19 +191,19 @@ class ScheduledActions:
 
         request = BackupRequest(volume_keys=keys, reason="scheduled")
         workspace = make_workspace(self.context, self.pending, self.project, self.progress)
-        self.notifier.ping("start")
+        self.ping("start")
         try:
             result = backup(workspace, self.store, request, lock_timeout=0)
         except BusyError:
             raise
         except (PersistError, OSError) as error:
             self.told(Outcome("backup", keys, False, None, str(error)))
-            self.notifier.ping("fail", str(error))
+            self.ping("fail", str(error))
             raise
         finally:
             self.progress.done()
         self.told(Outcome("backup", keys, True, result.manifest.name))
-        self.notifier.ping("success")
+        self.ping("success")
         self.due = 0.0  # look at the ages again now
         return BackupDone(result.manifest.name, result.seconds)
 
@@ -207,12 +214,13 @@ class ScheduledActions:
         keep = self.project.policy.keep
         if keep is None or keep.is_empty():
             return 0
+        keys = precious_keys(self.project)  # as `backup` and `forget` by hand record it: per volume
         try:
             decisions = forget(self.store, self.project.name, keep, dry_run=False).decisions
         except (PersistError, OSError) as error:
-            self.told(Outcome("forget", (), False, None, str(error)))
+            self.told(Outcome("forget", keys, False, None, str(error)))
             raise
-        self.told(Outcome("forget", (), True))
+        self.told(Outcome("forget", keys, True))
         return sum(1 for d in decisions if not d.keep)
 
     def verify(self, name: str) -> bool:
@@ -224,11 +232,11 @@ class ScheduledActions:
             workspace = make_workspace(self.context, self.pending, self.project, self.progress)
             results = verify(workspace, self.store, [name], identity)
         except (PersistError, OSError) as error:
-            self.told(Outcome("verify", (), False, name, str(error)))
+            self.told(Outcome("verify", precious_keys(self.project), False, name, str(error)))
             raise
         finally:
             self.progress.done()
-        keys = tuple(dict.fromkeys(key for _, v in results for key in v.volumes))
+        keys = tuple(dict.fromkeys(key for _, v in results for key in v.volumes)) or precious_keys(self.project)
         failed = "; ".join(v.detail for _, v in results if not v.ok) or None
         self.told(Outcome("verify", keys, failed is None, name, failed))
         return failed is None
@@ -261,7 +269,7 @@ class ScheduledActions:
         self.due = time.monotonic() + WATCH_EVERY
         snapshots = snapshot_infos(read_catalog(self.store, self.project.name))
         now = datetime.datetime.now(datetime.timezone.utc)
-        self.notifier.staleness(project_staleness(self.project, snapshots, now))
+        self._quietly(lambda: self.notifier.staleness(project_staleness(self.project, snapshots, now)))
 
 
 class StopOnSignals:
@@ -377,7 +385,10 @@ def project_argv(args: argparse.Namespace, context: Context, project: Project, f
 
 
 def systemd_quote(word: str) -> str:
-    """Return `word` quoted for a systemd ExecStart= line ($ and % are literal only when doubled)."""
+    """Return `word` quoted for a systemd ExecStart= line ($ and % are literal only when doubled). Raise
+    ConfigError for a line break, which would end the setting."""
+    if "\n" in word or "\r" in word:
+        raise ConfigError(f"a systemd unit cannot run {word!r}: it holds a line break")
     escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
     return f'"{escaped}"' if escaped != word or not word or any(c.isspace() for c in word) else word
 

@@ -92,11 +92,28 @@ def _next_run(context: Context, project: Project | None, name: str, key: str) ->
     return min(upcoming, default=None)
 
 
+def _known_projects(context: Context, here: Project | None, store: Store, guards: list[GuardState] | None) -> list[str]:
+    """Return the projects docker-persist knows on this engine: the one here, the guarded ones, those in the
+    store, those with a scheduler or alert state; in that order, each once."""
+    names: dict[str, None] = {here.name: None} if here is not None else {}
+    for guard in guards or ():
+        names.setdefault(guard.project, None)
+    try:
+        for name in store.list_projects():
+            names.setdefault(name, None)
+    except PersistError as error:
+        context.env.stderr.write(f"docker-persist: cannot list the projects in {store.url}: {error}\n")
+    for name in sorted(_state_projects(context, "alerts") | _state_projects(context, "schedule")):
+        names.setdefault(name, None)
+    return list(names)
+
+
 def collect(context: Context, args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[VolumeStatus]]:
     """Return a row per project (name, store, error) and the status of each of their volumes."""
     from docker_persist.actions.alerts import alerts_path, read_alerts
     from docker_persist.actions.catalog import read_catalog
     from docker_persist.cli.commands.base import open_project_store, precious_keys, snapshot_infos
+    from docker_persist.core.alerts import PROJECT_WIDE
     from docker_persist.core.dumps import dumped_volume
     from docker_persist.core.status import volume_status
     from docker_persist.store import open_store
@@ -105,23 +122,9 @@ def collect(context: Context, args: argparse.Namespace) -> tuple[list[dict[str, 
     here, only = _here(context, args)
     default_store = open_store(args.store or context.env.environ.get("DOCKER_PERSIST_STORE"), context.env.environ)
     guards, engine_error = _guards(context)
-    names: dict[str, None] = {}
-    if here is not None:
-        names[here.name] = None
-    for guard in guards or ():
-        names.setdefault(guard.project, None)
-    try:
-        for name in default_store.list_projects():
-            names.setdefault(name, None)
-    except PersistError as error:
-        context.env.stderr.write(f"docker-persist: cannot list the projects in {default_store.url}: {error}\n")
     if engine_error is not None:
         context.env.stderr.write(f"docker-persist: cannot read the guards: {engine_error}\n")
-    for name in sorted(_state_projects(context, "alerts") | _state_projects(context, "schedule")):
-        names.setdefault(name, None)
-
-    if only is not None:
-        names = {only: None}
+    names = [only] if only is not None else _known_projects(context, here, default_store, guards)
     rows: list[dict[str, Any]] = []
     statuses: list[VolumeStatus] = []
     for name in names:
@@ -139,10 +142,15 @@ def collect(context: Context, args: argparse.Namespace) -> tuple[list[dict[str, 
             problem = f"cannot read the snapshots in {store.url}: {error}"
         alerts = read_alerts(alerts_path(context.env.environ, context.endpoint.host, name))
         project_guards = [g for g in guards or () if g.project == name]
-        keys = list(precious_keys(project)) if project is not None else []
-        keys += stored
-        keys += [_key_of(name, g.volume, project) for g in project_guards]
-        keys += [v for v, _ in alerts.failing if v != "-"]
+        if project is not None:  # what the Compose file marks precious now (a volume it dropped is no concern)
+            keys = list(precious_keys(project))
+        else:  # known only by what the engine, the store and the state say
+            keys = [*stored, *(_key_of(name, g.volume, project) for g in project_guards)]
+            keys += [v for v, _ in alerts.failing if v != PROJECT_WIDE]
+        wide = sorted(op for v, op in alerts.failing if v == PROJECT_WIDE)
+        if wide and problem is None:
+            failure = next(f for (v, op), f in alerts.failing.items() if v == PROJECT_WIDE)
+            problem = f"failing: {', '.join(wide)} ({failure.error})"
         rows.append({"project": name, "store": store.url, "error": problem})
         for key in dict.fromkeys(keys):
             statuses.append(

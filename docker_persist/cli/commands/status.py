@@ -270,10 +270,14 @@ def run(args: argparse.Namespace, context: Context) -> int:
     if not rows:
         out.write("docker-persist knows no project on this engine: no Compose file here, no guards, no snapshots.\n")
         return ExitStatus.OK
-    out.write(render_table(statuses, now, colour=context.env.stdout_isatty))
+    if statuses:
+        out.write(render_table(statuses, now, colour=context.env.stdout_isatty))
     for row in rows:
         if row["error"]:
             out.write(f"{row['project']}: {row['error']}\n")
+        elif not any(s.project == row["project"] for s in statuses):
+            out.write(f"{row['project']}: no volume of it is known here: its snapshots are not in {row['store']} "
+                      "(give its store with --store), and the engine guards none of its volumes\n")  # fmt: skip
     for status in statuses:
         if status.last_failure is not None and status.failing:
             out.write(f"{status.project}/{status.volume}: {status.last_failure.error}\n")

@@ -22,6 +22,7 @@ from docker_persist.errors import ConfigError, PersistError
 
 READY_TIMEOUT = 300.0  # seconds a database may take to start on an empty volume (initdb, init scripts)
 READY_POLL = 1.0  # seconds between two asks
+STOP_TIMEOUT = 300  # seconds the database gets to stop once loaded, before it is killed
 # The official images run what is here on a fresh database: left out, the load alone makes the database.
 INIT_SCRIPTS = "/docker-entrypoint-initdb.d"
 
@@ -112,7 +113,8 @@ def load_dump(
             )
         if then is not None:
             then(container)
-        engine.stop_container(container)  # the image's stop signal: the database shuts down cleanly
+        # The image's stop signal, and time to shut down cleanly (a checkpoint of all that was loaded).
+        engine.stop_container(container, timeout=STOP_TIMEOUT)
     finally:
         engine.remove_container(container, force=True)
 

@@ -11,7 +11,6 @@ never raises, and never changes the result of the command it reports on.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
@@ -33,7 +32,7 @@ from docker_persist.core.alerts import (
 from docker_persist.errors import BusyError, PersistError
 from docker_persist.host.files import write_atomically
 from docker_persist.host.locks import FileLock
-from docker_persist.host.paths import state_dir
+from docker_persist.host.paths import engine_state_file
 
 LOCK_WAIT = 30.0  # seconds another run may hold the alert state (it holds it for a read and a write)
 
@@ -73,8 +72,7 @@ class AlertsBusyError(BusyError):
 
 def alerts_path(environ: Mapping[str, str], engine_host: str, project: str) -> str:
     """Return the alert state file of `project` on the engine at `engine_host`."""
-    engine = hashlib.sha256(engine_host.encode()).hexdigest()[:12]
-    return os.path.join(state_dir(environ), "alerts", f"{engine}-{project}.json")
+    return engine_state_file(environ, "alerts", engine_host, project)
 
 
 def read_alerts(path: str) -> AlertState:

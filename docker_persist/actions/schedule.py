@@ -9,7 +9,6 @@ would both back up on every fire time and overwrite each other's counters.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 
@@ -17,7 +16,7 @@ from docker_persist.core.scheduler import ScheduleState, dump_state, load_state
 from docker_persist.errors import BusyError
 from docker_persist.host.files import write_atomically
 from docker_persist.host.locks import FileLock
-from docker_persist.host.paths import state_dir
+from docker_persist.host.paths import engine_state_file
 
 
 class SchedulerRunningError(BusyError):
@@ -26,8 +25,7 @@ class SchedulerRunningError(BusyError):
 
 def state_path(environ: Mapping[str, str], engine_host: str, project: str) -> str:
     """Return the path of the scheduler state file of `project` on the engine at `engine_host`."""
-    engine = hashlib.sha256(engine_host.encode()).hexdigest()[:12]
-    return os.path.join(state_dir(environ), "schedule", f"{engine}-{project}.json")
+    return engine_state_file(environ, "schedule", engine_host, project)
 
 
 def scheduler_lock(path: str, project: str) -> FileLock:

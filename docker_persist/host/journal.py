@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -31,7 +30,7 @@ from docker_persist.core.operations import Operation, dump_operation, legacy_ope
 from docker_persist.errors import BusyError
 from docker_persist.host.files import write_atomically
 from docker_persist.host.locks import FileLock, is_ancestor
-from docker_persist.host.paths import state_dir
+from docker_persist.host.paths import engine_state_file
 
 FORMAT = 2
 LOCK_TOKEN_ENV = "DOCKER_PERSIST_LOCK_TOKEN"
@@ -67,8 +66,7 @@ class Journal:
     @classmethod
     def for_project(cls, environ: Mapping[str, str], engine_host: str, project: str) -> Journal:
         """Return the journal of `project` on the engine at `engine_host`."""
-        engine = hashlib.sha256(engine_host.encode()).hexdigest()[:12]
-        return cls(os.path.join(state_dir(environ), "journal", f"{engine}-{project}.json"), environ, project)
+        return cls(engine_state_file(environ, "journal", engine_host, project), environ, project)
 
     # --- the record ---------------------------------------------------------------------------
 

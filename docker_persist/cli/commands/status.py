@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 from typing import TYPE_CHECKING, Any
 
 from docker_persist.cli.commands.base import Command, add_format_flag, add_store_flag, check_format
@@ -34,20 +33,6 @@ def add_arguments(parser: DockerArgumentParser) -> None:
     add_store_flag(parser)
     add_project_flags(parser)
     add_format_flag(parser)
-
-
-def _state_projects(context: Context, folder: str) -> set[str]:
-    """Return the projects with a state file of this engine in $XDG_STATE_HOME/docker-persist/<folder>."""
-    import hashlib
-
-    from docker_persist.host.paths import state_dir
-
-    prefix = hashlib.sha256(context.endpoint.host.encode()).hexdigest()[:12] + "-"
-    try:
-        names = os.listdir(os.path.join(state_dir(context.env.environ), folder))
-    except OSError:
-        return set()
-    return {n[len(prefix) : -len(".json")] for n in names if n.startswith(prefix) and n.endswith(".json")}
 
 
 def _here(context: Context, args: argparse.Namespace) -> tuple[Project | None, str | None]:
@@ -103,7 +88,11 @@ def _known_projects(context: Context, here: Project | None, store: Store, guards
             names.setdefault(name, None)
     except PersistError as error:
         context.env.stderr.write(f"docker-persist: cannot list the projects in {store.url}: {error}\n")
-    for name in sorted(_state_projects(context, "alerts") | _state_projects(context, "schedule")):
+    from docker_persist.host.paths import engine_state_projects
+
+    environ, host = context.env.environ, context.endpoint.host
+    stated = engine_state_projects(environ, "alerts", host) | engine_state_projects(environ, "schedule", host)
+    for name in sorted(stated):
         names.setdefault(name, None)
     return list(names)
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from docker_persist.actions.catalog import Catalog, Damaged, read_catalog
 from docker_persist.actions.common import LOCK_TIMEOUT
 from docker_persist.config.model import KeepPolicy
-from docker_persist.core.dumps import dumped_volume
+from docker_persist.core.dumps import volumes_held
 from docker_persist.core.manifest import Manifest, check_snapshot_name
 from docker_persist.core.retention import Decision, SnapshotFacts, plan_forget
 from docker_persist.errors import UnsafeOperationError
@@ -36,7 +36,7 @@ def snapshot_facts(manifest: Manifest) -> SnapshotFacts:
         name=manifest.name,
         created=manifest.created,
         # A dump stands for its volume: retention counts it as a copy of that volume.
-        volumes=tuple(dict.fromkeys(dumped_volume(v.key) if v.kind == "dump" else v.key for v in manifest.volumes)),
+        volumes=volumes_held(manifest),
         automatic=manifest.automatic,
         pinned=manifest.pinned,
         verified=last is not None and last.ok,

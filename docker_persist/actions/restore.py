@@ -53,7 +53,7 @@ from docker_persist.actions.recover import (
     unfinished_message,
 )
 from docker_persist.config.model import Project, Volume
-from docker_persist.core.dumps import dump_for_volume, dumped_volume
+from docker_persist.core.dumps import dump_for_volume, dumped_volume, volume_of
 from docker_persist.core.manifest import Manifest, VolumeRecord
 from docker_persist.core.operations import Operation, Target, recovery
 from docker_persist.engine import COMPOSE_PROJECT, COMPOSE_VOLUME, ContainerSummary, Engine
@@ -150,7 +150,7 @@ def resolve_restore(store: Store, project: Project, request: RestoreRequest) -> 
     if not request.to:
         # The target is always the current project's own volume for the key, never the
         # manifest's `source`: a snapshot (or whoever edited it) cannot name another volume.
-        missing = [r.key for r in records if target_key(r) not in project.volumes]
+        missing = [r.key for r in records if volume_of(r) not in project.volumes]
         if missing:
             raise ConfigError(
                 f"snapshot {manifest.name!r} holds volume {missing[0]!r}, which project {project.name!r} does not "
@@ -158,9 +158,9 @@ def resolve_restore(store: Store, project: Project, request: RestoreRequest) -> 
                 f"(Compose would name it {project.name}_{missing[0]})"
             )
     for record in records:
-        if record.kind == "dump" and dump_for_volume(project, target_key(record)) is None:
+        if record.kind == "dump" and dump_for_volume(project, volume_of(record)) is None:
             raise ConfigError(
-                f"snapshot {manifest.name!r} holds a dump of volume {target_key(record)!r}, and no service of project "
+                f"snapshot {manifest.name!r} holds a dump of volume {volume_of(record)!r}, and no service of project "
                 f"{project.name!r} sets x-persist.dump for it, so docker-persist cannot tell which database to load "
                 f"it into: add dump to that service, or load {record.file} by hand (see the README)"
             )
@@ -168,17 +168,12 @@ def resolve_restore(store: Store, project: Project, request: RestoreRequest) -> 
     return ResolvedRestore(manifest, records, keys)
 
 
-def target_key(record: VolumeRecord) -> str:
-    """Return the key of the volume a record restores into: its own, or for a dump the volume it stands for."""
-    return dumped_volume(record.key) if record.kind == "dump" else record.key
-
-
 def _files_or_dumps(manifest: Manifest, records: list[VolumeRecord], dump: bool) -> list[VolumeRecord]:
     """Return one record per volume: where the snapshot holds a volume's files and its dump, the files (the exact
     copy), or with `dump` the dump. Raise ConfigError for `dump` when a chosen volume has no dump."""
     dumps = {dumped_volume(r.key): r for r in manifest.volumes if r.kind == "dump"}
     if dump:
-        chosen = [dumps.get(target_key(r), r) if r.kind == "volume" else r for r in records]
+        chosen = [dumps.get(volume_of(r), r) if r.kind == "volume" else r for r in records]
         lacking = [r.key for r in chosen if r.kind == "volume"]
         if lacking:
             raise ConfigError(f"snapshot {manifest.name!r} holds no dump of volume {lacking[0]!r}")
@@ -205,7 +200,7 @@ def _plan_targets(ws: Workspace, resolved: ResolvedRestore, request: RestoreRequ
     engine, project = ws.engine, ws.project
     plan = _Plan([], {}, {})
     for record in resolved.records:
-        volume = None if request.to else project.volumes[target_key(record)]
+        volume = None if request.to else project.volumes[volume_of(record)]
         name = request.to or (volume.name if volume is not None else record.key)
         live = engine.inspect_volume(name)
         if request.to and live is not None and not request.force:
@@ -222,7 +217,7 @@ def _plan_targets(ws: Workspace, resolved: ResolvedRestore, request: RestoreRequ
             labels = compose_volume_labels(project, volume)
         else:
             driver, options, labels = "local", {}, {}  # a new --to volume: claims no project
-        target = Target(target_key(record), name, "absent", driver=driver, driver_opts=options, labels=labels)
+        target = Target(volume_of(record), name, "absent", driver=driver, driver_opts=options, labels=labels)
         if record.kind != "dump" and (record.driver or "local", dict(record.driver_opts)) != (driver, options):
             # The store is untrusted: how a volume is made comes from the project, never from a manifest.
             log.warning(
@@ -313,7 +308,7 @@ def _target_names(project: Project, resolved: ResolvedRestore, request: RestoreR
     """Return the engine names of the volumes a restore replaces."""
     if request.to:
         return {request.to}
-    return {project.volumes[target_key(record)].name for record in resolved.records}
+    return {project.volumes[volume_of(record)].name for record in resolved.records}
 
 
 def _resumable(previous: Operation | None, wanted: set[str]) -> Operation | None:

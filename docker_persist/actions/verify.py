@@ -9,7 +9,7 @@ from typing import Any
 from docker_persist.actions.catalog import extract_into_volume, holds_exactly, read_manifest, unlock
 from docker_persist.actions.common import LOCK_TIMEOUT, IntegrityError, Progress, Workspace, now_utc
 from docker_persist.config.model import Project
-from docker_persist.core.dumps import dumped_volume
+from docker_persist.core.dumps import volumes_held
 from docker_persist.core.manifest import (
     Manifest,
     ManifestError,
@@ -202,9 +202,7 @@ def verify(
                 except PersistError as error:
                     ok = False
                     details.append(str(error))
-            covered = tuple(
-                dict.fromkeys(dumped_volume(r.key) if r.kind == "dump" else r.key for r in manifest.volumes)
-            )
+            covered = volumes_held(manifest)
             verification = Verification(at=now_utc(), ok=ok, detail="; ".join(details), volumes=covered)
             updated = manifest.with_verification(verification)
             store.replace_manifest(project.name, name, dump_manifest(updated))

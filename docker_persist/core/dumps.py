@@ -18,6 +18,7 @@ import dataclasses
 
 from docker_persist.config.images import DUMPABLE, lookup_image
 from docker_persist.config.model import Project, Service
+from docker_persist.core.manifest import Manifest, VolumeRecord
 from docker_persist.errors import ConfigError
 
 DUMP_SUFFIX = ".dump"  # a dump record's key: the volume's key and this
@@ -107,6 +108,16 @@ def dump_key(volume: str) -> str:
 def dumped_volume(key: str) -> str:
     """Return the volume key a dump record's key stands for."""
     return key.removesuffix(DUMP_SUFFIX)
+
+
+def volume_of(record: VolumeRecord) -> str:
+    """Return the key of the volume a snapshot record stands for: its own, or for a dump the volume dumped."""
+    return dumped_volume(record.key) if record.kind == "dump" else record.key
+
+
+def volumes_held(manifest: Manifest) -> tuple[str, ...]:
+    """Return the keys of the volumes a snapshot holds a copy of, once each (files or dump alike), in its order."""
+    return tuple(dict.fromkeys(volume_of(record) for record in manifest.volumes))
 
 
 def dump_spec(project: Project, service: Service) -> DumpSpec | None:

@@ -15,7 +15,7 @@ import dataclasses
 import datetime
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from docker_persist.core.dumps import dumped_volume
+from docker_persist.core.dumps import volume_of
 from docker_persist.core.manifest import Manifest, VolumeRecord
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -64,7 +64,7 @@ def collect_metrics(
     ordered = sorted(manifests, key=lambda m: (m.created, m.name))
 
     def stands_for(record: VolumeRecord) -> str | None:  # a dump stands for its volume
-        return record.key if record.kind == "volume" else dumped_volume(record.key) if record.kind == "dump" else None
+        return volume_of(record) if record.kind in ("volume", "dump") else None
 
     keys = list(dict.fromkeys([*volume_keys, *(k for m in ordered for r in m.volumes if (k := stands_for(r)))]))
     result = []

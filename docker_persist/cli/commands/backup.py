@@ -45,7 +45,7 @@ def add_arguments(parser: DockerArgumentParser) -> None:
 def run(args: argparse.Namespace, context: Context) -> int:
     from docker_persist.actions.backup import BackupRequest, backup, volumes_for_services
     from docker_persist.cli.progress import format_bytes
-    from docker_persist.core.dumps import dumped_volume
+    from docker_persist.core.dumps import volume_of
     from docker_persist.core.retention import validate_policy
     from docker_persist.streams.compression import check_compression
 
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
             result = backup(make_workspace(context, pending, project, progress), store, request)
         finally:
             progress.done()
-        kept = [dumped_volume(v.key) for v in result.manifest.volumes if v.kind in ("volume", "bind", "dump")]
+        kept = [volume_of(v) for v in result.manifest.volumes if v.kind in ("volume", "bind", "dump")]
         report.volumes = tuple(dict.fromkeys(kept)) or report.volumes
         report.snapshot = result.manifest.name
     manifest, elapsed = result.manifest, result.seconds

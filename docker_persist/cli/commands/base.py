@@ -292,7 +292,7 @@ def snapshot_infos(catalog: Catalog) -> tuple[SnapshotInfo, ...]:
     """Return what the pure core needs to know of each snapshot of a catalog, damaged ones included."""
     import datetime
 
-    from docker_persist.core.dumps import dumped_volume
+    from docker_persist.core.dumps import volumes_held
     from docker_persist.core.state import SnapshotInfo
 
     infos = []
@@ -303,9 +303,7 @@ def snapshot_infos(catalog: Catalog) -> tuple[SnapshotInfo, ...]:
                 name=manifest.name,
                 created=manifest.created,
                 # A dump stands for its volume: the volume is backed up, as check, status and metrics see it.
-                volumes=tuple(
-                    dict.fromkeys(dumped_volume(v.key) if v.kind == "dump" else v.key for v in manifest.volumes)
-                ),
+                volumes=volumes_held(manifest),
                 verified_at=last.at if last is not None else None,
                 verified_ok=last.ok if last is not None else None,
                 reason=manifest.reason,

@@ -67,7 +67,7 @@ def confirm(context: Context, question: str) -> bool:
 
 def describe_restore(context: Context, project: Project, resolved: ResolvedRestore, to: str | None) -> tuple[str, bool]:
     """Return what the restore will do, a line per volume, and whether it replaces anything that exists."""
-    from docker_persist.actions.restore import target_key
+    from docker_persist.core.dumps import volume_of
     from docker_persist.core.manifest import format_datetime
     from docker_persist.units import format_bytes
 
@@ -77,7 +77,7 @@ def describe_restore(context: Context, project: Project, resolved: ResolvedResto
              f"{format_bytes(size)} of data, {manifest.reason}):"]  # fmt: skip
     replaces = False
     for record in resolved.records:
-        key = target_key(record)
+        key = volume_of(record)
         name = to or project.volumes[key].name
         exists = context.engine.inspect_volume(name) is not None
         replaces = replaces or exists

@@ -103,7 +103,7 @@ def collect(context: Context, args: argparse.Namespace) -> tuple[list[dict[str, 
     from docker_persist.actions.catalog import read_catalog
     from docker_persist.cli.commands.base import open_project_store, precious_keys, snapshot_infos
     from docker_persist.core.alerts import PROJECT_WIDE
-    from docker_persist.core.dumps import dumped_volume
+    from docker_persist.core.dumps import volume_of
     from docker_persist.core.status import volume_status
     from docker_persist.store import open_store
 
@@ -125,7 +125,7 @@ def collect(context: Context, args: argparse.Namespace) -> tuple[list[dict[str, 
         try:
             catalog = read_catalog(store, name)
             snapshots = snapshot_infos(catalog)
-            stored = [dumped_volume(v.key) for m in catalog.manifests for v in m.volumes
+            stored = [volume_of(v) for m in catalog.manifests for v in m.volumes
                       if v.kind in ("volume", "bind", "dump")]  # fmt: skip
         except PersistError as error:
             problem = f"cannot read the snapshots in {store.url}: {error}"

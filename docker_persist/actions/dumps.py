@@ -13,12 +13,18 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from docker_persist.config.model import Project
-from docker_persist.core.dumps import DumpSpec
+from docker_persist.core.dumps import DumpSpec, dump_for_volume, dumped_volume
 from docker_persist.engine import LABEL_PROJECT, LABEL_ROLE, ContainerSpec, Engine, VolumeMount
 from docker_persist.errors import ConfigError, PersistError
+
+if TYPE_CHECKING:
+    from docker_persist.actions.common import Workspace
+    from docker_persist.core.manifest import Manifest, VolumeRecord
+    from docker_persist.store import Store
 
 READY_TIMEOUT = 300.0  # seconds a database may take to start on an empty volume (initdb, init scripts)
 READY_POLL = 1.0  # seconds between two asks
@@ -117,6 +123,46 @@ def load_dump(
         engine.stop_container(container, timeout=STOP_TIMEOUT)
     finally:
         engine.remove_container(container, force=True)
+
+
+def load_snapshot_dump(
+    ws: Workspace,
+    store: Store,
+    source: str,
+    manifest: Manifest,
+    record: VolumeRecord,
+    identities: Sequence[Any],
+    volume: str,
+    crash: str,
+    then: Callable[[str], None] | None = None,
+) -> DumpSpec:
+    """Load the dump part `record` of a snapshot of project `source` into the empty `volume` (load_dump), the
+    part checked as it is read (iter_dump), with progress; `crash` names the crash point reached after each
+    chunk (see host/faults.py). Return the dump's spec. Raise ConfigError when no service of the project
+    dumps the volume the record stands for."""
+    from docker_persist.actions.catalog import iter_dump
+    from docker_persist.actions.common import expect
+    from docker_persist.host.faults import crash_point
+
+    key = dumped_volume(record.key)
+    spec = dump_for_volume(ws.project, key)
+    if spec is None:  # resolve_restore refuses it first; the Compose file may have changed since
+        raise ConfigError(
+            f"snapshot {manifest.name!r} holds a dump of volume {key!r}, and no service of project "
+            f"{ws.project.name!r} sets x-persist.dump for it: add it, or restore the volume from a snapshot of "
+            "its files"
+        )
+    label = f"{crash.split(':', maxsplit=1)[0]} {record.key}"  # "restore db_data.dump", "verify db_data.dump"
+    expect(ws.progress, label, record.bytes)
+
+    def dump() -> Iterator[bytes]:
+        for chunk in iter_dump(store, source, manifest, record, identities):
+            ws.progress(label, len(chunk))
+            yield chunk
+            crash_point(crash)
+
+    load_dump(ws.engine, ws.project, spec, volume, dump(), ws.say, then)
+    return spec
 
 
 def wait_ready(engine: Engine, container: str, spec: DumpSpec, timeout: float) -> None:

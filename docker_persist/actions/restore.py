@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from docker_persist.actions.backup import (
@@ -39,12 +39,12 @@ from docker_persist.actions.catalog import (
     check_dump,
     extract_into_volume,
     holds_exactly,
-    iter_dump,
     read_manifest,
     unlock,
     volume_is_empty,
 )
-from docker_persist.actions.common import LOCK_TIMEOUT, IntegrityError, Workspace, expect, project_images
+from docker_persist.actions.common import LOCK_TIMEOUT, IntegrityError, Workspace, project_images
+from docker_persist.actions.dumps import load_snapshot_dump
 from docker_persist.actions.recover import (
     UnfinishedOperationError,
     recover,
@@ -428,7 +428,8 @@ def _replace(
     ws.say(f"restoring {record.key} into {target.volume}")
     written = None
     if record.kind == "dump":
-        _load_dump_into(ws, store, resolved, source, record, target)
+        load_snapshot_dump(ws, store, source, resolved.manifest, record, resolved.keys, target.volume,
+                           "restore:extracting")  # fmt: skip
     else:
         written = extract_into_volume(
             engine, store, source, resolved.manifest, record, target.volume, ws.progress, resolved.keys
@@ -450,27 +451,6 @@ def _replace(
         target.status = "replaced"
         journal.set_operation(operation)
     crash_point("restore:volume-replaced")
-
-
-def _load_dump_into(
-    ws: Workspace, store: Store, resolved: ResolvedRestore, source: str, record: VolumeRecord, target: Target
-) -> None:
-    """Load a dump into the new, empty target volume through a container of its service's image."""
-    from docker_persist.actions.dumps import load_dump
-
-    spec = dump_for_volume(ws.project, target.key)
-    if spec is None:  # resolve_restore refused it already; the Compose file may have changed since
-        raise ConfigError(f"no service of project {ws.project.name!r} sets x-persist.dump for volume {target.key!r}")
-    label = f"restore {record.key}"
-    expect(ws.progress, label, record.bytes)
-
-    def dump() -> Iterator[bytes]:
-        for chunk in iter_dump(store, source, resolved.manifest, record, resolved.keys):
-            ws.progress(label, len(chunk))
-            yield chunk
-            crash_point("restore:extracting")
-
-    load_dump(ws.engine, ws.project, spec, target.volume, dump(), ws.say)
 
 
 def _after_failure(ws: Workspace, operation: Operation, error: BaseException) -> None:

@@ -14,11 +14,12 @@ which then restores it again.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from docker_persist.actions.catalog import extract_into_volume, read_catalog, unlock, volume_is_empty
 from docker_persist.actions.common import LOCK_TIMEOUT, Workspace
+from docker_persist.actions.dumps import load_snapshot_dump
 from docker_persist.actions.recover import UnfinishedOperationError, recover, roll_back
 from docker_persist.actions.restore import compose_volume_labels
 from docker_persist.config.model import Volume
@@ -29,7 +30,7 @@ from docker_persist.core.planner import UpPlan, UpStep, plan_up
 from docker_persist.core.state import LiveState
 from docker_persist.engine.guards import create_guard
 from docker_persist.engine.markers import clear_incomplete, incomplete_volumes, mark_incomplete
-from docker_persist.errors import ConfigError, PersistError, SnapshotNotFoundError, add_note
+from docker_persist.errors import PersistError, SnapshotNotFoundError, add_note
 from docker_persist.host.faults import crash_point
 from docker_persist.host.signals import interrupts_deferred
 from docker_persist.store import Store, not_found
@@ -116,7 +117,7 @@ def _restore_if_empty(
     try:
         mark_incomplete(engine, volume.name, project.name, manifest.name)
         if record.kind == "dump":
-            _load_dump(ws, store, volume, manifest, record, keys)
+            load_snapshot_dump(ws, store, project.name, manifest, record, keys, volume.name, "up:extracting")
         else:
             extract_into_volume(
                 engine, store, project.name, manifest, record, volume.name, ws.progress, keys, "up:extracting"
@@ -133,29 +134,6 @@ def _restore_if_empty(
         ws.journal.set_operation(None)
     crash_point("up:restored")
     return step
-
-
-def _load_dump(
-    ws: Workspace, store: Store, volume: Volume, manifest: Manifest, record: VolumeRecord, keys: tuple[Any, ...]
-) -> None:
-    """Load the dump `record` into the new, empty volume through a container of its service's image."""
-    from docker_persist.actions.catalog import iter_dump
-    from docker_persist.actions.dumps import load_dump
-    from docker_persist.core.dumps import dump_for_volume
-
-    spec = dump_for_volume(ws.project, volume.key)
-    if spec is None:
-        raise ConfigError(
-            f"snapshot {manifest.name!r} holds a dump of volume {volume.key!r}, and no service sets x-persist.dump "
-            "for it: add it, or restore the volume from a snapshot of its files"
-        )
-
-    def dump() -> Iterator[bytes]:
-        for chunk in iter_dump(store, ws.project.name, manifest, record, keys):
-            yield chunk
-            crash_point("up:extracting")
-
-    load_dump(ws.engine, ws.project, spec, volume.name, dump(), ws.say)
 
 
 def _restore_sources(ws: Workspace, store: Store, plan: UpPlan, identity: str | None) -> dict[str, Source]:

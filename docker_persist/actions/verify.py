@@ -108,20 +108,14 @@ def _drill_dump(
     command in that container while the database runs; return what passed. Raise on failure."""
     import secrets
 
-    from docker_persist.actions.catalog import iter_dump
-    from docker_persist.actions.dumps import load_dump, redact, tail
+    from docker_persist.actions.dumps import load_snapshot_dump, redact, tail
     from docker_persist.actions.quiesce import unescape_compose
     from docker_persist.core.dumps import dump_for_volume, dumped_volume
     from docker_persist.engine import LABEL_PROJECT
 
     project, engine = ws.project, ws.engine
     spec = dump_for_volume(project, dumped_volume(record.key))
-    if spec is None:
-        raise IntegrityError(
-            f"{record.key}: no service sets x-persist.dump for volume {dumped_volume(record.key)!r}, so the dump "
-            "cannot be loaded into its database"
-        )
-    service = project.service(spec.service)
+    service = project.service(spec.service) if spec is not None else None
     command = service.policy.verify if service is not None and service.policy is not None else None
     passed: list[str] = []
 
@@ -140,8 +134,8 @@ def _drill_dump(
     scratch = f"docker-persist-verify-{secrets.token_hex(6)}"
     engine.create_volume(scratch, labels={LABEL_ROLE: "scratch", LABEL_PROJECT: project.name})
     try:
-        dump = iter_dump(store, project.name, manifest, record, identities)
-        load_dump(engine, project, spec, scratch, dump, ws.say, then=check)
+        spec = load_snapshot_dump(ws, store, project.name, manifest, record, identities, scratch,
+                                  "verify:extracting", then=check)  # fmt: skip
     finally:
         engine.remove_volume(scratch, force=True)
     return f"{record.key}: dump of {record.bytes} bytes loaded into {spec.service}'s image{''.join(passed)}"

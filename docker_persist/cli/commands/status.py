@@ -22,6 +22,7 @@ from docker_persist.errors import ConfigError, ExitStatus, PersistError
 
 if TYPE_CHECKING:
     from docker_persist.config.model import Project
+    from docker_persist.core.scheduler import ScheduleState
     from docker_persist.core.state import GuardState, SnapshotInfo
     from docker_persist.core.status import VolumeStatus
     from docker_persist.store import Store
@@ -54,12 +55,10 @@ def _guards(context: Context) -> tuple[list[GuardState] | None, str | None]:
         return None, str(error)
 
 
-def _next_run(context: Context, project: Project | None, name: str, key: str) -> datetime.datetime | None:
-    """Return when the scheduler of the project next backs up `key`, from its state file (None: no scheduler)."""
-    from docker_persist.actions.schedule import read_state, state_path
+def _next_run(state: ScheduleState, project: Project | None, key: str) -> datetime.datetime | None:
+    """Return when the project's scheduler (its `state`) next backs up `key` (None: no scheduler)."""
     from docker_persist.core.cron import parse_cron
 
-    state = read_state(state_path(context.env.environ, context.endpoint.host, name))
     texts: list[str] = list(state.last_runs)
     if project is not None:
         volume = project.volumes.get(key)
@@ -101,6 +100,7 @@ def collect(context: Context, args: argparse.Namespace) -> tuple[list[dict[str, 
     """Return a row per project (name, store, error) and the status of each of their volumes."""
     from docker_persist.actions.alerts import alerts_path, read_alerts
     from docker_persist.actions.catalog import read_catalog
+    from docker_persist.actions.schedule import read_state, state_path
     from docker_persist.cli.commands.base import open_project_store, precious_keys, snapshot_infos
     from docker_persist.core.alerts import PROJECT_WIDE
     from docker_persist.core.dumps import volume_of
@@ -130,6 +130,7 @@ def collect(context: Context, args: argparse.Namespace) -> tuple[list[dict[str, 
         except PersistError as error:
             problem = f"cannot read the snapshots in {store.url}: {error}"
         alerts = read_alerts(alerts_path(context.env.environ, context.endpoint.host, name))
+        schedule = read_state(state_path(context.env.environ, context.endpoint.host, name))
         project_guards = [g for g in guards or () if g.project == name]
         if project is not None:  # what the Compose file marks precious now (a volume it dropped is no concern)
             keys = list(precious_keys(project))
@@ -151,7 +152,7 @@ def collect(context: Context, args: argparse.Namespace) -> tuple[list[dict[str, 
                     project=project,
                     guard=_guard_of(name, key, project, project_guards, guards is not None),
                     alerts=alerts,
-                    next_run=_next_run(context, project, name, key),
+                    next_run=_next_run(schedule, project, key),
                 )
             )
     return rows, statuses

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Callable
 
 from tests.engine.conftest import ComposeProject
 
@@ -49,6 +50,31 @@ def snapshots(project: ComposeProject) -> list[str]:
     return [row["name"] for row in json.loads(listed.stdout)["snapshots"]]
 
 
+def backup_under_writes(
+    project: ComposeProject, insert_loop: str, count: Callable[[], str]
+) -> tuple[subprocess.CompletedProcess[str], int, int]:
+    """Run `docker persist backup --name hot` while a client in the db service runs `insert_loop` (one row per
+    transaction, printing FAILED for a failed query); return the backup, and the row counts just before and
+    just after it. Assert that it succeeded, that no query failed, and that rows were written meanwhile."""
+    writer = subprocess.Popen(
+        [*project.docker_compose_argv(), "exec", "-T", "db", "sh", "-c", insert_loop],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=project.docker.env,
+    )  # fmt: skip
+    try:
+        time.sleep(2)
+        rows_before = int(count())
+        done = project.persist("backup", "--name", "hot")
+        rows_after = int(count())
+        time.sleep(1)
+    finally:
+        writer.terminate()
+        output, _ = writer.communicate(timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "FAILED" not in output, output  # no query failed during the dump
+    assert rows_before > 0 and rows_after > rows_before, (rows_before, rows_after)
+    return done, rows_before, rows_after
+
+
 def test_a_hot_dump_is_consistent_restores_and_drills(project: ComposeProject) -> None:
     project.write(stack())
     project.compose("up", "-d", "--wait")
@@ -57,24 +83,11 @@ def test_a_hot_dump_is_consistent_restores_and_drills(project: ComposeProject) -
     before = started_at(project)
 
     # A client inserting a row every few milliseconds, one transaction each, all through the backup.
-    writer = subprocess.Popen(
-        [*project.docker_compose_argv(), "exec", "-T", "db", "sh", "-c",
-         'while true; do psql -U postgres -d app -qc "insert into t default values" || echo FAILED; done'],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=project.docker.env,
-    )  # fmt: skip
-    try:
-        time.sleep(2)
-        rows_before = int(psql(project, "select count(*) from t"))
-        done = project.persist("backup", "--name", "hot")
-        rows_after = int(psql(project, "select count(*) from t"))
-        time.sleep(1)
-    finally:
-        writer.terminate()
-        output, _ = writer.communicate(timeout=30)
-    assert done.returncode == 0, done.stderr
-    assert "FAILED" not in output, output  # no query failed during the dump
+    insert = 'while true; do psql -U postgres -d app -qc "insert into t default values" || echo FAILED; done'
+    done, rows_before, rows_after = backup_under_writes(
+        project, insert, lambda: psql(project, "select count(*) from t")
+    )
     assert started_at(project) == before  # never stopped, paused or restarted
-    assert rows_before > 0 and rows_after > rows_before, (rows_before, rows_after)
 
     # The snapshot holds the dump (a part of kind dump), not the volume's files.
     part = project.store / project.name / "hot" / "pgdata.dump.sql.zst"
@@ -208,22 +221,11 @@ def test_a_hot_mariadb_dump_is_consistent_restores_and_drills(project: ComposePr
     project.compose("up", "-d", "--wait")
     sql(project, "create database app; create table app.t (id bigint auto_increment primary key, at datetime(6))")
     before = started_at(project)
-    writer = subprocess.Popen(
-        [*project.docker_compose_argv(), "exec", "-T", "db", "sh", "-c",
-         'export MYSQL_PWD="$MARIADB_ROOT_PASSWORD"; while true; do '
-         'mariadb -uroot -e "insert into app.t (at) values (now(6))" || echo FAILED; done'],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=project.docker.env,
-    )  # fmt: skip
-    try:
-        time.sleep(2)
-        rows_before = int(sql(project, "select count(*) from app.t"))
-        done = project.persist("backup", "--name", "hot")
-        rows_after = int(sql(project, "select count(*) from app.t"))
-    finally:
-        writer.terminate()
-        output, _ = writer.communicate(timeout=30)
-    assert done.returncode == 0, done.stderr
-    assert "FAILED" not in output, output
+    insert = ('export MYSQL_PWD="$MARIADB_ROOT_PASSWORD"; while true; do '
+              'mariadb -uroot -e "insert into app.t (at) values (now(6))" || echo FAILED; done')  # fmt: skip
+    _, rows_before, rows_after = backup_under_writes(
+        project, insert, lambda: sql(project, "select count(*) from app.t")
+    )
     assert started_at(project) == before
     assert "it's-s3cret" not in (project.store / project.name / "hot" / "manifest.json").read_text()
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from docker_persist.actions.catalog import extract_into_volume, holds_exactly, read_manifest, unlock
@@ -48,6 +49,22 @@ def verify_commands(project: Project) -> dict[str, VerifyCommand]:
     return commands
 
 
+@contextlib.contextmanager
+def scratch_volume(engine: Engine, project: str) -> Iterator[str]:
+    """Within the block, a new volume for a drill to restore into, labelled as the project's scratch (so what a
+    killed drill leaves is removed by the next operation); removed after it."""
+    import secrets
+
+    from docker_persist.engine import LABEL_PROJECT
+
+    scratch = f"docker-persist-verify-{secrets.token_hex(6)}"
+    engine.create_volume(scratch, labels={LABEL_ROLE: "scratch", LABEL_PROJECT: project})
+    try:
+        yield scratch
+    finally:
+        engine.remove_volume(scratch, force=True)
+
+
 def _drill(
     engine: Engine,
     store: Store,
@@ -59,16 +76,12 @@ def _drill(
     identities: Sequence[Any] = (),
 ) -> str:
     """Restore one volume into a scratch volume and check it; return what passed. Raise on failure."""
-    import secrets
-
     from docker_persist.actions.quiesce import unescape_compose
     from docker_persist.engine import LABEL_PROJECT, ContainerSpec, VolumeMount
 
     # No separate check pass: the scratch volume holds nothing to protect, and the
     # extraction checks every entry and the stored file's sha256 itself.
-    scratch = f"docker-persist-verify-{secrets.token_hex(6)}"
-    engine.create_volume(scratch, labels={LABEL_ROLE: "scratch", LABEL_PROJECT: project})
-    try:
+    with scratch_volume(engine, project) as scratch:
         written = extract_into_volume(
             engine, store, project, manifest, record, scratch, progress, identities, "verify:extracting"
         )
@@ -97,8 +110,6 @@ def _drill(
                 )
             detail += f", verify command passed ({command.command})"
         return detail
-    finally:
-        engine.remove_volume(scratch, force=True)
 
 
 def _drill_dump(
@@ -106,12 +117,10 @@ def _drill_dump(
 ) -> str:
     """Load a dump into a container of its service's image on a scratch volume, and run the service's verify
     command in that container while the database runs; return what passed. Raise on failure."""
-    import secrets
 
     from docker_persist.actions.dumps import load_snapshot_dump, redact, tail
     from docker_persist.actions.quiesce import unescape_compose
     from docker_persist.core.dumps import dump_for_volume, dumped_volume
-    from docker_persist.engine import LABEL_PROJECT
 
     project, engine = ws.project, ws.engine
     spec = dump_for_volume(project, dumped_volume(record.key))
@@ -131,13 +140,9 @@ def _drill_dump(
                                  + (f" ({last})" if last else ""))  # fmt: skip
         passed.append(f", verify command passed ({command})")
 
-    scratch = f"docker-persist-verify-{secrets.token_hex(6)}"
-    engine.create_volume(scratch, labels={LABEL_ROLE: "scratch", LABEL_PROJECT: project.name})
-    try:
+    with scratch_volume(engine, project.name) as scratch:
         spec = load_snapshot_dump(ws, store, project.name, manifest, record, identities, scratch,
                                   "verify:extracting", then=check)  # fmt: skip
-    finally:
-        engine.remove_volume(scratch, force=True)
     return f"{record.key}: dump of {record.bytes} bytes loaded into {spec.service}'s image{''.join(passed)}"
 
 

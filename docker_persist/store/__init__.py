@@ -2,7 +2,8 @@
 
 `base` holds the protocols (`Store`, `PendingSnapshot`), the errors and the name rules; `local`
 is a folder of the local file system; `s3` an S3-compatible bucket, imported only for s3://
-URLs. The names of `base` are re-exported here.
+URLs; `restic` a restic repository (`restic:REPOSITORY`), imported only for those. The names of
+`base` are re-exported here.
 """
 
 from __future__ import annotations
@@ -55,21 +56,28 @@ STORE_BACKENDS: dict[str, Callable[[str, Mapping[str, str]], Store]] = {
 """Store backends by URL scheme; a plain path is the "file" backend."""
 
 
-def open_store(url: str | None, environ: Mapping[str, str]) -> Store:
+def open_store(url: str | None, environ: Mapping[str, str], password_file: str | None = None) -> Store:
     """Given a store URL (None for the default) and the environment, return the Store.
 
-    "file:///abs", "/abs" and "~/x" give a LocalStore. Raise ConfigError for anything else.
+    "file:///abs", "/abs" and "~/x" give a LocalStore, "s3://..." an S3Store, "restic:REPOSITORY" a
+    ResticStore (opened with `password_file` when the environment gives restic no password).
+    Raise ConfigError for anything else.
     """
     if url is None:
         return LocalStore(default_store_path(environ))
     if not url:
-        raise ConfigError("invalid store '': give a path, a file:/// URL or an s3:// URL")
+        raise ConfigError("invalid store '': give a path, a file:/// URL, an s3:// URL or restic:REPOSITORY")
+    if url.startswith("restic:"):
+        from docker_persist.store.restic import open_restic_store  # only restic: commands load it
+
+        return open_restic_store(url, environ, password_file)
     match = SCHEME.match(url)
     scheme = match.group(1).lower() if match else "file"
     backend = STORE_BACKENDS.get(scheme)
     if backend is None:
         known = ", ".join(f"{s}://" for s in STORE_BACKENDS)
         raise ConfigError(
-            f"invalid store {url!r}: unknown scheme {scheme!r}; a store is a local path or one of {known}"
+            f"invalid store {url!r}: unknown scheme {scheme!r}; a store is a local path, restic:REPOSITORY "
+            f"or one of {known}"
         )
     return backend(url, environ)

@@ -85,6 +85,8 @@ class Store(Protocol):
     """Where snapshots are kept. Names are checked before anything is touched."""
 
     url: str
+    deduplicates: bool
+    """True if the store finds what parts share itself (restic): parts are then written uncompressed."""
 
     def lock(self, project: str, timeout: float = 0.0) -> contextlib.AbstractContextManager[None]:
         """Return a context that holds the project's exclusive lock, waiting up to `timeout` seconds.
@@ -132,6 +134,11 @@ class Store(Protocol):
 
         Raise SnapshotNotFoundError if there is no such snapshot.
         """
+        ...
+
+    def reclaim(self) -> None:
+        """Free the space of the snapshots deleted so far, where `delete` leaves that for later (restic prune);
+        otherwise do nothing. Called once after a retention pass."""
         ...
 
 

@@ -69,6 +69,8 @@ _LOCK_HOLDER = re.compile(r"^(\d+) (\S+)\n?$")
 class LocalStore:
     """Snapshots in a folder of the local file system (see the module docstring for the layout)."""
 
+    deduplicates = False
+
     def __init__(self, root: str) -> None:
         if not os.path.isabs(root):
             raise ValueError(f"LocalStore needs an absolute path, got {root!r}")
@@ -214,6 +216,9 @@ class LocalStore:
             _fsync_dir(snapshot.parent)
         crash_point("forget:trashed")
         shutil.rmtree(trash, ignore_errors=True)
+
+    def reclaim(self) -> None:
+        """Nothing to do: a deleted snapshot's space is freed at once."""
 
     # Internals, shared with _LocalPending.
 

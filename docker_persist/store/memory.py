@@ -32,6 +32,8 @@ Files = dict[str, bytes]
 class MemoryStore:
     """Snapshots in memory: project -> snapshot name -> file name -> bytes."""
 
+    deduplicates = False
+
     def __init__(self, name: str = "test") -> None:
         self.url = f"memory://{name}"
         self.snapshots: dict[str, dict[str, Files]] = {}
@@ -117,6 +119,9 @@ class MemoryStore:
         self._call("delete")
         self._published(project, name)
         del self.snapshots[project][name]
+
+    def reclaim(self) -> None:
+        """Nothing to do: a deleted snapshot's space is freed at once."""
 
 
 class _Part(io.BytesIO):

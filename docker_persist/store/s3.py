@@ -364,6 +364,8 @@ def _make_client(location: S3Location, credentials: Credentials | None, timeout:
 class S3Store:
     """Snapshots in an S3 bucket (see the module docstring for the layout, the lock and the cleanup)."""
 
+    deduplicates = False
+
     def __init__(self, location: S3Location, credentials: Credentials | None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.location = location
         self.url = location.url
@@ -484,6 +486,9 @@ class S3Store:
             self.client.remove_object(self.location.bucket, prefix + MANIFEST_FILE)
         with contextlib.suppress(StoreError):
             self._remove_keys([prefix + k for k in self._list(prefix, doing)], doing)
+
+    def reclaim(self) -> None:
+        """Nothing to do: a deleted snapshot's space is freed at once."""
 
     # --- internals ------------------------------------------------------------------------------
 

@@ -579,7 +579,7 @@ def test_open_store_gives_local_stores(url: str | None, path: str) -> None:
     ("url", "message"),
     [
         ("s3://bucket/x?colour=blue", "unknown option 'colour'"),
-        ("ftp://host/x", "unknown scheme 'ftp'; a store is a local path or one of file://, s3://"),
+        ("ftp://host/x", "unknown scheme 'ftp'; a store is a local path, restic:REPOSITORY or one of file://, s3://"),
         ("relative/path", "the path must be absolute"),
         ("./x", "the path must be absolute"),
         ("~other/x", "the path must be absolute"),

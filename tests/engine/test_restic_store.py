@@ -1,0 +1,103 @@
+"""The store contract (tests/conformance.py) on a restic repository, with the real restic (Debian's).
+
+Each test gets a fresh repository: a copy of one made once per session with `restic init` (which
+spends seconds calibrating its key derivation). A second ResticStore on the same repository is the
+rival; the two handles' flocks exclude each other as two processes' would.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from docker_persist.errors import SnapshotNotFoundError
+from docker_persist.store import Store, StoreError
+from docker_persist.store.restic import ResticStore, open_restic_store
+
+pytest.register_assert_rewrite("tests.conformance")
+from tests.conformance import MANIFEST, PROJECT, StoreContract, data, publish, read_part, write_parts  # noqa: E402
+
+PASSWORD = "correct horse battery staple"
+
+
+def restic_environ(root: Path) -> dict[str, str]:
+    """restic's environment for a test: its password, and caches and locks under `root` (never $HOME)."""
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(root / "home"),
+        "XDG_CACHE_HOME": str(root / "cache"),
+        "XDG_STATE_HOME": str(root / "state"),
+        "RESTIC_PASSWORD": PASSWORD,
+    }
+
+
+@pytest.fixture(scope="session")
+def restic_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty restic repository, made once; tests copy it."""
+    if shutil.which("restic") is None:
+        pytest.fail("no restic on PATH: run tests/bed/testbed first (it installs Debian's restic)")
+    root = tmp_path_factory.mktemp("restic-template")
+    repository = root / "repo"
+    subprocess.run(["restic", "init", "-q", "-r", str(repository)], env=restic_environ(root), check=True)
+    return repository
+
+
+@pytest.fixture
+def restic_repository(restic_template: Path, tmp_path: Path) -> Path:
+    repository = tmp_path / "repo"
+    shutil.copytree(restic_template, repository)
+    return repository
+
+
+class TestResticStore(StoreContract):
+    large_part_bytes = 3 * (1 << 20) + 12_345
+
+    @pytest.fixture
+    def store(self, restic_repository: Path, tmp_path: Path) -> Iterator[Store]:
+        yield open_restic_store(f"restic:{restic_repository}", restic_environ(tmp_path))
+
+    @pytest.fixture
+    def rival(self, store: Store, restic_repository: Path, tmp_path: Path) -> Iterator[Store]:
+        yield open_restic_store(f"restic:{restic_repository}", restic_environ(tmp_path))
+
+    def contents(self, store: Store) -> list[str]:
+        """The path of every restic snapshot in the repository, docker-persist's or not (a replaced manifest is
+        a new restic snapshot at the same path: twice the path if the old one were left)."""
+        assert isinstance(store, ResticStore)
+        out = subprocess.run(["restic", "snapshots", "--json"], env=store.restic.env, capture_output=True, check=True)
+        return sorted(s["paths"][0] for s in json.loads(out.stdout or b"[]") or [])
+
+    def test_what_a_killed_run_left_is_never_visible_and_goes_with_the_next_lock(
+        self, store: Store, rival: Store
+    ) -> None:
+        """As the contract's, but the killed run's restic dies with it (kill -9 of the process group), leaving
+        its repository lock: a live restic would hold off `forget`, a dead one's lock is removed."""
+        publish(store, "old")
+        with store.lock(PROJECT):
+            before = self.contents(store)
+        with rival.lock(PROJECT):
+            dead = rival.begin(PROJECT, "s1")
+            write_parts(dead, {"dead.tar": b"a part of the killed run"})
+            unfinished = dead.open_part("dead-large.tar")
+            unfinished.write(data(self.large_part_bytes, 9))
+        process = unfinished.process  # type: ignore[attr-defined]
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert store.list_snapshots(PROJECT) == ["old"]
+        with pytest.raises(SnapshotNotFoundError):
+            store.read_manifest(PROJECT, "s1")
+        with store.lock(PROJECT):
+            assert self.contents(store) == before  # taking the lock removed the leftovers
+            pending = store.begin(PROJECT, "s1")
+            write_parts(pending, {"db.tar.zst": b"the next run"})
+            pending.publish(MANIFEST)
+        assert read_part(store, "s1", "db.tar.zst") == b"the next run"
+        with pytest.raises(StoreError):
+            read_part(store, "s1", "dead.tar")
+        subprocess.run(["restic", "check", "-q"], env=store.restic.env, check=True, capture_output=True)  # type: ignore[attr-defined]

@@ -1,0 +1,131 @@
+"""The restic store's rules that need no repository: finding restic, the password, messages, tags, times."""
+
+from __future__ import annotations
+
+import datetime
+import stat
+from pathlib import Path
+
+import pytest
+
+from docker_persist.errors import ConfigError
+from docker_persist.store import open_store
+from docker_persist.store.restic import (
+    Restic,
+    ResticLockedError,
+    _manifest_tags,
+    _when,
+    find_restic,
+    masked,
+)
+
+
+def fake_restic(tmp_path: Path, version_line: str, code: int = 0) -> str:
+    path = tmp_path / "restic"
+    path.write_text(f"#!/bin/sh\necho '{version_line}'\nexit {code}\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+def environ(tmp_path: Path, binary: str, **more: str) -> dict[str, str]:
+    return {"PATH": "/nonexistent", "HOME": str(tmp_path), "DOCKER_PERSIST_RESTIC": binary, **more}
+
+
+def test_a_missing_restic_says_how_to_install_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not on PATH: install it .*apt install restic"):
+        find_restic({"PATH": str(tmp_path)})
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "message"),
+    [
+        (
+            "restic 0.13.1 compiled with go1.18 on linux/amd64",
+            0,
+            r"restic 0\.13\.1 \(.*\) is too old: .*0\.14 or newer",
+        ),
+        ("not restic at all", 0, "does not answer `version` like restic"),
+        ("restic 0.16.0 compiled", 3, "does not answer `version` like restic"),
+    ],
+)
+def test_an_old_or_foreign_restic_is_refused_naming_what_was_found(
+    tmp_path: Path, line: str, code: int, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        find_restic(environ(tmp_path, fake_restic(tmp_path, line, code)))
+
+
+def test_restic_0_14_and_newer_are_taken(tmp_path: Path) -> None:
+    for version in ("0.14.0", "0.17.3", "1.0.0"):
+        folder = tmp_path / version
+        folder.mkdir()
+        binary = fake_restic(folder, f"restic {version} compiled with go1.22 on linux/amd64")
+        assert find_restic(environ(folder, binary)) == binary
+
+
+def test_a_repository_needs_a_password_from_somewhere(tmp_path: Path) -> None:
+    binary = fake_restic(tmp_path, "restic 0.14.0 compiled")
+    with pytest.raises(ConfigError, match="needs its password: set RESTIC_PASSWORD_FILE.*store_password_file"):
+        Restic("/srv/repo", environ(tmp_path, binary))
+    by_file = Restic("/srv/repo", environ(tmp_path, binary), password_file="/run/secrets/restic")
+    assert by_file.env["RESTIC_PASSWORD_FILE"] == "/run/secrets/restic"
+    assert by_file.env["RESTIC_REPOSITORY"] == "/srv/repo"
+    # The environment's own password wins over x-persist's file, as flags and variables win elsewhere.
+    by_env = Restic("/srv/repo", environ(tmp_path, binary, RESTIC_PASSWORD_COMMAND="pass show x"), "/f")
+    assert "RESTIC_PASSWORD_FILE" not in by_env.env
+
+
+def test_open_store_takes_restic_urls_and_refuses_an_empty_repository(tmp_path: Path) -> None:
+    binary = fake_restic(tmp_path, "restic 0.14.0 compiled")
+    store = open_store("restic:sftp:u@h:/srv/r", environ(tmp_path, binary, RESTIC_PASSWORD="x"))
+    assert store.url == "restic:sftp:u@h:/srv/r"
+    assert store.deduplicates
+    with pytest.raises(ConfigError, match="give a restic repository"):
+        open_store("restic:", environ(tmp_path, binary, RESTIC_PASSWORD="x"))
+
+
+def test_credentials_in_a_repository_string_are_masked() -> None:
+    assert masked("rest:https://user:s3cret@host:8000/repo") == "rest:https://user:***@host:8000/repo"
+    assert masked("s3:http://127.0.0.1:8333/bucket") == "s3:http://127.0.0.1:8333/bucket"
+    assert masked("/srv/restic") == "/srv/restic"
+
+
+@pytest.mark.parametrize(
+    ("stderr", "said"),
+    [
+        ("Fatal: wrong password or no key found\n", "wrong password for restic repository /r"),
+        (
+            "Fatal: unable to open config file: stat /r/config: no such file or directory\n"
+            "Is there a repository at the following location?\n/r\n",
+            "there is no restic repository /r; create one with `docker persist store init restic:/r`",
+        ),
+        ("Fatal: connection refused\n", "restic failed on restic repository /r: Fatal: connection refused"),
+    ],
+)
+def test_restic_failures_say_what_to_do(tmp_path: Path, stderr: str, said: str) -> None:
+    restic = Restic("/r", environ(tmp_path, fake_restic(tmp_path, "restic 0.14.0 x"), RESTIC_PASSWORD="p"))
+    error = restic.error("listing", 1, stderr)
+    assert said in str(error)
+    assert str(error).startswith("listing: ")
+
+
+def test_a_locked_repository_is_a_busy_error(tmp_path: Path) -> None:
+    restic = Restic("/r", environ(tmp_path, fake_restic(tmp_path, "restic 0.14.0 x"), RESTIC_PASSWORD="p"))
+    error = restic.error("forget", 1, "unable to create lock in backend: repository is already locked by PID 7\n")
+    assert isinstance(error, ResticLockedError)
+
+
+def test_restic_times_compare_across_offsets_and_precisions() -> None:
+    utc = _when("2026-11-30T22:39:05.220365914Z")
+    assert utc == datetime.datetime(2026, 11, 30, 22, 39, 5, 220365, tzinfo=datetime.timezone.utc)
+    assert _when("2026-11-30T23:39:05.5+01:00") > utc
+    assert _when("2026-11-30T22:39:05Z") < utc
+    assert _when("garbage").year == 1
+
+
+def test_a_manifest_tags_its_reason_and_pin_and_any_bytes_tag_nothing() -> None:
+    assert _manifest_tags(b'{"reason": "pre-down", "pinned": true}') == ("reason=pre-down", "pinned")
+    assert _manifest_tags(b'{"reason": "manual"}') == ("reason=manual",)
+    assert _manifest_tags(b'{"reason": "a,b"}') == ()  # a comma would split restic's tag list
+    assert _manifest_tags(b"\x00\xff not JSON") == ()
+    assert _manifest_tags(b"[1, 2]") == ()

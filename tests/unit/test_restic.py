@@ -32,7 +32,7 @@ def environ(tmp_path: Path, binary: str, **more: str) -> dict[str, str]:
 
 
 def test_a_missing_restic_says_how_to_install_it(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not on PATH: install it .*apt install restic"):
+    with pytest.raises(ConfigError, match=r"not on PATH: install it .*apt install restic"):
         find_restic({"PATH": str(tmp_path)})
 
 
@@ -65,7 +65,7 @@ def test_restic_0_14_and_newer_are_taken(tmp_path: Path) -> None:
 
 def test_a_repository_needs_a_password_from_somewhere(tmp_path: Path) -> None:
     binary = fake_restic(tmp_path, "restic 0.14.0 compiled")
-    with pytest.raises(ConfigError, match="needs its password: set RESTIC_PASSWORD_FILE.*store_password_file"):
+    with pytest.raises(ConfigError, match=r"needs its password: set RESTIC_PASSWORD_FILE.*store_password_file"):
         Restic("/srv/repo", environ(tmp_path, binary))
     by_file = Restic("/srv/repo", environ(tmp_path, binary), password_file="/run/secrets/restic")
     assert by_file.env["RESTIC_PASSWORD_FILE"] == "/run/secrets/restic"

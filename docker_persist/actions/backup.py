@@ -63,16 +63,26 @@ class PartFormat:
         return f"{key}{ARCHIVE_SUFFIXES[self.compression]}{SUFFIX if self.recipients else ''}"
 
 
-def part_format(project: Project, compression: str | None = None) -> PartFormat:
-    """Return how the project's snapshot parts are written (`compression` overrides x-persist's).
+def part_format(project: Project, store: Store, compression: str | None = None) -> PartFormat:
+    """Return how the project's snapshot parts are written into `store` (`compression` overrides x-persist's).
 
-    Raise ConfigError if x-persist.encrypt names a bad recipient or an unreadable file.
+    A store that deduplicates (restic) gets plain tar streams: it compresses them itself, and a
+    compressed or encrypted stream would share nothing with the last one. Raise ConfigError if
+    x-persist.encrypt names a bad recipient or an unreadable file, or asks for age on such a store.
     """
     recipients: tuple[Any, ...] = ()
     if project.policy.encrypt is not None:
+        if store.deduplicates:
+            raise ConfigError(
+                f"x-persist.encrypt cannot be used with {store.url}: a restic repository is always encrypted "
+                "with its password, and age would leave restic nothing to deduplicate; remove x-persist.encrypt, "
+                "or keep snapshots in another store"
+            )
         from docker_persist.streams.encryption import load_recipients
 
         recipients = tuple(load_recipients(project.policy.encrypt))
+    if store.deduplicates:
+        return PartFormat("none")
     return PartFormat(compression or project.policy.compression, recipients)
 
 
@@ -366,7 +376,7 @@ def backup(ws: Workspace, store: Store, request: BackupRequest, lock_timeout: fl
     keys = list(request.volume_keys) + volumes_for_services(project, request.services)
     volumes = select_volumes(project, keys)
     name = check_snapshot_name(request.name) if request.name else None
-    fmt = part_format(project, request.compression)
+    fmt = part_format(project, store, request.compression)
     selected = {v.key for v in volumes}
     dumps = [spec for spec in dump_specs(project) if spec.volume in selected] if request.quiesce else []
     with ws.journal.hold("backup", lock_timeout), store.lock(project.name, timeout=lock_timeout):

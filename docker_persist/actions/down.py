@@ -167,7 +167,7 @@ def backup_before_down(ws: Workspace, store: Store, plan: DownPlan, state: LiveS
     plans = [dataclasses.replace(p, consistency="stop") if p.service in dumped and p.consistency == "none" else p
              for p in plans]  # fmt: skip
     containers = {c.name: c for c in state.containers}
-    fmt = part_format(project)
+    fmt = part_format(project, store)
     name = unique_automatic_name(store, project.name, "pre-down")
     pending = store.begin(project.name, name)
     try:

@@ -57,9 +57,11 @@ def forget(store: Store, project: str, policy: KeepPolicy, dry_run: bool) -> For
         catalog = read_catalog(store, project)
         decisions = plan_catalog(catalog, policy)
         if not dry_run:
-            for decision in decisions:
-                if not decision.keep:
-                    store.delete(project, decision.snapshot.name)
+            removed = [d.snapshot.name for d in decisions if not d.keep]
+            for name in removed:
+                store.delete(project, name)
+            if removed:
+                store.reclaim()
     return ForgetResult(tuple(decisions), catalog.damaged)
 
 
@@ -85,4 +87,5 @@ def forget_names(store: Store, project: str, names: Sequence[str], dry_run: bool
         if not dry_run:
             for name in dict.fromkeys(names):
                 store.delete(project, name)
+            store.reclaim()
     return list(dict.fromkeys(names))

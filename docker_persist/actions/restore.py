@@ -275,7 +275,7 @@ def restore(
     """
     project = ws.project
     resolved = resolved or resolve_restore(store, project, request)
-    fmt = part_format(project)  # for the undo snapshot: a bad x-persist.encrypt fails now
+    fmt = part_format(project, store)  # for the undo snapshot: a bad x-persist.encrypt fails now
     source = request.from_project or project.name
     with ws.journal.hold("restore", LOCK_TIMEOUT), store.lock(project.name, timeout=LOCK_TIMEOUT):
         resume = _resumable(ws.journal.read().operation, _target_names(project, resolved, request))

@@ -63,6 +63,7 @@ class ProjectPolicy:
     """Project-wide `x-persist` (top level)."""
 
     store: str | None = None
+    store_password_file: str | None = None  # a restic store's password, when the environment gives none
     compression: str = "zstd"
     keep: KeepPolicy | None = None
     on_down: str = "backup"
@@ -267,13 +268,15 @@ def build_encrypt_policy(raw: Any, working_dir: str) -> EncryptPolicy | None:
     """Return the EncryptPolicy for an `encrypt:` mapping; a relative recipients_file is under working_dir."""
     if not isinstance(raw, Mapping):
         return None
-    path = raw.get("recipients_file")
     return EncryptPolicy(
         recipients=_strings(raw.get("recipients")),
-        recipients_file=None
-        if path is None
-        else os.path.normpath(os.path.join(working_dir, os.path.expanduser(str(path)))),
+        recipients_file=_path_under(working_dir, raw.get("recipients_file")),
     )
+
+
+def _path_under(working_dir: str, path: Any) -> str | None:
+    """Return a file named in x-persist: `~` expanded, a relative one under the project's working_dir."""
+    return None if path is None else os.path.normpath(os.path.join(working_dir, os.path.expanduser(str(path))))
 
 
 def build_notify(raw: Any) -> tuple[NotifyTarget, ...] | None:
@@ -296,6 +299,7 @@ def build_project_policy(raw: Any, working_dir: str = ".") -> ProjectPolicy:
         return ProjectPolicy()
     return ProjectPolicy(
         store=raw.get("store"),
+        store_password_file=_path_under(working_dir, raw.get("store_password_file")),
         compression=raw.get("compression", "zstd"),
         keep=build_keep_policy(raw["keep"]) if isinstance(raw.get("keep"), Mapping) else None,
         on_down=raw.get("on_down", "backup"),

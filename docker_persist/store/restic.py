@@ -67,7 +67,8 @@ MIN_VERSION = (0, 14, 0)
 PASSWORD_VARIABLES = ("RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD_COMMAND", "RESTIC_PASSWORD")
 LOCK_POLL_SECONDS = 0.1
 REPOSITORY_LOCK_WAIT = 120.0
-"""How long a command waits for an exclusive lock another restic holds (a prune) before giving up."""
+"""How long a command waits, by default, for a lock another restic holds before giving up
+($DOCKER_PERSIST_RESTIC_LOCK_WAIT overrides it)."""
 FOREIGN_LEFTOVER_AGE = datetime.timedelta(days=1)
 """Leftovers written from another machine are removed only once this old: its run may be alive."""
 
@@ -150,15 +151,19 @@ class Restic:
                 "RESTIC_PASSWORD_COMMAND or RESTIC_PASSWORD, or x-persist.store_password_file"
             )
         self.env = env
+        try:
+            self.lock_wait = float(environ.get("DOCKER_PERSIST_RESTIC_LOCK_WAIT") or REPOSITORY_LOCK_WAIT)
+        except ValueError:
+            raise ConfigError("DOCKER_PERSIST_RESTIC_LOCK_WAIT must be a number of seconds") from None
 
     def argv(self, *args: str) -> list[str]:
         return [self.binary, *args]
 
-    def run(self, *args: str, what: str, wait: float = REPOSITORY_LOCK_WAIT) -> bytes:
+    def run(self, *args: str, what: str, wait: float | None = None) -> bytes:
         """Run `restic ARGS`; return its standard output. Wait for a repository another restic holds
         (a prune; or any other run, for a command that locks exclusively, as forget does) up to `wait`
         seconds, removing the locks of killed restics once; raise ResticError on failure."""
-        deadline = time.monotonic() + wait
+        deadline = time.monotonic() + (self.lock_wait if wait is None else wait)
         unlocked = False
         while True:
             try:
@@ -333,16 +338,23 @@ class ResticStore:
                             "wait for it to finish"
                         ) from None
                     time.sleep(LOCK_POLL_SECONDS)
+            # A holder that ended normally emptied the file: one that says who held it was killed, and
+            # the restic it ran may have left its own lock in the repository.
+            killed = bool(os.pread(fd, 100, 0).strip())
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
             self._held[project] = 1
             try:
+                if killed:
+                    self.restic.run("unlock", what="removing the locks a killed restic left (restic unlock)", wait=0)
                 self._remove_leftovers(project)
                 yield
             finally:
                 del self._held[project]
                 self._cache.pop(project, None)
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
         finally:
             os.close(fd)
 
@@ -373,7 +385,7 @@ class ResticStore:
             except ResticLockedError as error:
                 log.info("left for later: %s", error)
 
-    def forget(self, project: str, ids: Sequence[str], what: str, wait: float = REPOSITORY_LOCK_WAIT) -> None:
+    def forget(self, project: str, ids: Sequence[str], what: str, wait: float | None = None) -> None:
         """`restic forget` the restic snapshots `ids` of the project."""
         self.restic.run("forget", *ids, what=what, wait=wait)
         if project in self._cache:

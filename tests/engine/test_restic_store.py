@@ -66,6 +66,20 @@ class TestResticStore(StoreContract):
     def rival(self, store: Store, restic_repository: Path, tmp_path: Path) -> Iterator[Store]:
         yield open_restic_store(f"restic:{restic_repository}", restic_environ(tmp_path))
 
+    # Names are checked by the rules all stores share (tests/unit runs every bad name on the local store);
+    # here a few of each, as every restic run costs half a second of key derivation.
+    @pytest.mark.parametrize("name", ["../x", "a/b", "x" * 129])
+    def test_an_invalid_snapshot_name_is_refused_before_anything_is_touched(self, store: Store, name: str) -> None:
+        super().test_an_invalid_snapshot_name_is_refused_before_anything_is_touched(store, name)
+
+    @pytest.mark.parametrize("filename", ["../x", "manifest.json", "with space"])
+    def test_an_invalid_part_name_is_refused_before_anything_is_touched(self, store: Store, filename: str) -> None:
+        super().test_an_invalid_part_name_is_refused_before_anything_is_touched(store, filename)
+
+    @pytest.mark.parametrize("project", ["../x", "Shop", "x\n"])
+    def test_an_invalid_project_name_is_refused_before_anything_is_touched(self, store: Store, project: str) -> None:
+        super().test_an_invalid_project_name_is_refused_before_anything_is_touched(store, project)
+
     def contents(self, store: Store) -> list[str]:
         """The path of every restic snapshot in the repository, docker-persist's or not (a replaced manifest is
         a new restic snapshot at the same path: twice the path if the old one were left)."""

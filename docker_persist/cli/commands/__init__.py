@@ -155,6 +155,12 @@ def _projects() -> Command:
     return projects.COMMAND
 
 
+def _store() -> Command:
+    from docker_persist.cli.commands import store
+
+    return store.COMMAND
+
+
 def _ls() -> Command:
     from docker_persist.cli.commands import ls
 
@@ -187,6 +193,7 @@ COMMANDS: dict[str, Entry] = {
         Entry("ls", "List the files in a snapshot, without restoring it", _ls),
         Entry("diff", "Show what was added, removed and changed between two snapshots", _diff),
         Entry("projects", "List the projects a store holds snapshots of", _projects),
+        Entry("store", "Create a restic repository (init), or have restic check it (check)", _store),
         Entry("restore", "Restore volumes from a snapshot by name", _restore),
         Entry("verify", "Run a restore drill and compare content digests", _verify),
         Entry("forget", "Remove snapshots by a retention policy", _forget),

@@ -213,12 +213,20 @@ def identity_path(context: Context, args: argparse.Namespace) -> str | None:
     return identity_file(getattr(args, "identity", None), context.env.environ)
 
 
+def store_url(context: Context, args: argparse.Namespace, project: Project) -> str | None:
+    """Return the snapshot store's URL: --store, then DOCKER_PERSIST_STORE, then x-persist.store (None: the default)."""
+    return getattr(args, "store", None) or context.env.environ.get("DOCKER_PERSIST_STORE") or project.policy.store
+
+
 def open_project_store(context: Context, args: argparse.Namespace, project: Project) -> Store:
-    """Return the snapshot store: --store, then DOCKER_PERSIST_STORE, then x-persist.store, then the default."""
+    """Return the snapshot store: --store, then DOCKER_PERSIST_STORE, then x-persist.store, then the default.
+
+    A restic store takes x-persist.store_password_file when the environment gives restic no password.
+    """
     from docker_persist.store import open_store
 
-    url = getattr(args, "store", None) or context.env.environ.get("DOCKER_PERSIST_STORE") or project.policy.store
-    return open_store(url, context.env.environ)
+    url = store_url(context, args, project)
+    return open_store(url, context.env.environ, project.policy.store_password_file)
 
 
 def make_progress(context: Context) -> Progress:

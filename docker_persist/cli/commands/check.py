@@ -14,6 +14,7 @@ from docker_persist.cli.commands.base import (
     check_format,
     layer_threshold,
     read_live_state,
+    store_url,
 )
 from docker_persist.cli.context import Context
 from docker_persist.cli.helpformat import ROOT, DockerArgumentParser
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
     options = CheckOptions(
         layer_threshold=threshold,
         engine_read=not args.static,
-        encrypt_problem=encrypt_problem(project),
+        encrypt_problem=encrypt_problem(project, store_url(context, args, project)),
         notify_problems=notify_problems(project, reach=not args.static),
     )
     findings = run_rules(project, state, options)
@@ -132,10 +133,16 @@ def notify_problems(project: Project, reach: bool) -> tuple[tuple[str, str, str,
     return tuple(problems)
 
 
-def encrypt_problem(project: Project) -> str | None:
-    """Return why x-persist.encrypt's recipients cannot be loaded, or None (also when there is no encrypt)."""
+def encrypt_problem(project: Project, store: str | None = None) -> str | None:
+    """Return why x-persist.encrypt cannot be used (recipients that cannot be loaded, or a restic `store`),
+    or None (also when there is no encrypt)."""
     if project.policy.encrypt is None:
         return None
+    if store is not None and store.startswith("restic:"):
+        return (
+            "a restic repository is always encrypted with its password, and age would leave restic nothing to "
+            "deduplicate; remove x-persist.encrypt, or keep snapshots in another store"
+        )
     from docker_persist.streams.encryption import load_recipients
 
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from docker_persist.cli.commands.base import (
@@ -27,6 +28,11 @@ from docker_persist.errors import ExitStatus, UsageError
 def add_arguments(parser: DockerArgumentParser) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME", help=argparse.SUPPRESS)
     parser.add_argument("--all", action="store_true", help="Verify every snapshot (default: the latest)")
+    parser.add_argument(
+        "--read-data-subset",
+        metavar="string",
+        help="restic stores: also run restic check, reading this share of the repository back (1/5, 10%%, 500M)",
+    )
     add_identity_flag(parser)
     add_store_flag(parser)
     add_project_flags(parser)
@@ -43,6 +49,8 @@ def run(args: argparse.Namespace, context: Context) -> int:
     pending = PendingProject(context, args)
     project = pending.wait_for_store()
     store = open_project_store(context, args, project)
+    if args.read_data_subset and not store.deduplicates:
+        raise UsageError(f"--read-data-subset is for restic stores; {store.url} is not one", f"{ROOT} verify")
     names = list(args.names) or store.list_snapshots(project.name)
     if not names:
         raise UsageError(f"project {project.name!r} has no snapshots to verify in {store.url}", f"{ROOT} verify")
@@ -61,6 +69,13 @@ def run(args: argparse.Namespace, context: Context) -> int:
             results = verify(make_workspace(context, pending, project, progress), store, names, identity)
         finally:
             progress.done()
+        if args.read_data_subset:
+            from docker_persist.store.restic import ResticStore
+
+            assert isinstance(store, ResticStore)
+            store.check(args.read_data_subset)  # a failure raises, and is reported as the verify's
+            checked = f"restic check --read-data-subset={args.read_data_subset}: no errors"
+            results = [(n, dataclasses.replace(v, detail=f"{v.detail}; {checked}")) for n, v in results]
         report.volumes = tuple(dict.fromkeys(key for _, v in results for key in v.volumes)) or report.volumes
         report.snapshot = ", ".join(name for name, _ in results)
         failed = [f"{name}: {v.detail}" for name, v in results if not v.ok]

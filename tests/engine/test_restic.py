@@ -1,0 +1,365 @@
+"""restic repositories as snapshot stores, through the real CLI, with Debian's restic on real backends.
+
+Backends, all on loopback: a local repository; S3 on the test bed's SeaweedFS; SFTP to an sshd the
+test starts on 127.0.0.1 with a key it makes; rclone's `local` backend. On each: backup,
+snapshots, restore by name (compared by an independent listing), verify, forget with a policy,
+and copy native -> restic -> native. Then what goes wrong: a wrong password, a missing
+repository, an unreachable backend, a repository locked by another restic, and kill -9 in the
+middle of a backup. And a snapshot restored with the restic CLI and GNU tar alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from minio import Minio
+
+from tests.bed.seaweed import ACCESS_KEY, CREDENTIALS, SECRET_KEY
+from tests.engine.conftest import ComposeProject, DockerCLI
+from tests.engine.test_s3 import plugin_children
+from tests.engine.test_snapshots import DESTROY_SCRIPT, FILL_SCRIPT, ONE_VOLUME, busybox, snapshot_listing
+
+PASSWORD = "restic test password"
+
+
+class Repository:
+    """A restic repository a test uses as its project's store, and the restic CLI on it."""
+
+    def __init__(self, project: ComposeProject, url: str, env: dict[str, str]) -> None:
+        self.project = project
+        self.url = url  # restic:REPOSITORY
+        password = project.directory.parent / "restic-password"
+        password.write_text(PASSWORD + "\n")
+        self.env = {"RESTIC_PASSWORD_FILE": str(password), **env}
+
+    def persist(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        done = self.project.persist(*args, env={"DOCKER_PERSIST_STORE": self.url, **self.env, **(env or {})})
+        assert PASSWORD not in done.stdout + done.stderr
+        assert "Traceback" not in done.stderr, done.stderr
+        return done
+
+    def store(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """`docker persist store ARGS` (a command with no project)."""
+        done = self.project.docker.run("persist", "store", *args, env={**self.env, **(env or {})})
+        assert "Traceback" not in done.stderr, done.stderr
+        return done
+
+    def restic(self, *args: str, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+        environ = {**self.project.docker.env, **self.env, "RESTIC_REPOSITORY": self.url.removeprefix("restic:")}
+        done = subprocess.run(["restic", *args], env=environ, capture_output=True, timeout=300, **kwargs)  # type: ignore[call-overload]
+        if check:
+            assert done.returncode == 0, done.stderr.decode()
+        return done  # type: ignore[no-any-return]
+
+    def names(self) -> list[str]:
+        done = self.persist("snapshots", "--format", "json")
+        assert done.returncode == 0, done.stdout + done.stderr
+        return sorted(row["name"] for row in json.loads(done.stdout)["snapshots"])
+
+    def restic_snapshots(self) -> list[dict[str, object]]:
+        listed = json.loads(self.restic("snapshots", "--json").stdout or b"[]") or []
+        return listed  # type: ignore[no-any-return]
+
+
+def scenario(repo: Repository, project: ComposeProject, docker: DockerCLI) -> None:
+    """Backup, snapshots, restore by name, verify, forget with a policy, copy native -> restic -> native."""
+    done = repo.store("init", repo.url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    project.write(ONE_VOLUME)
+    project.compose("up", "-d", "--wait")
+    volume = f"{project.name}_data"
+    busybox(docker, volume, FILL_SCRIPT)
+    before = snapshot_listing(docker, volume)
+
+    for name in ("first", "second"):
+        done = repo.persist("backup", "--name", name)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert repo.names() == ["first", "second"]
+    tags = {tuple(sorted(s["tags"])) for s in repo.restic_snapshots()}  # type: ignore[arg-type]
+    for part in ("data.tar", "data.index.zst"):
+        assert any(f"part={part}" in t and f"project={project.name}" and "snapshot=first" in t for t in tags), tags
+    assert any("part=manifest.json" in t and "reason=manual" in t for t in tags), tags
+
+    busybox(docker, volume, DESTROY_SCRIPT)
+    done = repo.persist("restore", "first", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert snapshot_listing(docker, volume) == before
+
+    done = repo.persist("verify", "second")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "second: ok" in done.stdout, done.stdout
+
+    native = project.directory.parent / "native"
+    done = repo.persist("copy", "second", "--to", str(native))
+    assert done.returncode == 0, done.stdout + done.stderr
+    back = project.directory.parent / "native-again"
+    done = project.persist("copy", "second", "--to", repo.url, env={**repo.env, "DOCKER_PERSIST_STORE": str(native)})
+    assert done.returncode == 1, done.stdout + done.stderr  # the restic store has it already
+    assert "already has snapshot 'second'" in done.stderr, done.stderr
+    done = project.persist("backup", "--name", "native-only", env={"DOCKER_PERSIST_STORE": str(native)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = project.persist(
+        "copy", "native-only", "--to", repo.url, env={**repo.env, "DOCKER_PERSIST_STORE": str(native)}
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = repo.persist("copy", "native-only", "--to", str(back))
+    assert done.returncode == 0, done.stdout + done.stderr
+    busybox(docker, volume, DESTROY_SCRIPT)
+    done = project.persist("restore", "native-only", "--yes", env={"DOCKER_PERSIST_STORE": str(back)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert snapshot_listing(docker, volume) == before
+
+    names = repo.names()
+    done = repo.persist("forget", "--keep-last", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    kept = repo.names()
+    # The newest, and the newest verified one (second), stay; the undo snapshot counts apart.
+    assert [n for n in names if n not in kept] == ["first"], (names, kept)
+    paths = {s["paths"][0] for s in repo.restic_snapshots()}  # type: ignore[index]
+    assert not [p for p in paths if "/first/" in p], paths  # its parts went too
+    assert len(paths) == 3 * len(kept), paths
+    repo.restic("check")
+
+
+@pytest.fixture
+def local_repo(project: ComposeProject) -> Repository:
+    return Repository(project, f"restic:{project.directory.parent / 'restic-repo'}", {})
+
+
+def test_a_local_restic_repository_is_a_store_for_every_command(
+    local_repo: Repository, project: ComposeProject, docker: DockerCLI
+) -> None:
+    scenario(local_repo, project, docker)
+
+
+def test_a_restic_snapshot_restores_with_the_restic_cli_and_tar_alone(
+    local_repo: Repository, project: ComposeProject, docker: DockerCLI
+) -> None:
+    assert local_repo.store("init", local_repo.url).returncode == 0
+    project.write(ONE_VOLUME)
+    project.compose("up", "-d", "--wait")
+    volume = f"{project.name}_data"
+    busybox(docker, volume, FILL_SCRIPT)
+    before = snapshot_listing(docker, volume)
+    assert local_repo.persist("backup", "--name", "by-hand").returncode == 0
+
+    # What the README shows: find the snapshot by its tags, dump its tar, extract it with GNU tar.
+    target = f"{project.name}_by-hand"
+    docker.run("volume", "create", target, check=True)
+    try:
+        mountpoint = docker.run("volume", "inspect", "-f", "{{.Mountpoint}}", target, check=True).stdout.strip()
+        listed = json.loads(
+            local_repo.restic("snapshots", "--json", "--tag", f"project={project.name},snapshot=by-hand").stdout
+        )
+        assert {s["paths"][0].rsplit("/", 1)[1] for s in listed} == {"data.tar", "data.index.zst", "manifest.json"}
+        dump = subprocess.Popen(
+            ["restic", "dump", "--tag", f"project={project.name},snapshot=by-hand,part=data.tar", "latest",
+             f"/docker-persist/{project.name}/by-hand/data.tar"],
+            env={**docker.env, **local_repo.env, "RESTIC_REPOSITORY": local_repo.url.removeprefix("restic:")},
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        subprocess.run(["tar", "-x", "--numeric-owner", "--same-owner", "-p", "--xattrs", "-C", mountpoint],
+                       stdin=dump.stdout, check=True)  # fmt: skip
+        assert dump.wait() == 0
+        assert snapshot_listing(docker, target) == before
+    finally:
+        docker.run("volume", "rm", "-f", target)
+
+
+def test_restic_failures_are_clear_and_change_nothing(
+    local_repo: Repository, project: ComposeProject, docker: DockerCLI
+) -> None:
+    project.write(ONE_VOLUME)
+    project.compose("up", "-d", "--wait")
+    busybox(docker, f"{project.name}_data", "echo data > /d/file")
+
+    done = local_repo.persist("backup", "--name", "nope")  # no repository: never made implicitly
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "there is no restic repository" in done.stderr and "docker persist store init" in done.stderr, done.stderr
+    assert not Path(local_repo.url.removeprefix("restic:")).exists()
+
+    assert local_repo.store("init", local_repo.url).returncode == 0
+    done = local_repo.store("init", local_repo.url)
+    assert done.returncode == 1, done.stdout + done.stderr  # an existing repository is not made again
+
+    done = local_repo.persist("backup", "--name", "wrong", env={"RESTIC_PASSWORD_FILE": "", "RESTIC_PASSWORD": "bad"})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "wrong password" in done.stderr, done.stderr
+    assert "bad" not in done.stderr.replace("bad password", "")
+
+    done = local_repo.persist("backup", "--name", "x", env={"DOCKER_PERSIST_RESTIC": "/nonexistent/restic"})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "cannot run restic (/nonexistent/restic)" in done.stderr and "apt install restic" in done.stderr
+
+    port = free_port()
+    unreachable = Repository(project, f"restic:sftp:nobody@127.0.0.1:{port}/repo", {})
+    done = unreachable.persist("backup", "--name", "nope")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "restic failed on restic repository sftp:" in done.stderr, done.stderr
+
+    # Another restic holds the repository (a backup of its own, its input held open): forget waits, then
+    # says who holds it; the backup, which shares the lock, goes on.
+    assert local_repo.persist("backup", "--name", "one").returncode == 0
+    holder = subprocess.Popen(
+        ["restic", "backup", "--stdin", "--stdin-filename", "other.bin"],
+        env={**docker.env, **local_repo.env, "RESTIC_REPOSITORY": local_repo.url.removeprefix("restic:")},
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        time.sleep(3)  # restic has taken its lock
+        done = local_repo.persist("forget", "one", env={"DOCKER_PERSIST_RESTIC_LOCK_WAIT": "2"})
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "is locked by another restic" in done.stderr, done.stderr
+        assert local_repo.names() == ["one"]
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    done = local_repo.persist("forget", "one")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert local_repo.names() == []
+
+
+def test_a_backup_killed_mid_stream_leaves_nothing_visible_and_the_repository_sound(
+    local_repo: Repository, project: ComposeProject, docker: DockerCLI
+) -> None:
+    assert local_repo.store("init", local_repo.url).returncode == 0
+    project.write(ONE_VOLUME)
+    project.compose("up", "-d", "--wait")
+    volume = f"{project.name}_data"
+    busybox(docker, volume, "dd if=/dev/urandom of=/d/random.bin bs=1M count=300 2>/dev/null")
+    command = ["docker", "persist", "backup", "--name", "killed", "-f", str(project.file), "-p", project.name]
+    env = {**docker.env, **local_repo.env, "DOCKER_PERSIST_STORE": local_repo.url}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not restic_running(process.pid):  # restic is reading the tar stream: kill everything
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "restic did not start within 120 s"
+            time.sleep(0.05)
+        time.sleep(1.0)
+        for pid in descendants(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode != 0
+    assert local_repo.names() == []
+
+    project.compose("up", "-d", "--wait")
+    done = local_repo.persist("backup", "--name", "after")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert local_repo.names() == ["after"]
+    paths = sorted(s["paths"][0] for s in local_repo.restic_snapshots())  # type: ignore[index]
+    assert [p.rsplit("/", 2)[1] for p in paths] == ["after"] * 3, paths  # the killed run's parts are gone
+    local_repo.restic("check")
+    assert local_repo.persist("verify", "after").returncode == 0
+
+
+def descendants(pid: int) -> list[int]:
+    found, frontier = [], [pid]
+    while frontier:
+        children = plugin_children(frontier.pop())
+        found += children
+        frontier += children
+    return found
+
+
+def restic_running(pid: int) -> bool:
+    for child in descendants(pid):
+        try:
+            if Path(f"/proc/{child}/comm").read_text().strip() == "restic":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- other backends --------------------------------------------------------------------------------
+
+
+def test_a_restic_repository_on_s3(project: ComposeProject, docker: DockerCLI, seaweed: str) -> None:
+    bucket = f"dptest-{uuid.uuid4().hex[:12]}"
+    host = seaweed.split("://", 1)[1]
+    Minio(host, access_key=ACCESS_KEY, secret_key=SECRET_KEY, secure=False, region="us-east-1").make_bucket(bucket)
+    env = {**CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1"}
+    scenario(Repository(project, f"restic:s3:{seaweed}/{bucket}/restic", env), project, docker)
+
+
+@pytest.fixture
+def sshd(tmp_path: Path, docker: DockerCLI) -> Iterator[tuple[str, dict[str, str]]]:
+    """An sshd on 127.0.0.1 that lets in one key the test makes; yields (ssh host alias, extra environment)."""
+    binary = "/usr/sbin/sshd"
+    if not os.path.exists(binary):
+        pytest.fail("no /usr/sbin/sshd: run tests/bed/testbed first (it installs openssh-server)")
+    folder = tmp_path / "sshd"
+    folder.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "host")], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "client")], check=True)
+    shutil.copy(folder / "client.pub", folder / "authorized_keys")
+    port = free_port()
+    config = folder / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {folder / 'host'}\nPidFile {folder / 'pid'}\n"
+        f"AuthorizedKeysFile {folder / 'authorized_keys'}\nPasswordAuthentication no\nStrictModes no\n"
+        "Subsystem sftp internal-sftp\nPermitRootLogin prohibit-password\nUsePAM no\n"
+    )
+    os.makedirs("/run/sshd", exist_ok=True)
+    server = subprocess.Popen([binary, "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL)
+    # A user's ~/.ssh/config names the host; ssh reads the passwd entry's home, not $HOME, so the test's
+    # config is given by an `ssh` first on PATH, which restic runs.
+    alias = f"dptest-sftp-{port}"
+    (folder / "ssh_config").write_text(
+        f"Host {alias}\n  HostName 127.0.0.1\n  Port {port}\n  User root\n  IdentityFile {folder / 'client'}\n"
+        f"  StrictHostKeyChecking no\n  UserKnownHostsFile {folder / 'known_hosts'}\n  BatchMode yes\n"
+    )
+    bin_dir = folder / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "ssh"
+    wrapper.write_text(f'#!/bin/sh\nexec /usr/bin/ssh -F {folder / "ssh_config"} "$@"\n')
+    wrapper.chmod(0o755)
+    path = f"{bin_dir}:{docker.env.get('PATH', os.defpath)}"
+    try:
+        for _ in range(100):
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        yield alias, {"PATH": path}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_a_restic_repository_over_sftp(
+    project: ComposeProject, docker: DockerCLI, sshd: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    alias, env = sshd
+    scenario(Repository(project, f"restic:sftp:{alias}:{tmp_path / 'sftp-repo'}", env), project, docker)
+
+
+def test_a_restic_repository_through_rclone(project: ComposeProject, docker: DockerCLI, tmp_path: Path) -> None:
+    if shutil.which("rclone") is None:
+        pytest.fail("no rclone: run tests/bed/testbed first (it installs Debian's rclone)")
+    env = {"RCLONE_CONFIG_DPLOCAL_TYPE": "local", "RCLONE_CONFIG": str(tmp_path / "rclone.conf")}
+    scenario(Repository(project, f"restic:rclone:dplocal:{tmp_path / 'rclone-repo'}", env), project, docker)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,3 +130,38 @@ def test_a_manifest_tags_its_reason_and_pin_and_any_bytes_tag_nothing() -> None:
     assert _manifest_tags(b'{"reason": "a,b"}') == ()  # a comma would split restic's tag list
     assert _manifest_tags(b"\x00\xff not JSON") == ()
     assert _manifest_tags(b"[1, 2]") == ()
+
+
+def encrypted_project() -> Any:
+    from docker_persist.config.model import build_project
+
+    document = {"name": "shop", "services": {}, "x-persist": {"encrypt": {"recipients_file": "keys.txt"},
+                                                             "store_password_file": "secrets/restic"}}  # fmt: skip
+    return build_project(document, "/srv/shop")
+
+
+def test_age_on_a_restic_store_is_refused_by_backup_and_reported_by_check() -> None:
+    from docker_persist.actions.backup import part_format
+    from docker_persist.cli.commands.check import encrypt_problem
+    from docker_persist.store.memory import MemoryStore
+
+    project = encrypted_project()
+    assert project.policy.store_password_file == "/srv/shop/secrets/restic"  # under the project folder
+    store = MemoryStore()
+    store.deduplicates = True  # as a restic store says
+    with pytest.raises(ConfigError, match=r"x-persist\.encrypt cannot be used with memory://test: a restic"):
+        part_format(project, store)
+    problem = encrypt_problem(project, "restic:/srv/restic")
+    assert problem is not None and "always encrypted with its password" in problem
+
+
+def test_a_deduplicating_store_gets_plain_tar_whatever_x_persist_compression_says() -> None:
+    from docker_persist.actions.backup import part_format
+    from docker_persist.config.model import build_project
+    from docker_persist.store.memory import MemoryStore
+
+    project = build_project({"name": "shop", "services": {}, "x-persist": {"compression": "gzip"}}, "/srv/shop")
+    store = MemoryStore()
+    assert part_format(project, store).filename("data") == "data.tar.gz"
+    store.deduplicates = True
+    assert part_format(project, store, "zstd").filename("data") == "data.tar"

@@ -69,6 +69,8 @@ LOCK_POLL_SECONDS = 0.1
 REPOSITORY_LOCK_WAIT = 120.0
 """How long a command waits, by default, for a lock another restic holds before giving up
 ($DOCKER_PERSIST_RESTIC_LOCK_WAIT overrides it)."""
+READ_CACHE_SECONDS = 5.0
+"""How long a listing read outside the lock is reused by the same store object (one command)."""
 FOREIGN_LEFTOVER_AGE = datetime.timedelta(days=1)
 """Leftovers written from another machine are removed only once this old: its run may be alive."""
 
@@ -226,12 +228,23 @@ class ResticStore:
         # is read once and kept up to date with our own writes, which saves a restic run (its key
         # derivation alone costs half a second) per step.
         self._cache: dict[str, list[_Entry]] = {}
+        # Outside the lock, one command reads a listing many times in a row (a catalog reads every
+        # manifest): a listing is reused for READ_CACHE_SECONDS, and forgotten at our own writes.
+        self._read_cache: dict[str | None, tuple[float, list[_Entry]]] = {}
 
     # --- reading the repository ------------------------------------------------------------------
 
     def _entries(self, project: str | None = None) -> list[_Entry]:
         if project is not None and project in self._cache:
             return list(self._cache[project])
+        read = self._read_cache.get(project)
+        if read is not None and time.monotonic() - read[0] < READ_CACHE_SECONDS:
+            return list(read[1])
+        entries = self._list(project)
+        self._read_cache[project] = (time.monotonic(), entries)
+        return list(entries)
+
+    def _list(self, project: str | None) -> list[_Entry]:
         tags = TAG + (f",project={project}" if project else "")
         what = f"listing the snapshots of project {project!r}" if project else "listing the projects"
         out = self.restic.run("snapshots", "--json", "--tag", tags, what=what)
@@ -364,7 +377,7 @@ class ResticStore:
 
     def _remove_leftovers(self, project: str) -> None:
         """Forget what killed runs left: parts of a run with no manifest, and manifests replaced by newer ones."""
-        entries = self._entries(project)
+        entries = self._list(project)  # fresh: the listing kept while the lock is held starts here
         manifests = self._manifests(entries)
         live = set(self._live.values())
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -387,6 +400,7 @@ class ResticStore:
 
     def forget(self, project: str, ids: Sequence[str], what: str, wait: float | None = None) -> None:
         """`restic forget` the restic snapshots `ids` of the project."""
+        self._read_cache.clear()
         self.restic.run("forget", *ids, what=what, wait=wait)
         if project in self._cache:
             self._cache[project] = [e for e in self._cache[project] if e.id not in ids]
@@ -394,6 +408,7 @@ class ResticStore:
     def recorded(self, project: str, name: str, part: str, run: str, snapshot_id: str, empty: bool) -> None:
         """Note a restic snapshot we just made in the kept listing (restic's full id is not needed: forget
         and dump take the short one)."""
+        self._read_cache.clear()
         if project in self._cache:
             now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             path = f"{ROOT}/{project}/{name}/{part}"

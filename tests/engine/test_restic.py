@@ -363,3 +363,38 @@ def test_a_restic_repository_through_rclone(project: ComposeProject, docker: Doc
         pytest.fail("no rclone: run tests/bed/testbed first (it installs Debian's rclone)")
     env = {"RCLONE_CONFIG_DPLOCAL_TYPE": "local", "RCLONE_CONFIG": str(tmp_path / "rclone.conf")}
     scenario(Repository(project, f"restic:rclone:dplocal:{tmp_path / 'rclone-repo'}", env), project, docker)
+
+
+def test_the_provider_backs_up_to_a_restic_store_named_in_x_persist(docker: DockerCLI, project: ComposeProject) -> None:
+    """A plain `docker compose down -v` saves into the restic repository x-persist.store names, opened with
+    x-persist.store_password_file (relative to the project folder); `up` restores from it."""
+    from tests.engine.test_provider import WITH_PROVIDER, notes
+
+    repository = project.directory.parent / "restic-x-persist"
+    (project.directory / "restic-password").write_text(PASSWORD + "\n")
+    project.write(
+        WITH_PROVIDER.replace(
+            "volumes:\n  app_data:",
+            f"x-persist:\n  store: restic:{repository}\n  store_password_file: restic-password\nvolumes:\n  app_data:",
+        )
+    )
+    environ = {**docker.env, "RESTIC_PASSWORD": PASSWORD}
+    subprocess.run(["restic", "init", "-q", "-r", str(repository)], env=environ, check=True, capture_output=True)
+    volume = f"{project.name}_app_data"
+    compose = ["compose", "--project-directory", str(project.directory), "-f", str(project.file), "-p", project.name]
+    done = docker.run(*compose, "up", "-d", "--wait")
+    assert done.returncode == 0, done.stdout + done.stderr
+    app = project.compose("ps", "-q", "app").stdout.strip()
+    docker.run("exec", app, "sh", "-c", "echo precious > /data/notes.txt", check=True)
+
+    done = docker.run(*compose, "down", "-v")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert docker.run("volume", "inspect", volume).returncode != 0, "down -v removes the volume once it is saved"
+    listed = subprocess.run(["restic", "-r", str(repository), "snapshots", "--json", "--tag", "part=manifest.json"],
+                            env=environ, check=True, capture_output=True)  # fmt: skip
+    tags = [s["tags"] for s in json.loads(listed.stdout)]
+    assert len(tags) == 1 and "reason=pre-down" in tags[0] and f"project={project.name}" in tags[0], tags
+
+    done = docker.run(*compose, "up", "-d", "--wait")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert notes(docker, volume) == "precious"

@@ -165,3 +165,21 @@ def test_a_deduplicating_store_gets_plain_tar_whatever_x_persist_compression_say
     assert part_format(project, store).filename("data") == "data.tar.gz"
     store.deduplicates = True
     assert part_format(project, store, "zstd").filename("data") == "data.tar"
+
+
+def test_store_init_and_check_are_for_restic_stores_only(tmp_path: Path) -> None:
+    from tests.helpers import run_main
+
+    env = {"HOME": str(tmp_path), "PATH": "/nonexistent"}
+    result = run_main(["store", "init", "/var/backups/dp"], env)
+    assert result.exit_code == 2
+    assert "'/var/backups/dp' is not a restic store" in result.stderr
+    result = run_main(["store", "check"], env)
+    assert result.exit_code == 2
+    assert "name the store: docker persist store check restic:REPOSITORY" in result.stderr
+    result = run_main(["store", "init", "restic:/srv/r", "--read-data-subset", "10%"], env)
+    assert result.exit_code == 2
+    assert "--read-data-subset goes with `store check`" in result.stderr
+    result = run_main(["store", "init", "restic:/srv/r"], env)  # no restic on PATH
+    assert result.exit_code == 2
+    assert "restic stores need the restic program, which is not on PATH" in result.stderr

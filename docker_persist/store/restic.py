@@ -49,7 +49,7 @@ from typing import IO, Any, BinaryIO, cast
 
 from docker_persist.core.manifest import MANIFEST_FILE, check_snapshot_name, is_snapshot_name
 from docker_persist.errors import ConfigError
-from docker_persist.host.paths import state_dir
+from docker_persist.host.paths import cache_dir, state_dir
 from docker_persist.host.process import child_environ
 from docker_persist.store.base import (
     StoreError,
@@ -222,6 +222,9 @@ class ResticStore:
         self.host = socket.gethostname()
         self._locks_dir = os.path.join(state_dir(environ), "locks")
         self._repository_key = hashlib.sha256(repository.encode()).hexdigest()[:16]
+        # Manifests already read, by restic snapshot id: `snapshots` then runs one restic command, not one a
+        # snapshot. Keyed by repository too, so that no other repository's snapshot can answer.
+        self._manifest_cache = os.path.join(cache_dir(environ), "restic", self._repository_key)
         self._held: dict[str, int] = {}
         self._live: dict[tuple[str, str], str] = {}  # (project, name) -> run token of a live pending snapshot
         # While this store holds a project's lock, no other run on this machine writes to it: its listing
@@ -296,9 +299,50 @@ class ResticStore:
         return [e for e in entries if e.part == MANIFEST_FILE and is_snapshot_name(e.name) and _project_ok(e.project)]
 
     def read_manifest(self, project: str, name: str) -> bytes:
+        """Return a manifest's bytes: from this machine's cache when read before (a restic snapshot never
+        changes, and its id is the hash of what it holds), else with `restic dump`."""
         manifest, _ = self._published(project, name)
+        cached = self._cached_manifest(manifest.id)
+        if cached is not None:
+            return cached
         with self._dump(manifest, f"reading the manifest of snapshot {name!r}") as stream:
-            return stream.read()
+            content = stream.read()
+        self._cache_manifest(manifest.id, content)
+        return content
+
+    def _manifest_cache_path(self, snapshot_id: str) -> str | None:
+        if not re.fullmatch(r"[0-9a-f]{64}", snapshot_id):
+            return None  # a short id (one we just wrote) is not a key
+        return os.path.join(self._manifest_cache, f"{snapshot_id}.json")
+
+    def _cached_manifest(self, snapshot_id: str) -> bytes | None:
+        path = self._manifest_cache_path(snapshot_id)
+        if path is None:
+            return None
+        try:
+            with open(path, "rb") as handle:
+                digest, _, content = handle.read().partition(b"\n")
+        except OSError:
+            return None
+        # A file the disk damaged is read from the repository again.
+        return content if hashlib.sha256(content).hexdigest().encode() == digest else None
+
+    def _cache_manifest(self, snapshot_id: str, content: bytes) -> None:
+        """Keep a manifest read from the repository; a cache that cannot be written is only slower."""
+        path = self._manifest_cache_path(snapshot_id)
+        if path is None:
+            return
+        with contextlib.suppress(OSError):
+            os.makedirs(self._manifest_cache, mode=0o700, exist_ok=True)
+            staged = f"{path}.{secrets.token_hex(4)}.tmp"
+            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(hashlib.sha256(content).hexdigest().encode() + b"\n" + content)
+                os.replace(staged, path)
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(staged)
 
     def open_part(self, project: str, name: str, filename: str) -> BinaryIO:
         check_part_name(filename)

@@ -115,3 +115,30 @@ class TestResticStore(StoreContract):
         with pytest.raises(StoreError):
             read_part(store, "s1", "dead.tar")
         subprocess.run(["restic", "check", "-q"], env=store.restic.env, check=True, capture_output=True)  # type: ignore[attr-defined]
+
+
+def test_manifests_read_once_are_read_from_this_machine_s_cache(restic_repository: Path, tmp_path: Path) -> None:
+    """A restic snapshot never changes: a manifest read before costs no `restic dump`, and a damaged cache
+    file is read from the repository again."""
+    log = tmp_path / "calls.log"
+    wrapper = tmp_path / "restic-wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho "$1" >> {log}\nexec restic "$@"\n')
+    wrapper.chmod(0o755)
+    environ = {**restic_environ(tmp_path), "DOCKER_PERSIST_RESTIC": str(wrapper)}
+    writer = open_restic_store(f"restic:{restic_repository}", environ)
+    manifests = {f"s{n}": f'{{"n": {n}}}'.encode() for n in range(3)}
+    for name, manifest in manifests.items():
+        publish(writer, name, {"db.tar": name.encode()}, manifest)
+
+    def read_all() -> tuple[dict[str, bytes], list[str]]:
+        log.write_text("")
+        reader = open_restic_store(f"restic:{restic_repository}", environ)  # a new command
+        read = {name: reader.read_manifest(PROJECT, name) for name in reader.list_snapshots(PROJECT)}
+        return read, log.read_text().split()
+
+    assert read_all() == (manifests, ["snapshots", "dump", "dump", "dump"])
+    assert read_all() == (manifests, ["snapshots"])
+    cached = sorted((tmp_path / "cache" / "docker-persist" / "restic").rglob("*.json"))
+    assert len(cached) == 3
+    cached[0].write_bytes(cached[0].read_bytes()[:-3] + b"XYZ")  # damaged
+    assert read_all() == (manifests, ["snapshots", "dump"])

@@ -373,7 +373,12 @@ def test_a_hung_s3_server_fails_the_backup_in_bounded_time_and_the_service_comes
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     started = time.monotonic()
     try:
-        time.sleep(2.5)
+        # Hang the server once the upload is under way (a fixed delay raced a backup that finished sooner).
+        deadline = time.monotonic() + 120
+        while not s3.uploads():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no multipart upload started within 120 s"
+            time.sleep(0.05)
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
         _, err = process.communicate(timeout=240)

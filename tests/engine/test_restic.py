@@ -10,11 +10,9 @@ middle of a backup. And a snapshot restored with the restic CLI and GNU tar alon
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -27,7 +25,7 @@ from minio import Minio
 
 from tests.bed.seaweed import ACCESS_KEY, CREDENTIALS, SECRET_KEY
 from tests.engine.conftest import ComposeProject, DockerCLI
-from tests.engine.test_s3 import plugin_children
+from tests.engine.helpers import descendants, kill_plugin, start_persist, wait_for
 from tests.engine.test_snapshots import DESTROY_SCRIPT, FILL_SCRIPT, ONE_VOLUME, busybox, snapshot_listing
 
 PASSWORD = "restic test password"
@@ -239,20 +237,12 @@ def test_a_backup_killed_mid_stream_leaves_nothing_visible_and_the_repository_so
     project.compose("up", "-d", "--wait")
     volume = f"{project.name}_data"
     busybox(docker, volume, "dd if=/dev/urandom of=/d/random.bin bs=1M count=300 2>/dev/null")
-    command = ["docker", "persist", "backup", "--name", "killed", "-f", str(project.file), "-p", project.name]
-    env = {**docker.env, **local_repo.env, "DOCKER_PERSIST_STORE": local_repo.url}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start_persist(project, "backup", "--name", "killed",
+                            env={**local_repo.env, "DOCKER_PERSIST_STORE": local_repo.url})  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while not restic_running(process.pid):  # restic is reading the tar stream: kill everything
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "restic did not start within 120 s"
-            time.sleep(0.05)
+        wait_for(lambda: restic_running(process.pid), 120, "restic reading the tar stream", process)
         time.sleep(1.0)
-        for pid in descendants(process.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        process.communicate(timeout=60)
+        kill_plugin(process)  # the plugin, restic and the docker CLI, with -9
     finally:
         if process.poll() is None:
             process.kill()
@@ -268,15 +258,6 @@ def test_a_backup_killed_mid_stream_leaves_nothing_visible_and_the_repository_so
     assert [p.rsplit("/", 2)[1] for p in paths] == ["after"] * 3, paths  # the killed run's parts are gone
     local_repo.restic("check")
     assert local_repo.persist("verify", "after").returncode == 0
-
-
-def descendants(pid: int) -> list[int]:
-    found, frontier = [], [pid]
-    while frontier:
-        children = plugin_children(frontier.pop())
-        found += children
-        frontier += children
-    return found
 
 
 def restic_running(pid: int) -> bool:

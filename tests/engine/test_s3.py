@@ -23,7 +23,7 @@ from minio import Minio
 
 from tests.bed.seaweed import ACCESS_KEY, CREDENTIALS, SECRET_KEY
 from tests.engine.conftest import ComposeProject, DockerCLI
-from tests.engine.helpers import automatic
+from tests.engine.helpers import automatic, wait_for
 from tests.engine.test_snapshots import DESTROY_SCRIPT, FILL_SCRIPT, ONE_VOLUME, busybox, snapshot_listing
 
 
@@ -164,11 +164,8 @@ def test_a_backup_killed_mid_upload_leaves_no_snapshot_and_the_next_one_succeeds
         command, env={**docker.env, **s3.env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        deadline = time.monotonic() + 120
-        while not s3.uploads():  # a multipart upload is under way: kill the plugin in the middle of it
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "no multipart upload started within 120 s"
-            time.sleep(0.05)
+        # A multipart upload is under way: kill the plugin in the middle of it.
+        wait_for(lambda: bool(s3.uploads()), 120, "a multipart upload", process)
         plugins = plugin_children(process.pid)
         assert plugins, "the docker CLI has no plugin child"
         for pid in plugins:
@@ -374,11 +371,7 @@ def test_a_hung_s3_server_fails_the_backup_in_bounded_time_and_the_service_comes
     started = time.monotonic()
     try:
         # Hang the server once the upload is under way (a fixed delay raced a backup that finished sooner).
-        deadline = time.monotonic() + 120
-        while not s3.uploads():
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "no multipart upload started within 120 s"
-            time.sleep(0.05)
+        wait_for(lambda: bool(s3.uploads()), 120, "a multipart upload", process)
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
         _, err = process.communicate(timeout=240)

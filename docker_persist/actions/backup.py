@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import hashlib
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -22,6 +23,7 @@ from docker_persist.core.manifest import (
     ARCHIVE_SUFFIXES,
     FORMAT,
     SEALED_FORMAT,
+    TREE_SUFFIX,
     IndexRecord,
     Manifest,
     RootEntry,
@@ -169,7 +171,10 @@ def _archive_into(
 
 
 def index_filename(part: str) -> str:
-    """Return the file name of a part's file index: `data.tar.zst` -> `data.index.zst` (`.age` kept)."""
+    """Return the file name of a part's file index: `data.tar.zst` -> `data.index.zst` (`.age` kept), `data.tree`
+    -> `data.index.zst`."""
+    if part.endswith(TREE_SUFFIX):
+        return f"{part.removesuffix(TREE_SUFFIX)}.index.zst"
     key, _, rest = part.partition(".tar")
     return f"{key}.index.zst{'.age' if rest.endswith('.age') else ''}"
 
@@ -203,14 +208,79 @@ def backup_volume(
     live = engine.inspect_volume(volume.name)
     if live is None:
         raise PersistError(f"volume {volume.name!r} ({volume.key}) does not exist: nothing to back up")
-    filename = fmt.filename(volume.key)
-    try:
-        with engine.volume_archive(volume.name, project) as archive:
-            sink, summary, index = _archive_into(pending, filename, fmt, archive, f"{doing} {volume.key}", progress)
-    except UnrestorableError as error:
-        raise UnrestorableError(f"cannot back up volume {volume.key} ({volume.name}): {error}") from None
-    record = _volume_record(volume, live.driver, live.options, live.labels, filename, fmt, sink, summary, index)
+    folder = tree_source(engine, volume, pending, kind)
+    if folder is not None:
+        filename = f"{volume.key}{TREE_SUFFIX}"
+        summary, index = _tree_into(engine, project, volume, pending, folder, fmt, f"{doing} {volume.key}", progress)
+        stored = (EMPTY_SHA256, 0)
+    else:
+        filename = fmt.filename(volume.key)
+        try:
+            with engine.volume_archive(volume.name, project) as archive:
+                sink, summary, index = _archive_into(pending, filename, fmt, archive, f"{doing} {volume.key}", progress)
+        except UnrestorableError as error:
+            raise UnrestorableError(f"cannot back up volume {volume.key} ({volume.name}): {error}") from None
+        stored = (sink.sha256.hexdigest(), sink.size)
+    record = _volume_record(volume, live.driver, live.options, live.labels, filename, fmt, stored, summary, index)
     return dataclasses.replace(record, kind=kind)
+
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+"""The sha256 recorded for a folder part (see TREE_SUFFIX), which has no stored file of its own."""
+
+
+def tree_source(engine: Engine, volume: Volume, pending: PendingSnapshot, kind: str) -> str | None:
+    """Return the folder to hand to the store as a folder part (`<key>.tree`), or None to stream a tar.
+
+    Only a store that backs up folders itself (restic: file by file, unchanged files not read again), a
+    volume (not a bind folder, which a running service may write) whose files are on this machine, and
+    which no running container uses at that moment: the content digest is read beside restic, and both
+    must see the same files. A live volume goes as one tar stream, digest and data from one read.
+    """
+    if kind not in ("volume", "anonymous-volume") or getattr(pending, "start_tree", None) is None:
+        return None
+    folder = engine.host_path(volume.name)
+    if folder is None:
+        return None
+    if any(c.state in ("running", "restarting") for c in engine.containers_using_volume(volume.name)):
+        return None
+    return folder
+
+
+def _tree_into(
+    engine: Engine,
+    project: str,
+    volume: Volume,
+    pending: PendingSnapshot,
+    folder: str,
+    fmt: PartFormat,
+    label: str,
+    progress: Progress,
+) -> tuple[ArchiveSummary, BackgroundWriter]:
+    """Let the store back up `folder` itself while this process reads the volume's tar beside it for the
+    content digest, the counts and the file index; return the summary and the index's writer."""
+    import os
+
+    root = os.stat(folder)
+    writer = pending.start_tree(  # type: ignore[attr-defined]
+        f"{volume.key}{TREE_SUFFIX}", folder, (root.st_mode, root.st_uid, root.st_gid)
+    )
+    digester = TarDigester(check_safety=False, restorable=True, index=True)
+    try:
+        try:
+            with engine.volume_archive(volume.name, project) as archive:
+                for chunk in in_background(archive):
+                    digester.feed(chunk)
+                    progress(label, len(chunk))
+            summary = digester.finish()
+        except UnrestorableError as error:
+            raise UnrestorableError(f"cannot back up volume {volume.key} ({volume.name}): {error}") from None
+    except BaseException:
+        writer.kill()
+        raise
+    writer.close()
+    index = _write_index(pending, index_filename(f"{volume.key}{TREE_SUFFIX}"), fmt, digester)
+    return summary, index
 
 
 def backup_bind(
@@ -305,7 +375,9 @@ def backup_layer(
     filename = fmt.filename(key)
     archive = engine.container_layer_archive(container.id, paths)
     sink, summary, index = _archive_into(pending, filename, fmt, archive, f"back up {key}", progress)
-    record = _volume_record(Volume(key=key, name=container.name), "local", {}, {}, filename, fmt, sink, summary, index)
+    stored = (sink.sha256.hexdigest(), sink.size)
+    layer = Volume(key=key, name=container.name)
+    record = _volume_record(layer, "local", {}, {}, filename, fmt, stored, summary, index)
     return dataclasses.replace(record, kind="container-layer")
 
 
@@ -316,7 +388,7 @@ def _volume_record(
     labels: Mapping[str, str],
     filename: str,
     fmt: PartFormat,
-    sink: BackgroundWriter,
+    stored: tuple[str, int],
     summary: ArchiveSummary,
     index: BackgroundWriter,
 ) -> VolumeRecord:
@@ -329,8 +401,8 @@ def _volume_record(
         labels=dict(labels),
         file=filename,
         compression=fmt.compression,
-        archive_sha256=sink.sha256.hexdigest(),
-        archive_bytes=sink.size,
+        archive_sha256=stored[0],
+        archive_bytes=stored[1],
         content_digest=summary.digest,
         bytes=summary.bytes,
         files=summary.files,

@@ -57,6 +57,10 @@ MAX_VERIFICATIONS = 20
 """How many verification results a manifest keeps (the newest)."""
 ARCHIVE_SUFFIXES = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
 """A part's file name ends in the suffix of its compression (then `.age` if encrypted)."""
+TREE_SUFFIX = ".tree"
+"""A folder part (`<key>.tree`, restic stores only): restic backed up the volume's files itself. It has no stored
+file of its own (its record's size is 0, its sha256 that of no bytes); read, it is a tar of the files restic
+restores, and its content digest proves it exact."""
 COMPRESSIONS = tuple(ARCHIVE_SUFFIXES)
 assert COMPRESSIONS == COMPRESSION, "x-persist.compression and the manifest name the same compressions"
 

@@ -263,6 +263,12 @@ class Engine(Protocol):
         security.capability (the engine's archive API)."""
         ...
 
+    def host_path(self, volume: str, writable: bool = False) -> str | None:
+        """Return where the volume's files are on this machine, readable (and writable, if asked) by this
+        process, for a program that reads or fills a folder (restic); None if the engine is remote, the
+        driver keeps them elsewhere, or the local fast path is off."""
+        ...
+
     def extract_volume_archive(
         self, volume: str, project: str, root: tuple[int, int, int], tar_stream: Iterable[bytes]
     ) -> None:

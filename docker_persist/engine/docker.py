@@ -511,6 +511,11 @@ class DockerEngine:
 
         return local_volume_path(self, volume) is not None
 
+    def host_path(self, volume: str, writable: bool = False) -> str | None:
+        from docker_persist.engine.volumeio import local_volume_path
+
+        return local_volume_path(self, volume, writable)
+
     def extract_volume_archive(
         self, volume: str, project: str, root: tuple[int, int, int], tar_stream: Iterable[bytes]
     ) -> None:

@@ -405,6 +405,10 @@ class MemoryEngine:
         """Return True: the fake keeps what it is given."""
         return True
 
+    def host_path(self, volume: str, writable: bool = False) -> str | None:
+        """Return None: the fake's volumes live in memory, never in a folder."""
+        return None
+
     def extract_volume_archive(
         self, volume: str, project: str, root: tuple[int, int, int], tar_stream: Iterable[bytes]
     ) -> None:

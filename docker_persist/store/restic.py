@@ -42,12 +42,13 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any, BinaryIO, cast
 
-from docker_persist.core.manifest import MANIFEST_FILE, check_snapshot_name, is_snapshot_name
+from docker_persist.core.manifest import MANIFEST_FILE, TREE_SUFFIX, check_snapshot_name, is_snapshot_name
 from docker_persist.errors import ConfigError
 from docker_persist.host.paths import cache_dir, state_dir
 from docker_persist.host.process import child_environ
@@ -134,6 +135,7 @@ class _Entry:
     run: str
     path: str
     empty: bool = False  # restic cannot back up an empty stdin: an empty part is one byte, tagged `empty`
+    root: str = ""  # a tree part's root folder: "MODE-UID-GID" (MODE in octal), from its tag `root=`
 
 
 class Restic:
@@ -263,7 +265,7 @@ class ResticStore:
                 continue
             entries.append(_Entry(item["id"], str(item.get("time", "")), str(item.get("hostname", "")),
                                   found["project"], found["snapshot"], found["part"], found["run"], paths[0],
-                                  "empty" in found))  # fmt: skip
+                                  "empty" in found, found.get("root", "")))  # fmt: skip
         return entries
 
     @staticmethod
@@ -352,7 +354,48 @@ class ResticStore:
             raise StoreError(f"snapshot {name!r} of project {project!r} has no part {filename!r} in {self.url}")
         if part.empty:
             return io.BytesIO()
+        if is_tree_part(filename):
+            return self._staged_tree(part, f"reading {filename} of snapshot {name!r}")
         return self._dump(part, f"reading {filename} of snapshot {name!r}")
+
+    def _tree_entry(self, project: str, name: str, filename: str) -> _Entry:
+        _, parts = self._published(project, name)
+        part = next((p for p in reversed(parts) if p.part == filename), None)
+        if part is None or not is_tree_part(filename):
+            raise StoreError(f"snapshot {name!r} of project {project!r} has no folder part {filename!r} in {self.url}")
+        return part
+
+    def restore_tree(self, project: str, name: str, filename: str, directory: str) -> None:
+        """Restore a tree part (a volume's files, as `restic backup .` saw them) into `directory` with `restic
+        restore`: owners, modes, mtimes, hard links, symlinks, xattrs. The folder's own mode and owner are the
+        caller's to set (restic keeps none for the folder it was run in)."""
+        check_part_name(filename)
+        entry = self._tree_entry(project, name, filename)
+        self.restic.run("restore", entry.id, "--target", directory,
+                        what=f"restoring {filename} of snapshot {name!r}")  # fmt: skip
+
+    def _staged_tree(self, entry: _Entry, what: str) -> BinaryIO:
+        """Return a tree part as a tar stream (entries `./...`, GNU tar's as on the fast path): restic restores it
+        into a private folder under $TMPDIR, which goes when the reader is closed. It needs the space of the
+        volume; a restore into a volume on this machine restores straight into it instead (restore_tree)."""
+        from docker_persist.host.process import find_gnu_tar, tar_create
+
+        tar = find_gnu_tar()
+        if tar is None:
+            raise StoreError(f"{what}: reading a folder part of a restic store as a tar stream needs GNU tar")
+        try:
+            mode, uid, gid = (int(n, 8 if i == 0 else 10) for i, n in enumerate(entry.root.split("-")))
+        except ValueError:
+            raise StoreError(f"{what}: restic snapshot {entry.id[:8]} has no valid `root=` tag") from None
+        staging = tempfile.mkdtemp(prefix="docker-persist-restic-")
+        try:
+            self.restic.run("restore", entry.id, "--target", staging, what=what)
+            os.chown(staging, uid, gid)
+            os.chmod(staging, mode & 0o7777)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return cast(BinaryIO, _StagedReader(tar_create(tar, staging, self.restic.env), staging))
 
     def _dump(self, entry: _Entry, what: str) -> BinaryIO:
         argv = self.restic.argv("dump", entry.id, entry.path)
@@ -449,14 +492,25 @@ class ResticStore:
         if project in self._cache:
             self._cache[project] = [e for e in self._cache[project] if e.id not in ids]
 
-    def recorded(self, project: str, name: str, part: str, run: str, snapshot_id: str, empty: bool) -> None:
+    def recorded(
+        self,
+        project: str,
+        name: str,
+        part: str,
+        run: str,
+        snapshot_id: str,
+        empty: bool,
+        path: str = "",
+        root: str = "",
+    ) -> None:
         """Note a restic snapshot we just made in the kept listing (restic's full id is not needed: forget
         and dump take the short one)."""
         self._read_cache.clear()
         if project in self._cache:
             now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            path = f"{ROOT}/{project}/{name}/{part}"
-            self._cache[project].append(_Entry(snapshot_id, now, self.host, project, name, part, run, path, empty))
+            path = path or f"{ROOT}/{project}/{name}/{part}"
+            entry = _Entry(snapshot_id, now, self.host, project, name, part, run, path, empty, root)
+            self._cache[project].append(entry)
 
     # --- writing -----------------------------------------------------------------------------------
 
@@ -471,14 +525,21 @@ class ResticStore:
         return _ResticPending(self, project, name, run)
 
     def backup_process(
-        self, project: str, name: str, part: str, run: str, extra: Sequence[str] = ()
+        self, project: str, name: str, part: str, run: str, extra: Sequence[str] = (), directory: str | None = None
     ) -> subprocess.Popen[bytes]:
+        """Start `restic backup` of one part: its standard input, or with `directory` the files in that folder
+        (run there on `.`, so that the snapshot holds them at its root, and restic takes the last snapshot of
+        the same folder as its parent: unchanged files are not read again)."""
         tags = [TAG, f"project={project}", f"snapshot={name}", f"part={part}", f"run={run}", *extra]
-        argv = self.restic.argv("backup", "--stdin", "--stdin-filename", f"{ROOT.lstrip('/')}/{project}/{name}/{part}",
-                                "--host", self.host, "--json", "--quiet", "--tag", ",".join(tags))  # fmt: skip
+        common = ("--host", self.host, "--json", "--quiet", "--tag", ",".join(tags))
+        if directory is None:
+            source: tuple[str, ...] = ("--stdin", "--stdin-filename", f"{ROOT.lstrip('/')}/{project}/{name}/{part}")
+        else:
+            source = (".",)
         try:
-            return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    env=self.restic.env)  # fmt: skip
+            return subprocess.Popen(self.restic.argv("backup", *source, *common), cwd=directory,
+                                    stdin=subprocess.PIPE if directory is None else subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.restic.env)  # fmt: skip
         except OSError as error:
             raise ResticError(
                 f"writing {part} of snapshot {name!r}: cannot run {self.restic.binary}: {error}"
@@ -534,6 +595,23 @@ class _ResticPending:
         self.store, self.project, self.name, self.run = store, project, name, run
         self.writers: dict[str, _PartWriter] = {}
         self.finished = False
+
+    def start_tree(self, filename: str, directory: str, root: tuple[int, int, int]) -> _TreeWriter:
+        """Start backing up the files of `directory` (a volume's folder on this machine, its root's (mode, uid,
+        gid) given) as the part `filename` (`<key>.tree`); the returned writer's close() waits for it."""
+        self._check_open()
+        check_part_name(filename)
+        if not is_tree_part(filename):
+            raise ValueError(f"part {filename!r} is not a folder part (<key>{TREE_SUFFIX})")
+        if filename in self.writers:
+            raise ValueError(f"part {filename!r} was opened already")
+        key = filename.split(".", 1)[0]
+        mode, uid, gid = root
+        tags = (f"volume={key}", f"root={mode & 0o7777:o}-{uid}-{gid}")
+        writer = _TreeWriter(self.store, f"backing up {directory} as {filename} of snapshot {self.name!r}",
+                             (self.project, self.name, filename, self.run), tags, directory)  # fmt: skip
+        self.writers[filename] = writer
+        return writer
 
     def _check_open(self) -> None:
         if self.finished:
@@ -686,6 +764,99 @@ class _PartWriter:
         return self.store.restic.error(self.what, self.process.returncode or 0, stderr)
 
 
+class _TreeWriter(_PartWriter):
+    """One `restic backup .` in a volume's folder, started at once; close() waits for its snapshot. A run that
+    could not read every file (restic's exit 3: it still made a snapshot) fails, its snapshot forgotten at abort."""
+
+    def __init__(
+        self, store: ResticStore, what: str, where: tuple[str, str, str, str], tags: Sequence[str], directory: str
+    ) -> None:
+        super().__init__(store, what, where, tags)
+        self.directory = directory
+        self._start(tags)
+
+    def _start(self, tags: Sequence[str]) -> None:
+        project, name, part, run = self.where
+        self._started_tags = tuple(tags)
+        self._process = process = self.store.backup_process(project, name, part, run, tags, self.directory)
+        self._readers = [self._drain("stdout", process.stdout), self._drain("stderr", process.stderr)]
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        raise ValueError("a folder part is read by restic, not written")
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._finish()
+        for line in self._output.get("stdout", b"").splitlines():
+            with contextlib.suppress(ValueError):
+                message = json.loads(line)
+                if isinstance(message, dict) and message.get("message_type") == "summary":
+                    self.snapshot_id = str(message.get("snapshot_id") or "") or None
+        if self.process.returncode != 0:
+            raise self._failed()
+        if self.snapshot_id is None:
+            raise ResticError(f"{self.what}: restic made no snapshot (no summary in its output)")
+        root = dict(_tag(t) for t in self.tags).get("root", "")
+        self.store.recorded(*self.where, self.snapshot_id, False, os.path.abspath(self.directory), root)
+
+    def kill(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        assert self._process is not None
+        self._process.kill()
+        self._finish()
+
+
+class _StagedReader:
+    """A tar stream of a staged folder; closing it stops tar and removes the folder."""
+
+    def __init__(self, chunks: Iterator[bytes], staging: str) -> None:
+        self._chunks, self._staging = chunks, staging
+        self._buffer = b""
+        self.closed = False
+
+    def __enter__(self) -> _StagedReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self.closed:
+            raise ValueError("read from a closed part")
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, b"")
+            if not chunk:
+                break
+            self._buffer += chunk
+        if size < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+        shutil.rmtree(self._staging, ignore_errors=True)
+
+
 class _DumpReader:
     """restic dump's standard output; at its end restic's exit status is checked: a failure is never a short read."""
 
@@ -736,6 +907,11 @@ class _DumpReader:
         self.process.stdout.close()
         self.process.wait()
         self._reader.join()
+
+
+def is_tree_part(filename: str) -> bool:
+    """Return True for a folder part (`<key>.tree`): a volume's files backed up by restic itself."""
+    return filename.endswith(TREE_SUFFIX)
 
 
 def _tag(tag: str) -> tuple[str, str]:

@@ -175,6 +175,62 @@ def test_a_restic_snapshot_restores_with_the_restic_cli_and_tar_alone(
         docker.run("volume", "rm", "-f", target)
 
 
+def test_a_volume_no_container_runs_on_goes_file_by_file_and_restores_exactly(
+    local_repo: Repository, project: ComposeProject, docker: DockerCLI
+) -> None:
+    """With its service stopped, a volume is backed up by restic itself (a folder part, `data.tree`): an unchanged
+    second backup makes the same restic tree; restore, verify, copy to a native store and the restic CLI alone all
+    give back the exact content."""
+    assert local_repo.store("init", local_repo.url).returncode == 0
+    project.write(ONE_VOLUME)
+    project.compose("up", "-d", "--wait")
+    volume = f"{project.name}_data"
+    busybox(docker, volume, FILL_SCRIPT)
+    before = snapshot_listing(docker, volume)
+    project.compose("stop")
+    for name in ("first", "second"):
+        done = local_repo.persist("backup", "--name", name)
+        assert done.returncode == 0, done.stdout + done.stderr
+    trees = {}
+    for item in local_repo.restic_snapshots():
+        tags = dict(str(t).partition("=")[::2] for t in item["tags"])  # type: ignore[attr-defined]
+        if tags.get("part") == "data.tree":
+            trees[tags["snapshot"]] = item
+    assert sorted(trees) == ["first", "second"], trees
+    assert trees["first"]["tree"] == trees["second"]["tree"]  # nothing changed: restic stored nothing new
+    root = dict(str(t).partition("=")[::2] for t in trees["first"]["tags"])["root"]  # type: ignore[attr-defined]
+
+    busybox(docker, volume, DESTROY_SCRIPT)
+    done = local_repo.persist("restore", "first", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert snapshot_listing(docker, volume) == before
+    done = local_repo.persist("verify", "second")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "second: ok" in done.stdout, done.stdout
+
+    native = project.directory.parent / "native"
+    done = local_repo.persist("copy", "second", "--to", str(native))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (native / project.name / "second" / "data.tar").is_file()
+    busybox(docker, volume, DESTROY_SCRIPT)
+    done = project.persist("restore", "second", "--yes", env={"DOCKER_PERSIST_STORE": str(native)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert snapshot_listing(docker, volume) == before
+
+    # What the README shows: restic restore into a folder, then the root's mode and owner from the `root=` tag.
+    target = f"{project.name}_by-hand"
+    docker.run("volume", "create", target, check=True)
+    try:
+        mountpoint = docker.run("volume", "inspect", "-f", "{{.Mountpoint}}", target, check=True).stdout.strip()
+        local_repo.restic("restore", str(trees["first"]["id"]), "--target", mountpoint)
+        mode, uid, gid = root.split("-")
+        os.chown(mountpoint, int(uid), int(gid))
+        os.chmod(mountpoint, int(mode, 8))
+        assert snapshot_listing(docker, target) == before
+    finally:
+        docker.run("volume", "rm", "-f", target)
+
+
 def test_restic_failures_are_clear_and_change_nothing(
     local_repo: Repository, project: ComposeProject, docker: DockerCLI
 ) -> None:

@@ -21,6 +21,12 @@ volume shares with the last backup), so with the restic CLI alone:
     restic snapshots --tag project=shop
     restic dump --tag project=shop,snapshot=NAME,part=data.tar latest /docker-persist/shop/NAME/data.tar | tar -x -C DIR
 
+A folder part (`<key>.tree`, see core.manifest.TREE_SUFFIX) is instead one `restic backup .` run in
+the volume's folder on this machine (start_tree), tagged like the others plus `root=MODE-UID-GID`
+(the folder's own mode, in octal, and owner, which restic does not keep for the folder it runs in):
+
+    restic restore ID --target DIR && chown UID:GID DIR && chmod MODE DIR
+
 The project lock is a flock on this machine (two machines writing one project into one
 repository are not kept apart; restic keeps the repository itself consistent). Deleting a
 snapshot is `restic forget`; `reclaim` runs `restic prune` once after a retention pass.

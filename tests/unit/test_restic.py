@@ -183,3 +183,53 @@ def test_store_init_and_check_are_for_restic_stores_only(tmp_path: Path) -> None
     result = run_main(["store", "init", "restic:/srv/r"], env)  # no restic on PATH
     assert result.exit_code == 2
     assert "restic stores need the restic program, which is not on PATH" in result.stderr
+
+
+class _FolderEngine:
+    """Just what tree_source asks of an engine: where a volume's folder is, and who uses it."""
+
+    def __init__(self, folder: str | None, states: tuple[str, ...] = ()) -> None:
+        self.folder, self.states = folder, states
+
+    def host_path(self, volume: str, writable: bool = False) -> str | None:
+        return self.folder
+
+    def containers_using_volume(self, name: str) -> list[Any]:
+        from docker_persist.engine import ContainerSummary
+
+        return [ContainerSummary(f"c{i}", f"c{i}", {}, state) for i, state in enumerate(self.states)]
+
+
+class _TreePending:
+    def start_tree(self, filename: str, directory: str, root: tuple[int, int, int]) -> None: ...
+
+
+@pytest.mark.parametrize(
+    ("folder", "states", "kind", "pending", "chosen"),
+    [
+        ("/v/_data", (), "volume", _TreePending(), True),
+        ("/v/_data", ("exited", "created", "paused"), "volume", _TreePending(), True),
+        ("/v/_data", (), "anonymous-volume", _TreePending(), True),
+        ("/v/_data", ("exited", "running"), "volume", _TreePending(), False),  # live: one tar stream
+        ("/v/_data", ("restarting",), "volume", _TreePending(), False),
+        (None, (), "volume", _TreePending(), False),  # remote engine, another driver, fast path off
+        ("/v/_data", (), "bind", _TreePending(), False),  # a running service may write the host folder
+        ("/v/_data", (), "volume", object(), False),  # a store that cannot back up a folder
+    ],
+)
+def test_a_volume_is_a_folder_part_only_when_restic_can_read_it_idle_on_this_machine(
+    folder: str | None, states: tuple[str, ...], kind: str, pending: Any, chosen: bool
+) -> None:
+    from docker_persist.actions.backup import tree_source
+    from docker_persist.config.model import Volume
+
+    got = tree_source(_FolderEngine(folder, states), Volume(key="data", name="p_data"), pending, kind)  # type: ignore[arg-type]
+    assert got == (folder if chosen else None)
+
+
+def test_a_folder_part_has_its_index_beside_it() -> None:
+    from docker_persist.actions.backup import index_filename
+
+    assert index_filename("data.tree") == "data.index.zst"
+    assert index_filename("data.tar") == "data.index.zst"
+    assert index_filename("data.tar.zst.age") == "data.index.zst.age"

@@ -551,9 +551,20 @@ class ResticStore:
                 f"writing {part} of snapshot {name!r}: cannot run {self.restic.binary}: {error}"
             ) from error
 
-    def write_manifest(self, project: str, name: str, run: str, manifest: bytes) -> None:
+    def manifest_writer(self, project: str, name: str, run: str, tags: Sequence[str]) -> _PartWriter:
         where = (project, name, MANIFEST_FILE, run)
-        writer = _PartWriter(self, f"writing the manifest of snapshot {name!r}", where, _manifest_tags(manifest))
+        return _PartWriter(self, f"writing the manifest of snapshot {name!r}", where, tags)
+
+    def write_manifest(
+        self, project: str, name: str, run: str, manifest: bytes, primed: _PartWriter | None = None
+    ) -> None:
+        """Write a manifest as a restic snapshot: through `primed` (a writer started early) if its tags are the
+        manifest's, else a new run."""
+        tags = _manifest_tags(manifest)
+        if primed is not None and primed.tags != tags:
+            primed.kill()
+            primed = None
+        writer = primed or self.manifest_writer(project, name, run, tags)
         try:
             writer.write(manifest)
         finally:
@@ -600,6 +611,8 @@ class _ResticPending:
     def __init__(self, store: ResticStore, project: str, name: str, run: str) -> None:
         self.store, self.project, self.name, self.run = store, project, name, run
         self.writers: dict[str, _PartWriter] = {}
+        self.primed: dict[str, _PartWriter] = {}  # started by prime_part, not opened yet
+        self.primed_manifest: _PartWriter | None = None
         self.finished = False
 
     def start_tree(self, filename: str, directory: str, root: tuple[int, int, int]) -> _TreeWriter:
@@ -623,15 +636,38 @@ class _ResticPending:
         if self.finished:
             raise ValueError(f"snapshot {self.name!r} is already published or aborted")
 
+    def _part_writer(self, filename: str) -> _PartWriter:
+        key = filename.split(".", 1)[0]
+        extra = (f"volume={key}",) if ".tar" in filename else ()
+        return _PartWriter(self.store, f"writing {filename} of snapshot {self.name!r}",
+                           (self.project, self.name, filename, self.run), extra)  # fmt: skip
+
+    def prime_part(self, filename: str) -> None:
+        """Start now the restic run of a part that will be written soon: its key derivation (half a second)
+        and index load overlap the work before it. open_part(filename) then returns it."""
+        self._check_open()
+        check_part_name(filename)
+        if filename in self.writers or filename in self.primed:
+            return
+        writer = self._part_writer(filename)
+        self.primed[filename] = writer
+        writer.prime()
+
+    def prime_manifest(self, reason: str, pinned: bool) -> None:
+        """Start now the restic run that will write the manifest (tagged with this reason and pin): its half
+        second of key derivation then overlaps the backup. publish() uses it, or another if the tags differ."""
+        self._check_open()
+        if self.primed_manifest is None:
+            tags = _manifest_tags(json.dumps({"reason": reason, "pinned": pinned}).encode())
+            self.primed_manifest = self.store.manifest_writer(self.project, self.name, self.run, tags)
+            self.primed_manifest.prime()
+
     def open_part(self, filename: str) -> BinaryIO:
         self._check_open()
         check_part_name(filename)
         if filename in self.writers:
             raise ValueError(f"part {filename!r} was opened already")
-        key = filename.split(".", 1)[0]
-        extra = (f"volume={key}",) if ".tar" in filename else ()
-        writer = _PartWriter(self.store, f"writing {filename} of snapshot {self.name!r}",
-                             (self.project, self.name, filename, self.run), extra)  # fmt: skip
+        writer = self.primed.pop(filename, None) or self._part_writer(filename)
         self.writers[filename] = writer
         return cast(BinaryIO, writer)
 
@@ -640,9 +676,12 @@ class _ResticPending:
         try:
             for writer in self.writers.values():
                 writer.close()
+            for writer in self.primed.values():  # primed, never opened: no part
+                writer.kill()
             if self.name in self.store.list_snapshots(self.project):
                 raise snapshot_exists(self.project, self.name)
-            self.store.write_manifest(self.project, self.name, self.run, manifest)
+            primed, self.primed_manifest = self.primed_manifest, None
+            self.store.write_manifest(self.project, self.name, self.run, manifest, primed)
         except BaseException:
             self.abort()
             raise
@@ -654,7 +693,8 @@ class _ResticPending:
             return
         self.finished = True
         ids = []
-        for writer in self.writers.values():
+        manifest = [self.primed_manifest] if self.primed_manifest is not None else []
+        for writer in [*self.writers.values(), *self.primed.values(), *manifest]:
             writer.kill()
             if writer.snapshot_id:
                 ids.append(writer.snapshot_id)
@@ -679,6 +719,12 @@ class _PartWriter:
         self._output: dict[str, bytes] = {}
         self._readers: list[threading.Thread] = []
         self._started_tags: tuple[str, ...] = ()
+        self._written = False
+
+    def prime(self) -> None:
+        """Start restic now (see _ResticPending.prime_part)."""
+        if self._process is None:
+            self._start(self.tags)
 
     @property
     def process(self) -> subprocess.Popen[bytes]:
@@ -716,6 +762,7 @@ class _PartWriter:
             raise ValueError("write to a closed part")
         if not data:
             return 0
+        self._written = True
         assert self.process.stdin is not None
         try:
             self.process.stdin.write(data)
@@ -731,6 +778,10 @@ class _PartWriter:
         if self.closed:
             return
         self.closed = True
+        if not self._written and self._process is not None:  # primed, then nothing came: an empty part after all
+            self._process.kill()
+            self._finish()
+            self._process = None
         if self._process is None:
             self._start((*self.tags, "empty"))
             assert self.process.stdin is not None

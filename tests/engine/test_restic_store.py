@@ -142,3 +142,52 @@ def test_manifests_read_once_are_read_from_this_machine_s_cache(restic_repositor
     assert len(cached) == 3
     cached[0].write_bytes(cached[0].read_bytes()[:-3] + b"XYZ")  # damaged
     assert read_all() == (manifests, ["snapshots", "dump"])
+
+
+def test_a_primed_part_is_the_part_written_and_one_never_opened_is_no_part(
+    restic_repository: Path, tmp_path: Path
+) -> None:
+    """prime_part starts restic early: written, it is the part; opened and closed empty, an empty part; never
+    opened, nothing at all, at publish as at abort, and no restic is left running."""
+    store = open_restic_store(f"restic:{restic_repository}", restic_environ(tmp_path))
+    with store.lock(PROJECT):
+        pending = store.begin(PROJECT, "s1")
+        for part in ("written.tar", "empty.tar", "unused.tar"):
+            pending.prime_part(part)
+        processes = [w.process for w in pending.primed.values()]
+        write_parts(pending, {"written.tar": b"primed bytes", "empty.tar": b""})
+        pending.publish(MANIFEST)
+        aborted = store.begin(PROJECT, "s2")
+        aborted.prime_part("never.tar")
+        processes.append(aborted.primed["never.tar"].process)
+        aborted.abort()
+    assert all(p.poll() is not None for p in processes)
+    assert store.list_snapshots(PROJECT) == ["s1"]
+    assert read_part(store, "s1", "written.tar") == b"primed bytes"
+    assert read_part(store, "s1", "empty.tar") == b""
+    with pytest.raises(StoreError):
+        read_part(store, "s1", "unused.tar")
+    listed = subprocess.run(["restic", "snapshots", "--json"], env=store.restic.env, capture_output=True, check=True)
+    parts = sorted(s["paths"][0].rsplit("/", 1)[1] for s in json.loads(listed.stdout))
+    assert parts == ["empty.tar", "manifest.json", "written.tar"]
+
+
+@pytest.mark.parametrize("manifest", [b'{"reason": "daily", "pinned": true}', b'{"reason": "manual"}'])
+def test_a_primed_manifest_is_used_when_its_tags_fit_and_replaced_when_not(
+    restic_repository: Path, tmp_path: Path, manifest: bytes
+) -> None:
+    store = open_restic_store(f"restic:{restic_repository}", restic_environ(tmp_path))
+    with store.lock(PROJECT):
+        pending = store.begin(PROJECT, "s1")
+        pending.prime_manifest("daily", True)
+        primed = pending.primed_manifest
+        assert primed is not None
+        write_parts(pending, {"db.tar": b"bytes"})
+        pending.publish(manifest)
+    assert primed.process.poll() is not None
+    assert store.read_manifest(PROJECT, "s1") == manifest
+    listed = subprocess.run(["restic", "snapshots", "--json"], env=store.restic.env, capture_output=True, check=True)
+    tags = [set(s["tags"]) for s in json.loads(listed.stdout) if "part=manifest.json" in s["tags"]]
+    expected = {"reason=daily", "pinned"} if b"daily" in manifest else {"reason=manual"}
+    assert len(tags) == 1
+    assert tags[0] & {"reason=daily", "reason=manual", "pinned"} == expected

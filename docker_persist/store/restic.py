@@ -313,15 +313,21 @@ class ResticStore:
         cached = self._cached_manifest(manifest.id)
         if cached is not None:
             return cached
+        written = self._cached_manifest(f"{manifest.id[:8]}-{manifest.run}")  # one this machine wrote
+        if written is not None:
+            self._cache_manifest(manifest.id, written)
+            return written
         with self._dump(manifest, f"reading the manifest of snapshot {name!r}") as stream:
             content = stream.read()
         self._cache_manifest(manifest.id, content)
         return content
 
-    def _manifest_cache_path(self, snapshot_id: str) -> str | None:
-        if not re.fullmatch(r"[0-9a-f]{64}", snapshot_id):
-            return None  # a short id (one we just wrote) is not a key
-        return os.path.join(self._manifest_cache, f"{snapshot_id}.json")
+    def _manifest_cache_path(self, key: str) -> str | None:
+        """A manifest's cache file: by its restic snapshot id, or for one this machine wrote (restic says only
+        the short id) by the short id and its run token, which a listed snapshot must both match."""
+        if not re.fullmatch(r"[0-9a-f]{64}|[0-9a-f]{8}-[0-9a-f]{16}", key):
+            return None
+        return os.path.join(self._manifest_cache, f"{key}.json")
 
     def _cached_manifest(self, snapshot_id: str) -> bytes | None:
         path = self._manifest_cache_path(snapshot_id)
@@ -569,6 +575,8 @@ class ResticStore:
             writer.write(manifest)
         finally:
             writer.close()
+        if writer.snapshot_id:  # restic told only its short id: the full one is learnt at the next listing
+            self._cache_manifest(f"{writer.snapshot_id[:8]}-{run}", manifest)
 
     def replace_manifest(self, project: str, name: str, manifest: bytes) -> None:
         """Write the new manifest as a newer restic snapshot of the same run, then forget the old one."""

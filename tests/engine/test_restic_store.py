@@ -119,29 +119,39 @@ class TestResticStore(StoreContract):
 
 def test_manifests_read_once_are_read_from_this_machine_s_cache(restic_repository: Path, tmp_path: Path) -> None:
     """A restic snapshot never changes: a manifest read before costs no `restic dump`, and a damaged cache
-    file is read from the repository again."""
+    file is read from the repository again. On the machine that wrote them, manifests are never dumped."""
     log = tmp_path / "calls.log"
     wrapper = tmp_path / "restic-wrapper"
     wrapper.write_text(f'#!/bin/sh\necho "$1" >> {log}\nexec restic "$@"\n')
     wrapper.chmod(0o755)
-    environ = {**restic_environ(tmp_path), "DOCKER_PERSIST_RESTIC": str(wrapper)}
-    writer = open_restic_store(f"restic:{restic_repository}", environ)
+    writing = {**restic_environ(tmp_path / "writer"), "DOCKER_PERSIST_RESTIC": str(wrapper)}
+    environ = {**restic_environ(tmp_path), "DOCKER_PERSIST_RESTIC": str(wrapper)}  # another machine's cache
+    writer = open_restic_store(f"restic:{restic_repository}", writing)
     manifests = {f"s{n}": f'{{"n": {n}}}'.encode() for n in range(3)}
     for name, manifest in manifests.items():
         publish(writer, name, {"db.tar": name.encode()}, manifest)
 
-    def read_all() -> tuple[dict[str, bytes], list[str]]:
+    def read_all(where: dict[str, str]) -> tuple[dict[str, bytes], list[str]]:
         log.write_text("")
-        reader = open_restic_store(f"restic:{restic_repository}", environ)  # a new command
+        reader = open_restic_store(f"restic:{restic_repository}", where)  # a new command
         read = {name: reader.read_manifest(PROJECT, name) for name in reader.list_snapshots(PROJECT)}
         return read, log.read_text().split()
 
-    assert read_all() == (manifests, ["snapshots", "dump", "dump", "dump"])
-    assert read_all() == (manifests, ["snapshots"])
+    assert read_all(writing) == (manifests, ["snapshots"])
+    assert read_all(environ) == (manifests, ["snapshots", "dump", "dump", "dump"])
+    assert read_all(environ) == (manifests, ["snapshots"])
     cached = sorted((tmp_path / "cache" / "docker-persist" / "restic").rglob("*.json"))
     assert len(cached) == 3
     cached[0].write_bytes(cached[0].read_bytes()[:-3] + b"XYZ")  # damaged
-    assert read_all() == (manifests, ["snapshots", "dump"])
+    assert read_all(environ) == (manifests, ["snapshots", "dump"])
+    written = sorted((tmp_path / "writer" / "cache" / "docker-persist" / "restic").rglob("*-*.json"))
+    assert len(written) == 3
+    for path in written:  # a written manifest's key must match the listed snapshot's id and run both
+        path.rename(path.with_name(f"00000000-{path.name.split('-', 1)[1]}"))
+    for path in sorted((tmp_path / "writer" / "cache" / "docker-persist" / "restic").rglob("*.json")):
+        if "-" not in path.name:
+            path.unlink()
+    assert read_all(writing) == (manifests, ["snapshots", "dump", "dump", "dump"])
 
 
 def test_a_primed_part_is_the_part_written_and_one_never_opened_is_no_part(

@@ -240,8 +240,9 @@ class ResticStore:
         # derivation alone costs half a second) per step.
         self._cache: dict[str, list[_Entry]] = {}
         # Outside the lock, one command reads a listing many times in a row (a catalog reads every
-        # manifest): a listing is reused for READ_CACHE_SECONDS, and forgotten at our own writes.
-        self._read_cache: dict[str | None, tuple[float, list[_Entry]]] = {}
+        # manifest): a listing is reused for READ_CACHE_SECONDS, and forgotten at our own writes. With it, the
+        # project's generation on this machine when it was read (see _generation).
+        self._read_cache: dict[str | None, tuple[float, list[_Entry], str]] = {}
 
     # --- reading the repository ------------------------------------------------------------------
 
@@ -251,9 +252,38 @@ class ResticStore:
         read = self._read_cache.get(project)
         if read is not None and time.monotonic() - read[0] < READ_CACHE_SECONDS:
             return list(read[1])
+        generation = self._generation(project) if project is not None else ""
         entries = self._list(project)
-        self._read_cache[project] = (time.monotonic(), entries)
+        self._read_cache[project] = (time.monotonic(), entries, generation)
         return list(entries)
+
+    def _generation_path(self, project: str) -> str:
+        return os.path.join(self._locks_dir, f"restic-{self._repository_key}-{project}.generation")
+
+    def _generation(self, project: str) -> str:
+        """Return the project's generation on this machine: a token every holder of its lock replaces when it
+        lets go (after its writes). The same token before a listing and at the lock means no run on this
+        machine wrote to the project in between."""
+        try:
+            with open(self._generation_path(project), "rb") as handle:
+                return handle.read(64).decode(errors="replace")
+        except OSError:
+            return ""
+
+    def _next_generation(self, project: str) -> None:
+        path = self._generation_path(project)
+        staged = f"{path}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(secrets.token_hex(16).encode())
+            os.replace(staged, path)
+        except OSError as error:  # then the next lock finds a stale token: remove it, so that it lists again
+            log.warning("cannot record the generation of project %r (%s): the next run lists it again", project, error)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            with contextlib.suppress(OSError):
+                os.unlink(staged)
 
     def _list(self, project: str | None) -> list[_Entry]:
         tags = TAG + (f",project={project}" if project else "")
@@ -460,11 +490,12 @@ class ResticStore:
             try:
                 if killed:
                     self.restic.run("unlock", what="removing the locks a killed restic left (restic unlock)", wait=0)
-                self._remove_leftovers(project)
+                self._remove_leftovers(project, reuse=not killed)
                 yield
             finally:
                 del self._held[project]
                 self._cache.pop(project, None)
+                self._next_generation(project)
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, 0)
         finally:
@@ -474,9 +505,18 @@ class ResticStore:
         if not self._held.get(project):
             raise RuntimeError(f"writing to project {project!r} needs the lock: call within store.lock()")
 
-    def _remove_leftovers(self, project: str) -> None:
-        """Forget what killed runs left: parts of a run with no manifest, and manifests replaced by newer ones."""
-        entries = self._list(project)  # fresh: the listing kept while the lock is held starts here
+    def _remove_leftovers(self, project: str, reuse: bool) -> None:
+        """Forget what killed runs left: parts of a run with no manifest, and manifests replaced by newer ones.
+
+        The listing kept while the lock is held starts here: fresh from restic, or (with `reuse`: the last holder
+        let go normally) the one this command read just before, if no run on this machine has written since.
+        """
+        read = self._read_cache.get(project)
+        if (reuse and read is not None and time.monotonic() - read[0] < READ_CACHE_SECONDS
+                and read[2] == self._generation(project)):  # fmt: skip
+            entries = list(read[1])
+        else:
+            entries = self._list(project)
         manifests = self._manifests(entries)
         live = set(self._live.values())
         now = datetime.datetime.now(datetime.timezone.utc)

@@ -11,7 +11,7 @@ import json
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -201,3 +201,39 @@ def test_a_primed_manifest_is_used_when_its_tags_fit_and_replaced_when_not(
     expected = {"reason=daily", "pinned"} if b"daily" in manifest else {"reason=manual"}
     assert len(tags) == 1
     assert tags[0] & {"reason=daily", "reason=manual", "pinned"} == expected
+
+
+def test_the_listing_read_before_the_lock_is_kept_only_if_no_run_here_wrote_since(
+    restic_repository: Path, tmp_path: Path
+) -> None:
+    """A command that reads, then locks (restore, forget) lists once; but if another run on this machine wrote
+    in between, or was killed holding the lock, the lock lists again and sees what it wrote."""
+    log = tmp_path / "calls.log"
+    wrapper = tmp_path / "restic-wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho "$1" >> {log}\nexec restic "$@"\n')
+    wrapper.chmod(0o755)
+    environ = {**restic_environ(tmp_path), "DOCKER_PERSIST_RESTIC": str(wrapper)}
+    publish(open_restic_store(f"restic:{restic_repository}", environ), "s1")
+
+    def read_then_lock(other: Callable[[], None] | None = None) -> tuple[list[str], list[str]]:
+        store = open_restic_store(f"restic:{restic_repository}", environ)  # a command
+        assert "s1" in store.list_snapshots(PROJECT)
+        if other is not None:
+            other()
+        log.write_text("")
+        with store.lock(PROJECT):
+            names = store.list_snapshots(PROJECT)
+        return names, log.read_text().split()
+
+    assert read_then_lock() == (["s1"], [])
+    assert read_then_lock(lambda: publish(open_restic_store(f"restic:{restic_repository}", environ), "s2")) == (
+        ["s1", "s2"],
+        ["snapshots"],
+    )
+
+    def killed_holder() -> None:  # a holder killed before it let go leaves its pid in the lock file
+        lock = next((tmp_path / "state").rglob("restic-*-*.lock"))
+        lock.write_text("pid 999999999")
+
+    names, calls = read_then_lock(killed_holder)
+    assert names == ["s1", "s2"] and calls.count("snapshots") == 1 and "unlock" in calls

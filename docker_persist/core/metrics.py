@@ -16,7 +16,7 @@ import datetime
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from docker_persist.core.dumps import volume_of
-from docker_persist.core.manifest import Manifest, VolumeRecord
+from docker_persist.core.manifest import TREE_SUFFIX, Manifest, VolumeRecord
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -85,7 +85,7 @@ def collect_metrics(
                 snapshots=len(holding),
                 last_success=latest[0].created if latest else None,
                 bytes=latest[1].bytes if latest and not latest[0].locked else None,  # sealed: not known
-                stored_bytes=latest[1].archive_bytes if latest else None,
+                stored_bytes=latest[1].archive_bytes if latest and not latest[1].file.endswith(TREE_SUFFIX) else None,
                 duration=durations.get(key),
                 failures=failures.get(key, 0),
                 last_verify=last_verify.at if last_verify else None,

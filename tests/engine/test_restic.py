@@ -191,6 +191,7 @@ def test_a_volume_no_container_runs_on_goes_file_by_file_and_restores_exactly(
     for name in ("first", "second"):
         done = local_repo.persist("backup", "--name", name)
         assert done.returncode == 0, done.stdout + done.stderr
+        assert "(by restic, file by file)" in done.stdout, done.stdout
     trees = {}
     for item in local_repo.restic_snapshots():
         tags = dict(str(t).partition("=")[::2] for t in item["tags"])  # type: ignore[attr-defined]

@@ -136,3 +136,12 @@ def test_a_damaged_manifest_is_counted_and_the_rest_still_shown(tmp_path: Path) 
     assert any(
         line.startswith('docker_persist_last_success_timestamp_seconds{project="p",volume="db"}') for line in lines
     )
+
+
+def test_a_folder_part_in_a_restic_store_has_no_stored_size_of_its_own() -> None:
+    import dataclasses
+
+    tree = dataclasses.replace(record("db", 2000), file="db.tree", compression="none", archive_bytes=0)
+    (db,) = collect_metrics("p", ["db"], [manifest("new", 1, tree)], {}, {})
+    assert (db.bytes, db.stored_bytes) == (2000, None)
+    assert "docker_persist_backup_stored_bytes{" not in render_metrics([db], NOW)

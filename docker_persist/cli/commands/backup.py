@@ -21,6 +21,7 @@ from docker_persist.cli.commands.base import (
 from docker_persist.cli.context import Context
 from docker_persist.cli.helpformat import DockerArgumentParser
 from docker_persist.cli.projectflags import add_project_flags
+from docker_persist.core.manifest import TREE_SUFFIX
 from docker_persist.errors import ExitStatus, PersistError
 
 if TYPE_CHECKING:
@@ -99,10 +100,14 @@ def run(args: argparse.Namespace, context: Context) -> int:
     else:
         size = sum(v.bytes for v in manifest.volumes)
         stored = sum(v.archive_bytes for v in manifest.volumes)
+        folders = sum(v.file.endswith(TREE_SUFFIX) for v in manifest.volumes)
+        how = f"{format_bytes(stored)} stored"
+        if folders:  # restic read those itself: what they add to the repository is restic's to say
+            how = "by restic, file by file" if folders == len(manifest.volumes) else f"{how}, the rest by restic"
         pinned = ", pinned" if manifest.pinned else ""
         context.env.stdout.write(
             f"Snapshot {manifest.name} of project {manifest.project} in {store.url}: {len(manifest.volumes)} "
-            f"volume(s), {format_bytes(size)} of data ({format_bytes(stored)} stored) in {elapsed:.1f} s{pinned}\n"
+            f"volume(s), {format_bytes(size)} of data ({how}) in {elapsed:.1f} s{pinned}\n"
         )
         for what, why in skipped:
             context.env.stdout.write(f"Not in it: {what}: {why}\n")

@@ -267,15 +267,29 @@ def _tree_into(
     progress: Progress,
 ) -> tuple[ArchiveSummary, BackgroundWriter]:
     """Let the store back up `folder` itself while this process reads the volume's tar beside it for the
-    content digest, the counts and the file index; return the summary and the index's writer."""
+    content digest, the counts and the file index; return the summary and the index's writer.
+
+    When the last snapshot of the folder is known (its record here, its restic snapshot the parent), restic
+    runs first: if it found nothing changed, the last snapshot's digest and file index stand for this one
+    too, and the volume is not read a second time.
+    """
     import os
 
-    root = os.stat(folder)
-    writer = pending.start_tree(  # type: ignore[attr-defined]
-        f"{volume.key}{TREE_SUFFIX}", folder, (root.st_mode, root.st_uid, root.st_gid)
-    )
+    filename, index_name = f"{volume.key}{TREE_SUFFIX}", index_filename(f"{volume.key}{TREE_SUFFIX}")
+    stat = os.stat(folder)
+    root = (stat.st_mode, stat.st_uid, stat.st_gid)
+    parent = _tree_parent(pending, volume.key, filename, folder, root)
+    writer = pending.start_tree(filename, folder, root, parent[2] if parent else None)  # type: ignore[attr-defined]
+    prime(pending, index_name)
+    if parent is not None:
+        try:
+            writer.close()
+        except BaseException:
+            writer.kill()
+            raise
+        if unchanged_tree(writer.summary):
+            return _reuse_tree(pending, parent[0], parent[1], index_name)
     digester = TarDigester(check_safety=False, restorable=True, index=True)
-    prime(pending, index_filename(f"{volume.key}{TREE_SUFFIX}"))
     try:
         try:
             with engine.volume_archive(volume.name, project) as archive:
@@ -289,8 +303,69 @@ def _tree_into(
         writer.kill()
         raise
     writer.close()
-    index = _write_index(pending, index_filename(f"{volume.key}{TREE_SUFFIX}"), fmt, digester)
+    index = _write_index(pending, index_name, fmt, digester)
     return summary, index
+
+
+def unchanged_tree(summary: Mapping[str, Any]) -> bool:
+    """Return True if restic's backup summary says the folder is exactly its parent snapshot: no file or folder
+    new or changed, and not one byte added (a deleted entry or a new symlink at the top changes the top
+    folder's tree, which restic counts nowhere but in what it adds). Every node restic keeps carries its
+    inode and change time, so an identical tree is the parent's tree."""
+    counts = ("files_new", "files_changed", "dirs_new", "dirs_changed", "data_added")
+    return all(isinstance(summary.get(k), int) and summary[k] == 0 for k in counts)
+
+
+def _tree_parent(
+    pending: PendingSnapshot, key: str, filename: str, folder: str, root: tuple[int, int, int]
+) -> tuple[str, VolumeRecord, str] | None:
+    """Return (snapshot name, its record of the volume, restic id) of the last folder part of `folder`, if its
+    record can stand for an unchanged folder (same root mode and owner, a file index); else None."""
+    tree: Any = pending  # a pending snapshot of a store that backs up folders (see tree_source)
+    found = tree.tree_parent(filename, folder)
+    if found is None:
+        return None
+    name, snapshot_id = found
+    from docker_persist.core.manifest import ManifestError, load_manifest
+
+    try:
+        manifest = load_manifest(tree.store.read_manifest(tree.project, name), name)
+    except (ManifestError, PersistError) as error:
+        log.info("the last snapshot of %s cannot stand for an unchanged one: %s", folder, error)
+        return None
+    record = next((v for v in manifest.volumes if v.key == key and v.file == filename), None)
+    if record is None or record.root is None or record.index is None or not record.content_digest:
+        return None
+    if (record.root.mode & 0o7777, record.root.uid, record.root.gid) != (root[0] & 0o7777, root[1], root[2]):
+        return None
+    return name, record, snapshot_id
+
+
+def _reuse_tree(
+    pending: PendingSnapshot, name: str, record: VolumeRecord, index_name: str
+) -> tuple[ArchiveSummary, BackgroundWriter]:
+    """Return the summary of snapshot `name`'s record, and write its file index again (checked by its sha256)."""
+    from docker_persist.actions.common import IntegrityError
+    from docker_persist.core.archive import ArchiveRoot
+
+    assert record.index is not None and record.root is not None
+    tree: Any = pending  # a pending snapshot of a store that backs up folders: it has its store and project
+    content = tree.store.kept_index(tree.project, record.index.file, record.index.sha256)
+    if content is None:  # kept on another machine, or not at all: from the repository
+        with tree.store.open_part(tree.project, name, record.index.file) as source:
+            content = source.read()
+    if hashlib.sha256(content).hexdigest() != record.index.sha256 or len(content) != record.index.bytes:
+        raise IntegrityError(f"snapshot {name!r}: {record.index.file} does not match its manifest")
+    with pending.open_part(index_name) as part:
+        sink = BackgroundWriter(part)
+        try:
+            sink.write(content)
+        finally:
+            sink.close()
+    root = ArchiveRoot(record.root.mode, record.root.uid, record.root.gid, 0.0)
+    summary = ArchiveSummary(record.content_digest, "", record.entries, record.files, record.directories,
+                             record.symlinks, 0, record.bytes, root)  # fmt: skip
+    return summary, sink
 
 
 def backup_bind(

@@ -76,6 +76,9 @@ LOCK_POLL_SECONDS = 0.1
 REPOSITORY_LOCK_WAIT = 120.0
 """How long a command waits, by default, for a lock another restic holds before giving up
 ($DOCKER_PERSIST_RESTIC_LOCK_WAIT overrides it)."""
+KEPT_INDEX_BYTES = 64 << 20
+"""A file index larger than this is not kept on this machine (it is read from the repository when needed)."""
+INDEX_SUFFIX = ".index.zst"
 READ_CACHE_SECONDS = 5.0
 """How long a listing read outside the lock is reused by the same store object (one command)."""
 FOREIGN_LEFTOVER_AGE = datetime.timedelta(days=1)
@@ -352,6 +355,28 @@ class ResticStore:
         self._cache_manifest(manifest.id, content)
         return content
 
+    def _index_cache_path(self, project: str, part: str, sha256: str) -> str:
+        return os.path.join(self._manifest_cache, f"index-{project}-{part}-{sha256}")
+
+    def keep_index(self, project: str, part: str, content: bytes) -> None:
+        """Keep the file index just written for `part` on this machine, in place of the last one kept for it."""
+        sha256 = hashlib.sha256(content).hexdigest()
+        with contextlib.suppress(OSError):
+            prefix = f"index-{project}-{part}-"
+            for old in os.listdir(self._manifest_cache):
+                if old.startswith(prefix) and old != f"{prefix}{sha256}":
+                    os.unlink(os.path.join(self._manifest_cache, old))
+        self._cache_file(self._index_cache_path(project, part, sha256), content)
+
+    def kept_index(self, project: str, part: str, sha256: str) -> bytes | None:
+        """Return the file index of `part` kept on this machine, if it is the one with this sha256; else None."""
+        try:
+            with open(self._index_cache_path(project, part, sha256), "rb") as handle:
+                content = handle.read()
+        except OSError:
+            return None
+        return content if hashlib.sha256(content).hexdigest() == sha256 else None
+
     def _manifest_cache_path(self, key: str) -> str | None:
         """A manifest's cache file: by its restic snapshot id, or for one this machine wrote (restic says only
         the short id) by the short id and its run token, which a listed snapshot must both match."""
@@ -374,15 +399,17 @@ class ResticStore:
     def _cache_manifest(self, snapshot_id: str, content: bytes) -> None:
         """Keep a manifest read from the repository; a cache that cannot be written is only slower."""
         path = self._manifest_cache_path(snapshot_id)
-        if path is None:
-            return
+        if path is not None:
+            self._cache_file(path, hashlib.sha256(content).hexdigest().encode() + b"\n" + content)
+
+    def _cache_file(self, path: str, content: bytes) -> None:
         with contextlib.suppress(OSError):
             os.makedirs(self._manifest_cache, mode=0o700, exist_ok=True)
             staged = f"{path}.{secrets.token_hex(4)}.tmp"
             fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
                 with os.fdopen(fd, "wb") as handle:
-                    handle.write(hashlib.sha256(content).hexdigest().encode() + b"\n" + content)
+                    handle.write(content)
                 os.replace(staged, path)
             finally:
                 with contextlib.suppress(OSError):
@@ -577,7 +604,14 @@ class ResticStore:
         return _ResticPending(self, project, name, run)
 
     def backup_process(
-        self, project: str, name: str, part: str, run: str, extra: Sequence[str] = (), directory: str | None = None
+        self,
+        project: str,
+        name: str,
+        part: str,
+        run: str,
+        extra: Sequence[str] = (),
+        directory: str | None = None,
+        parent: str | None = None,
     ) -> subprocess.Popen[bytes]:
         """Start `restic backup` of one part: its standard input, or with `directory` the files in that folder
         (run there on `.`, so that the snapshot holds them at its root, and restic takes the last snapshot of
@@ -587,7 +621,7 @@ class ResticStore:
         if directory is None:
             source: tuple[str, ...] = ("--stdin", "--stdin-filename", f"{ROOT.lstrip('/')}/{project}/{name}/{part}")
         else:
-            source = (".",)
+            source = (".", *(("--parent", parent) if parent else ()))
         try:
             return subprocess.Popen(self.restic.argv("backup", *source, *common), cwd=directory,
                                     stdin=subprocess.PIPE if directory is None else subprocess.DEVNULL,
@@ -663,9 +697,25 @@ class _ResticPending:
         self.primed_manifest: _PartWriter | None = None
         self.finished = False
 
-    def start_tree(self, filename: str, directory: str, root: tuple[int, int, int]) -> _TreeWriter:
+    def tree_parent(self, filename: str, directory: str) -> tuple[str, str] | None:
+        """Return (snapshot name, restic id) of the newest published folder part `filename` of this project
+        that restic made of `directory` on this machine, to be the next one's parent; or None."""
+        entries = self.store._entries(self.project)
+        manifests = self.store._manifests(entries)
+        folder = os.path.realpath(directory)  # as restic records it: /proc/PID/root/x is /x
+        found = [e for e in entries if e.part == filename and e.host == self.store.host and e.path == folder
+                 and e.name in manifests and manifests[e.name].run == e.run]  # fmt: skip
+        if not found:
+            return None
+        newest = max(found, key=lambda e: (_when(e.time), e.id))
+        return newest.name, newest.id
+
+    def start_tree(
+        self, filename: str, directory: str, root: tuple[int, int, int], parent: str | None = None
+    ) -> _TreeWriter:
         """Start backing up the files of `directory` (a volume's folder on this machine, its root's (mode, uid,
-        gid) given) as the part `filename` (`<key>.tree`); the returned writer's close() waits for it."""
+        gid) given) as the part `filename` (`<key>.tree`), against the restic snapshot `parent` if given (else
+        restic picks one); the returned writer's close() waits for it, then its `summary` holds restic's."""
         self._check_open()
         check_part_name(filename)
         if not is_tree_part(filename):
@@ -676,7 +726,7 @@ class _ResticPending:
         mode, uid, gid = root
         tags = (f"volume={key}", f"root={mode & 0o7777:o}-{uid}-{gid}")
         writer = _TreeWriter(self.store, f"backing up {directory} as {filename} of snapshot {self.name!r}",
-                             (self.project, self.name, filename, self.run), tags, directory)  # fmt: skip
+                             (self.project, self.name, filename, self.run), tags, directory, parent)  # fmt: skip
         self.writers[filename] = writer
         return writer
 
@@ -768,6 +818,9 @@ class _PartWriter:
         self._readers: list[threading.Thread] = []
         self._started_tags: tuple[str, ...] = ()
         self._written = False
+        # A file index is kept on this machine too (see ResticStore.kept_index): the next backup of an
+        # unchanged folder writes it again without a restic dump.
+        self._kept: bytearray | None = bytearray() if where[2].endswith(INDEX_SUFFIX) else None
 
     def prime(self) -> None:
         """Start restic now (see _ResticPending.prime_part)."""
@@ -811,6 +864,10 @@ class _PartWriter:
         if not data:
             return 0
         self._written = True
+        if self._kept is not None:
+            self._kept += data
+            if len(self._kept) > KEPT_INDEX_BYTES:
+                self._kept = None
         assert self.process.stdin is not None
         try:
             self.process.stdin.write(data)
@@ -849,6 +906,8 @@ class _PartWriter:
         if self.snapshot_id is None:
             raise ResticError(f"{self.what}: restic made no snapshot (no summary in its output)")
         self.store.recorded(*self.where, self.snapshot_id, "empty" in self._started_tags)
+        if self._kept:
+            self.store.keep_index(self.where[0], self.where[2], bytes(self._kept))
 
     def kill(self) -> None:
         """Stop restic before it makes a snapshot (abort), unless it already made one."""
@@ -874,16 +933,24 @@ class _TreeWriter(_PartWriter):
     could not read every file (restic's exit 3: it still made a snapshot) fails, its snapshot forgotten at abort."""
 
     def __init__(
-        self, store: ResticStore, what: str, where: tuple[str, str, str, str], tags: Sequence[str], directory: str
+        self,
+        store: ResticStore,
+        what: str,
+        where: tuple[str, str, str, str],
+        tags: Sequence[str],
+        directory: str,
+        parent: str | None = None,
     ) -> None:
         super().__init__(store, what, where, tags)
-        self.directory = directory
+        self.directory, self.parent = directory, parent
+        self.summary: dict[str, Any] = {}
         self._start(tags)
 
     def _start(self, tags: Sequence[str]) -> None:
         project, name, part, run = self.where
         self._started_tags = tuple(tags)
-        self._process = process = self.store.backup_process(project, name, part, run, tags, self.directory)
+        self._process = process = self.store.backup_process(project, name, part, run, tags, self.directory,
+                                                            self.parent)  # fmt: skip
         self._readers = [self._drain("stdout", process.stdout), self._drain("stderr", process.stderr)]
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
@@ -899,12 +966,13 @@ class _TreeWriter(_PartWriter):
                 message = json.loads(line)
                 if isinstance(message, dict) and message.get("message_type") == "summary":
                     self.snapshot_id = str(message.get("snapshot_id") or "") or None
+                    self.summary = message
         if self.process.returncode != 0:
             raise self._failed()
         if self.snapshot_id is None:
             raise ResticError(f"{self.what}: restic made no snapshot (no summary in its output)")
         root = dict(_tag(t) for t in self.tags).get("root", "")
-        self.store.recorded(*self.where, self.snapshot_id, False, os.path.abspath(self.directory), root)
+        self.store.recorded(*self.where, self.snapshot_id, False, os.path.realpath(self.directory), root)
 
     def kill(self) -> None:
         if self.closed:

@@ -205,9 +205,20 @@ def test_a_volume_no_container_runs_on_goes_file_by_file_and_restores_exactly(
     done = local_repo.persist("restore", "first", "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
     assert snapshot_listing(docker, volume) == before
-    done = local_repo.persist("verify", "second")
+    done = local_repo.persist("verify", "second")  # the unchanged one: its digest is the first's
     assert done.returncode == 0, done.stdout + done.stderr
     assert "second: ok" in done.stdout, done.stdout
+
+    # A change at the top (a file removed: restic counts it only in what it adds) and one deeper.
+    busybox(docker, volume, "rm /d/tool.sh && echo changed > /d/owned/a.txt")
+    changed = snapshot_listing(docker, volume)
+    assert local_repo.persist("backup", "--name", "third").returncode == 0
+    busybox(docker, volume, DESTROY_SCRIPT)
+    done = local_repo.persist("restore", "third", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert snapshot_listing(docker, volume) == changed
+    assert local_repo.persist("restore", "second", "--yes").returncode == 0
+    assert snapshot_listing(docker, volume) == before
 
     native = project.directory.parent / "native"
     done = local_repo.persist("copy", "second", "--to", str(native))
@@ -218,16 +229,20 @@ def test_a_volume_no_container_runs_on_goes_file_by_file_and_restores_exactly(
     assert done.returncode == 0, done.stdout + done.stderr
     assert snapshot_listing(docker, volume) == before
 
-    # What the README shows: restic restore into a folder, then the root's mode and owner from the `root=` tag.
-    target = f"{project.name}_by-hand"
+    assert restored_by_hand(local_repo, docker, f"{project.name}_by-hand", str(trees["first"]["id"]), root) == before
+
+
+def restored_by_hand(repo: Repository, docker: DockerCLI, target: str, snapshot_id: str, root: str) -> object:
+    """What the README shows: restic restore into a new volume's folder, then the folder's mode and owner from
+    the `root=` tag; return the volume's listing."""
     docker.run("volume", "create", target, check=True)
     try:
         mountpoint = docker.run("volume", "inspect", "-f", "{{.Mountpoint}}", target, check=True).stdout.strip()
-        local_repo.restic("restore", str(trees["first"]["id"]), "--target", mountpoint)
+        repo.restic("restore", snapshot_id, "--target", mountpoint)
         mode, uid, gid = root.split("-")
         os.chown(mountpoint, int(uid), int(gid))
         os.chmod(mountpoint, int(mode, 8))
-        assert snapshot_listing(docker, target) == before
+        return snapshot_listing(docker, target)
     finally:
         docker.run("volume", "rm", "-f", target)
 

@@ -233,3 +233,28 @@ def test_a_folder_part_has_its_index_beside_it() -> None:
     assert index_filename("data.tree") == "data.index.zst"
     assert index_filename("data.tar") == "data.index.zst"
     assert index_filename("data.tar.zst.age") == "data.index.zst.age"
+
+
+SAME = {"files_new": 0, "files_changed": 0, "dirs_new": 0, "dirs_changed": 0, "data_added": 0, "snapshot_id": "ab"}
+
+
+@pytest.mark.parametrize(
+    ("summary", "unchanged"),
+    [
+        (SAME, True),
+        ({**SAME, "files_new": 1}, False),
+        ({**SAME, "files_changed": 2}, False),  # content, or only a mode, owner or time
+        ({**SAME, "dirs_new": 1}, False),
+        ({**SAME, "dirs_changed": 1}, False),
+        ({**SAME, "data_added": 1241}, False),  # a file removed at the top: restic counts it only here
+        ({k: v for k, v in SAME.items() if k != "data_added"}, False),  # a summary restic did not finish
+        ({**SAME, "files_new": "0"}, False),
+        ({}, False),
+    ],
+)
+def test_a_folder_is_unchanged_only_if_restic_found_nothing_new_and_added_nothing(
+    summary: dict[str, Any], unchanged: bool
+) -> None:
+    from docker_persist.actions.backup import unchanged_tree
+
+    assert unchanged_tree(summary) is unchanged

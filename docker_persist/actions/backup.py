@@ -288,7 +288,9 @@ def _tree_into(
             writer.kill()
             raise
         if unchanged_tree(writer.summary):
-            return _reuse_tree(pending, parent[0], parent[1], index_name)
+            kept = parent_index(pending, parent[0], parent[1])
+            if kept is not None:
+                return _reuse_tree(pending, parent[1], kept, index_name)
     digester = TarDigester(check_safety=False, restorable=True, index=True)
     try:
         try:
@@ -341,25 +343,37 @@ def _tree_parent(
     return name, record, snapshot_id
 
 
-def _reuse_tree(
-    pending: PendingSnapshot, name: str, record: VolumeRecord, index_name: str
-) -> tuple[ArchiveSummary, BackgroundWriter]:
-    """Return the summary of snapshot `name`'s record, and write its file index again (checked by its sha256)."""
-    from docker_persist.actions.common import IntegrityError
-    from docker_persist.core.archive import ArchiveRoot
-
-    assert record.index is not None and record.root is not None
+def parent_index(pending: PendingSnapshot, name: str, record: VolumeRecord) -> bytes | None:
+    """Return the file index of snapshot `name`'s record, kept on this machine or read from the store, if its sha256
+    and size are the record's; else None (the folder is then read again: a damaged old snapshot never stops a new
+    one)."""
+    assert record.index is not None
     tree: Any = pending  # a pending snapshot of a store that backs up folders: it has its store and project
     content = tree.store.kept_index(tree.project, record.index.file, record.index.sha256)
     if content is None:  # kept on another machine, or not at all: from the repository
-        with tree.store.open_part(tree.project, name, record.index.file) as source:
-            content = source.read()
+        try:
+            with tree.store.open_part(tree.project, name, record.index.file) as source:
+                content = source.read()
+        except PersistError as error:
+            log.warning("snapshot %r: cannot read %s (%s): reading the volume again", name, record.index.file, error)
+            return None
     if hashlib.sha256(content).hexdigest() != record.index.sha256 or len(content) != record.index.bytes:
-        raise IntegrityError(f"snapshot {name!r}: {record.index.file} does not match its manifest")
+        log.warning("snapshot %r: %s does not match its manifest: reading the volume again", name, record.index.file)
+        return None
+    return bytes(content)
+
+
+def _reuse_tree(
+    pending: PendingSnapshot, record: VolumeRecord, index: bytes, index_name: str
+) -> tuple[ArchiveSummary, BackgroundWriter]:
+    """Return the summary `record` holds, and write its file index `index` again as this snapshot's."""
+    from docker_persist.core.archive import ArchiveRoot
+
+    assert record.root is not None
     with pending.open_part(index_name) as part:
         sink = BackgroundWriter(part)
         try:
-            sink.write(content)
+            sink.write(index)
         finally:
             sink.close()
     root = ArchiveRoot(record.root.mode, record.root.uid, record.root.gid, 0.0)

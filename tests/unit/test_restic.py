@@ -258,3 +258,46 @@ def test_a_folder_is_unchanged_only_if_restic_found_nothing_new_and_added_nothin
     from docker_persist.actions.backup import unchanged_tree
 
     assert unchanged_tree(summary) is unchanged
+
+
+class _IndexStore:
+    def __init__(self, kept: bytes | None, stored: bytes | Exception) -> None:
+        self.kept, self.stored = kept, stored
+
+    def kept_index(self, project: str, part: str, sha256: str) -> bytes | None:
+        return self.kept
+
+    def open_part(self, project: str, name: str, filename: str) -> Any:
+        import io
+
+        from docker_persist.store import StoreError
+
+        if isinstance(self.stored, Exception):
+            raise StoreError(f"cannot read {filename}: {self.stored}")
+        return io.BytesIO(self.stored)
+
+
+@pytest.mark.parametrize(
+    ("kept", "stored", "used"),
+    [
+        (b"INDEX", b"other", b"INDEX"),  # kept on this machine
+        (None, b"INDEX", b"INDEX"),  # read from the store
+        (None, b"INDEX-damaged", None),  # not the manifest's: read the volume again
+        (None, OSError("gone"), None),  # unreadable: read the volume again, never fail the backup
+    ],
+)
+def test_an_unchanged_folder_takes_its_last_index_only_if_it_is_the_manifest_s(
+    kept: bytes | None, stored: bytes | Exception, used: bytes | None
+) -> None:
+    import dataclasses
+    import hashlib
+    import types
+
+    from docker_persist.actions.backup import parent_index
+    from docker_persist.core.manifest import IndexRecord
+    from tests.unit.test_metrics import record
+
+    index = IndexRecord("data.index.zst", hashlib.sha256(b"INDEX").hexdigest(), 5)
+    volume = dataclasses.replace(record("data", 10), index=index)
+    pending = types.SimpleNamespace(store=_IndexStore(kept, stored), project="p")
+    assert parent_index(pending, "last", volume) == used  # type: ignore[arg-type]

@@ -271,26 +271,6 @@ def layer_paths(changes: Iterable[str], ephemeral: Callable[[str], bool]) -> lis
     return [p for i, p in enumerate(kept) if not (i + 1 < len(kept) and kept[i + 1].startswith(p + "/"))]
 
 
-class _ResponseFile:
-    """A readable file over a streamed engine response, for tarfile's stream mode."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buffer = b""
-
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            chunk = next(self._chunks, b"")
-            if not chunk:
-                break
-            self._buffer += chunk
-        if size < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data
-
-
 def container_layer_archive(engine: DockerEngine, container: str, paths: Sequence[str]) -> Iterator[bytes]:
     """Yield one tar, rooted like a volume's, of the given paths from a container's filesystem.
 
@@ -298,7 +278,7 @@ def container_layer_archive(engine: DockerEngine, container: str, paths: Sequenc
     entries are renamed from the path's base name to the full path, so that extracting
     the tar into a volume puts `/srv/data/x` at `srv/data/x`.
     """
-    from docker_persist.streams.pipeline import from_writer
+    from docker_persist.streams.pipeline import ChunkReader, from_writer
 
     def produce(sink: Any) -> None:
         with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as out:
@@ -310,7 +290,7 @@ def container_layer_archive(engine: DockerEngine, container: str, paths: Sequenc
                 prefix = path.strip("/")
                 response = engine.get_archive(container, path)
                 try:
-                    reader: Any = _ResponseFile(response.iter_chunks())
+                    reader: Any = ChunkReader(response.iter_chunks())
                     with tarfile.open(fileobj=reader, mode="r|") as source:
                         for member in source:
                             member.name = _rebase(member.name, base, prefix)

@@ -51,7 +51,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import IO, Any, BinaryIO, cast
 
 from docker_persist.core.manifest import MANIFEST_FILE, TREE_SUFFIX, check_snapshot_name, is_snapshot_name
@@ -66,6 +66,7 @@ from docker_persist.store.base import (
     not_found,
     snapshot_exists,
 )
+from docker_persist.streams.pipeline import ChunkReader
 
 PREFIX = "restic:"
 TAG = "docker-persist"
@@ -983,51 +984,20 @@ class _TreeWriter(_PartWriter):
         self._finish()
 
 
-class _StagedReader:
-    """A tar stream of a staged folder; closing it stops tar and removes the folder."""
+class _StagedReader(ChunkReader):
+    """The tar stream of a staged folder; closing it stops tar and removes the folder."""
 
-    def __init__(self, chunks: Iterator[bytes], staging: str) -> None:
-        self._chunks, self._staging = chunks, staging
-        self._buffer = b""
-        self.closed = False
-
-    def __enter__(self) -> _StagedReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        if self.closed:
-            raise ValueError("read from a closed part")
-        while size < 0 or len(self._buffer) < size:
-            chunk = next(self._chunks, b"")
-            if not chunk:
-                break
-            self._buffer += chunk
-        if size < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+    def __init__(self, chunks: Generator[bytes, None, None], staging: str) -> None:
+        super().__init__(chunks)
+        self._tar, self._staging = chunks, staging
 
     def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        with contextlib.suppress(Exception):
-            close = getattr(self._chunks, "close", None)
-            if close is not None:
-                close()
-        shutil.rmtree(self._staging, ignore_errors=True)
+        try:
+            with contextlib.suppress(Exception):  # tar stopped early says so: the reader chose to stop
+                self._tar.close()
+        finally:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            super().close()
 
 
 class _DumpReader:

@@ -56,6 +56,7 @@ from typing import IO, Any, BinaryIO, cast
 
 from docker_persist.core.manifest import MANIFEST_FILE, TREE_SUFFIX, check_snapshot_name, is_snapshot_name
 from docker_persist.errors import ConfigError
+from docker_persist.host.files import write_atomically
 from docker_persist.host.paths import cache_dir, state_dir
 from docker_persist.host.process import child_environ
 from docker_persist.store.base import (
@@ -276,18 +277,12 @@ class ResticStore:
 
     def _next_generation(self, project: str) -> None:
         path = self._generation_path(project)
-        staged = f"{path}.{secrets.token_hex(4)}.tmp"
         try:
-            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(secrets.token_hex(16).encode())
-            os.replace(staged, path)
+            write_atomically(path, secrets.token_hex(16).encode(), durable=False)
         except OSError as error:  # then the next lock finds a stale token: remove it, so that it lists again
             log.warning("cannot record the generation of project %r (%s): the next run lists it again", project, error)
             with contextlib.suppress(OSError):
                 os.unlink(path)
-            with contextlib.suppress(OSError):
-                os.unlink(staged)
 
     def _list(self, project: str | None) -> list[_Entry]:
         tags = TAG + (f",project={project}" if project else "")
@@ -403,18 +398,11 @@ class ResticStore:
         if path is not None:
             self._cache_file(path, hashlib.sha256(content).hexdigest().encode() + b"\n" + content)
 
-    def _cache_file(self, path: str, content: bytes) -> None:
+    @staticmethod
+    def _cache_file(path: str, content: bytes) -> None:
+        """Write a cache file; one that cannot be written is only slower."""
         with contextlib.suppress(OSError):
-            os.makedirs(self._manifest_cache, mode=0o700, exist_ok=True)
-            staged = f"{path}.{secrets.token_hex(4)}.tmp"
-            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(content)
-                os.replace(staged, path)
-            finally:
-                with contextlib.suppress(OSError):
-                    os.unlink(staged)
+            write_atomically(path, content, durable=False)
 
     def open_part(self, project: str, name: str, filename: str) -> BinaryIO:
         check_part_name(filename)
@@ -813,6 +801,7 @@ class _PartWriter:
     ) -> None:
         self.store, self.what, self.where, self.tags = store, what, where, tuple(tags)
         self.snapshot_id: str | None = None
+        self.summary: dict[str, Any] = {}
         self.closed = False
         self._process: subprocess.Popen[bytes] | None = None
         self._output: dict[str, bytes] = {}
@@ -899,11 +888,7 @@ class _PartWriter:
         self._finish()
         if self.process.returncode != 0:
             raise self._failed()
-        for line in self._output.get("stdout", b"").splitlines():
-            with contextlib.suppress(ValueError):
-                message = json.loads(line)
-                if isinstance(message, dict) and message.get("message_type") == "summary":
-                    self.snapshot_id = str(message.get("snapshot_id") or "") or None
+        self._read_summary()
         if self.snapshot_id is None:
             raise ResticError(f"{self.what}: restic made no snapshot (no summary in its output)")
         self.store.recorded(*self.where, self.snapshot_id, "empty" in self._started_tags)
@@ -918,6 +903,15 @@ class _PartWriter:
         if self._process is not None:
             self._process.kill()
             self._finish()
+
+    def _read_summary(self) -> None:
+        """Keep restic's summary (its last JSON message) and the id of the snapshot it made, if any."""
+        for line in self._output.get("stdout", b"").splitlines():
+            with contextlib.suppress(ValueError):
+                message = json.loads(line)
+                if isinstance(message, dict) and message.get("message_type") == "summary":
+                    self.snapshot_id = str(message.get("snapshot_id") or "") or None
+                    self.summary = message
 
     def _finish(self) -> None:
         self.process.wait()
@@ -944,7 +938,6 @@ class _TreeWriter(_PartWriter):
     ) -> None:
         super().__init__(store, what, where, tags)
         self.directory, self.parent = directory, parent
-        self.summary: dict[str, Any] = {}
         self._start(tags)
 
     def _start(self, tags: Sequence[str]) -> None:
@@ -962,12 +955,7 @@ class _TreeWriter(_PartWriter):
             return
         self.closed = True
         self._finish()
-        for line in self._output.get("stdout", b"").splitlines():
-            with contextlib.suppress(ValueError):
-                message = json.loads(line)
-                if isinstance(message, dict) and message.get("message_type") == "summary":
-                    self.snapshot_id = str(message.get("snapshot_id") or "") or None
-                    self.summary = message
+        self._read_summary()  # first: a run that failed may still have made a snapshot, for abort to forget
         if self.process.returncode != 0:
             raise self._failed()
         if self.snapshot_id is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -284,46 +285,28 @@ def extract_into_volume(
     label = f"{crash.split(':', maxsplit=1)[0]} {record.key}"  # "restore db_data", "verify db_data"
     expect(progress, label, tar_size(record.entries, record.bytes))
     folder = engine.host_path(target, writable=True) if record.file.endswith(TREE_SUFFIX) else None
-    if folder is not None and callable(getattr(store, "restore_tree", None)):
-        return _restore_tree(engine, store, project, manifest, record, target, folder, root, label, crash)
+    restore_tree = getattr(store, "restore_tree", None)
+    if folder is not None and restore_tree is not None:
+        # A folder part, with the volume on this machine: restic restores it straight into the volume's folder
+        # (no staged copy), and the volume read back gives the digest.
+        restore_tree(project, manifest.name, record.file, folder)
+        crash_point(crash)
+        os.chown(folder, root.uid, root.gid)
+        os.chmod(folder, root.mode & 0o7777)
+        summary = volume_read_digest(engine, project, target)
+    else:
 
-    def stream() -> Iterator[bytes]:
-        for chunk in iter_archive(store, project, manifest, record, digester, identities):
-            progress(label, len(chunk))
-            yield chunk
-            crash_point(crash)
+        def stream() -> Iterator[bytes]:
+            for chunk in iter_archive(store, project, manifest, record, digester, identities):
+                progress(label, len(chunk))
+                yield chunk
+                crash_point(crash)
 
-    try:
-        engine.extract_volume_archive(target, project, (root.mode, root.uid, root.gid), stream())
-    except (UnsafeArchiveError, MalformedArchiveError) as error:
-        raise IntegrityError(f"snapshot {manifest.name!r}: {record.file}: {error}") from error
-    summary = digester.finish()
-    if summary.digest != record.content_digest:
-        raise IntegrityError(f"volume {target!r}: the restored content does not match snapshot {manifest.name!r}")
-    return summary
-
-
-def _restore_tree(
-    engine: Engine,
-    store: Store,
-    project: str,
-    manifest: Manifest,
-    record: VolumeRecord,
-    target: str,
-    folder: str,
-    root: RootEntry,
-    label: str,
-    crash: str,
-) -> ArchiveSummary:
-    """Restore a folder part with restic straight into the volume's folder on this machine, then read the volume
-    back for its content digest: the same proof as a streamed restore, without staging a copy."""
-    import os
-
-    store.restore_tree(project, manifest.name, record.file, folder)  # type: ignore[attr-defined]
-    crash_point(crash)
-    os.chown(folder, root.uid, root.gid)
-    os.chmod(folder, root.mode & 0o7777)
-    summary = volume_read_digest(engine, project, target)
+        try:
+            engine.extract_volume_archive(target, project, (root.mode, root.uid, root.gid), stream())
+        except (UnsafeArchiveError, MalformedArchiveError) as error:
+            raise IntegrityError(f"snapshot {manifest.name!r}: {record.file}: {error}") from error
+        summary = digester.finish()
     if summary.digest != record.content_digest:
         raise IntegrityError(f"volume {target!r}: the restored content does not match snapshot {manifest.name!r}")
     return summary

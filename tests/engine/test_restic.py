@@ -10,6 +10,7 @@ middle of a backup. And a snapshot restored with the restic CLI and GNU tar alon
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -141,22 +142,35 @@ def test_a_local_restic_repository_is_a_store_for_every_command(
     scenario(local_repo, project, docker)
 
 
-def test_a_restic_snapshot_restores_with_the_restic_cli_and_tar_alone(
-    local_repo: Repository, project: ComposeProject, docker: DockerCLI
-) -> None:
-    assert local_repo.store("init", local_repo.url).returncode == 0
+def filled(repo: Repository, project: ComposeProject, docker: DockerCLI) -> tuple[str, object]:
+    """Make the repository, start ONE_VOLUME and fill its volume; return the volume and its listing."""
+    assert repo.store("init", repo.url).returncode == 0
     project.write(ONE_VOLUME)
     project.compose("up", "-d", "--wait")
     volume = f"{project.name}_data"
     busybox(docker, volume, FILL_SCRIPT)
-    before = snapshot_listing(docker, volume)
+    return volume, snapshot_listing(docker, volume)
+
+
+@contextlib.contextmanager
+def new_volume_folder(docker: DockerCLI, name: str) -> Iterator[str]:
+    """A new volume for the block, removed after it; yield its folder on this machine."""
+    docker.run("volume", "create", name, check=True)
+    try:
+        yield docker.run("volume", "inspect", "-f", "{{.Mountpoint}}", name, check=True).stdout.strip()
+    finally:
+        docker.run("volume", "rm", "-f", name)
+
+
+def test_a_restic_snapshot_restores_with_the_restic_cli_and_tar_alone(
+    local_repo: Repository, project: ComposeProject, docker: DockerCLI
+) -> None:
+    _, before = filled(local_repo, project, docker)
     assert local_repo.persist("backup", "--name", "by-hand").returncode == 0
 
     # What the README shows: find the snapshot by its tags, dump its tar, extract it with GNU tar.
     target = f"{project.name}_by-hand"
-    docker.run("volume", "create", target, check=True)
-    try:
-        mountpoint = docker.run("volume", "inspect", "-f", "{{.Mountpoint}}", target, check=True).stdout.strip()
+    with new_volume_folder(docker, target) as mountpoint:
         listed = json.loads(
             local_repo.restic("snapshots", "--json", "--tag", f"project={project.name},snapshot=by-hand").stdout
         )
@@ -171,8 +185,6 @@ def test_a_restic_snapshot_restores_with_the_restic_cli_and_tar_alone(
                        stdin=dump.stdout, check=True)  # fmt: skip
         assert dump.wait() == 0
         assert snapshot_listing(docker, target) == before
-    finally:
-        docker.run("volume", "rm", "-f", target)
 
 
 def test_a_volume_no_container_runs_on_goes_file_by_file_and_restores_exactly(
@@ -181,12 +193,7 @@ def test_a_volume_no_container_runs_on_goes_file_by_file_and_restores_exactly(
     """With its service stopped, a volume is backed up by restic itself (a folder part, `data.tree`): an unchanged
     second backup makes the same restic tree; restore, verify, copy to a native store and the restic CLI alone all
     give back the exact content."""
-    assert local_repo.store("init", local_repo.url).returncode == 0
-    project.write(ONE_VOLUME)
-    project.compose("up", "-d", "--wait")
-    volume = f"{project.name}_data"
-    busybox(docker, volume, FILL_SCRIPT)
-    before = snapshot_listing(docker, volume)
+    volume, before = filled(local_repo, project, docker)
     project.compose("stop")
     for name in ("first", "second"):
         done = local_repo.persist("backup", "--name", name)
@@ -235,16 +242,12 @@ def test_a_volume_no_container_runs_on_goes_file_by_file_and_restores_exactly(
 def restored_by_hand(repo: Repository, docker: DockerCLI, target: str, snapshot_id: str, root: str) -> object:
     """What the README shows: restic restore into a new volume's folder, then the folder's mode and owner from
     the `root=` tag; return the volume's listing."""
-    docker.run("volume", "create", target, check=True)
-    try:
-        mountpoint = docker.run("volume", "inspect", "-f", "{{.Mountpoint}}", target, check=True).stdout.strip()
+    with new_volume_folder(docker, target) as mountpoint:
         repo.restic("restore", snapshot_id, "--target", mountpoint)
         mode, uid, gid = root.split("-")
         os.chown(mountpoint, int(uid), int(gid))
         os.chmod(mountpoint, int(mode, 8))
         return snapshot_listing(docker, target)
-    finally:
-        docker.run("volume", "rm", "-f", target)
 
 
 def test_restic_failures_are_clear_and_change_nothing(

@@ -3,7 +3,7 @@
 # checked against its sha256 (pip --require-hashes), then docker-persist itself, editable,
 # without dependencies and without a build environment of its own (its build backend is in the
 # lock too). Idempotent: it reinstalls only when the lock or pyproject.toml changed. To change
-# a dependency, edit pyproject.toml and run build/lock.sh.
+# a dependency, edit pyproject.toml and run build/lock.sh. Last, build/accel.sh compiles the C module.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="${1:-$root/.venv}"
@@ -27,3 +27,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         || { echo "venv: install failed" >&2; exit 1; }
     echo "$want" >"$stamp"
 fi
+# The C reader of the content digest (docker_persist/core/_tarscan.c): rebuilt when it changed.
+"$root/build/accel.sh" "$venv"

@@ -104,6 +104,7 @@ import contextlib
 import dataclasses
 import hashlib
 import heapq
+import itertools
 import math
 import pickle
 import re
@@ -118,6 +119,12 @@ from docker_persist.errors import PersistError
 
 if TYPE_CHECKING:
     from docker_persist.core.fileindex import IndexEntry
+
+try:  # the per-entry hot loops in C (core/_tarscan.c, built by build/accel.sh); the same results without them
+    from docker_persist.core._tarscan import scan as _scan
+    from docker_persist.core._tarscan import serialize as _serialize
+except ImportError:  # pragma: no cover (a source tree without the build)
+    _scan = _serialize = None  # type: ignore[assignment]
 
 BLOCK_SIZE = 512
 MAX_META_SIZE = 8 * 1024 * 1024
@@ -224,11 +231,17 @@ class ArchiveSummary:
 # (path bytes, seq, kind, mode, uid, gid, size, sha256 hex, symlink or hard-link target,
 #  "major,minor", ((xattr name, sha256 hex of its value), ...), mtime)
 _PATH, _SEQ, _KIND, _MODE, _UID, _GID, _SIZE, _SHA, _TARGET, _DEVICE, _XATTRS, _MTIME = range(12)
+_SCAN_OBJECTS = ("file", "dir", "symlink", "", ())  # what the C reader's records share
 RUN_RECORDS = 100_000
 """How many records the digester keeps in memory before it spills them, sorted, to a temporary file."""
 INDEX_IN_MEMORY = 8 << 20
 """How much of the file index finish() keeps in memory before it goes to a temporary file."""
 _SPILL_CHUNK = 1024  # records a run is read back in: the merge holds one chunk of each run
+
+
+def tar_reader_compiled() -> bool:
+    """Return whether the per-entry hot loops run in C (core/_tarscan.c), not in Python."""
+    return _scan is not None and _serialize is not None
 
 
 def normalize_entry_name(name: str) -> str:
@@ -270,6 +283,9 @@ class TarDigester:
         self._hash_data = hash_data
         self._check_safety = check_safety
         self._prefix = _split_name(strip_prefix or "")[1]
+        # The C reader's prefix (core/_tarscan.c), if it can take it: components without "..".
+        prefix = "/".join(self._prefix).encode("utf-8", "surrogateescape")
+        self._scan_prefix = prefix if ".." not in self._prefix else None
         self._restorable = restorable
         self._want_index = index
         self._records: list[tuple[Any, ...]] = []  # this run's records, until RUN_RECORDS spill them
@@ -420,6 +436,7 @@ class TarDigester:
         starts, for the state machine to read. The same checks run, through the same functions,
         and an entry takes exactly the bytes the state machine would give it."""
         base = self._offset
+        scan = _scan is not None and not self._global_pax and self._scan_prefix is not None
         while (
             end - pos >= 2 * BLOCK_SIZE
             and not self._zero_blocks
@@ -428,6 +445,9 @@ class TarDigester:
             and self._long_link is None
             and b"size" not in self._global_pax
         ):
+            if scan and (moved := self._scan(view, pos, end)) != pos:
+                pos = moved
+                continue
             block = view[pos : pos + BLOCK_SIZE].tobytes()
             local: dict[bytes, bytes] | None = None
             at = pos
@@ -466,6 +486,16 @@ class TarDigester:
             elif state != _HEADER:
                 raise AssertionError(f"entry at byte {base + at} left the digester in state {state}")
         return pos
+
+    def _scan(self, view: memoryview, pos: int, end: int) -> int:
+        """Read the plain entries lying whole in view[pos:end] in C (core/_tarscan.c); return where the first
+        entry it leaves to the Python reader starts."""
+        assert _scan is not None and self._scan_prefix is not None
+        moved, self._seq = _scan(view, pos, end, self._seq, self._records, RUN_RECORDS, self._symlink_paths,
+                                 self._hash_data, self._check_safety, self._scan_prefix, _SCAN_OBJECTS)  # fmt: skip
+        if len(self._records) >= RUN_RECORDS:
+            self._spill()
+        return moved
 
     def _read_header(self, view: memoryview, pos: int, end: int) -> int:
         header = self._header
@@ -683,12 +713,17 @@ class TarDigester:
         records = self._records
         records.append(record)
         if len(records) >= RUN_RECORDS:
-            records.sort()
-            run = tempfile.TemporaryFile(prefix="docker-persist-digest-")  # noqa: SIM115 (read back by finish)
-            for start in range(0, len(records), _SPILL_CHUNK):
-                pickle.dump(records[start : start + _SPILL_CHUNK], run, protocol=5)
-            self._spilled.append(run)
-            self._records = []
+            self._spill()
+
+    def _spill(self) -> None:
+        """Sort this run's records and write them to a temporary file."""
+        records = self._records
+        records.sort()
+        run = tempfile.TemporaryFile(prefix="docker-persist-digest-")  # noqa: SIM115 (read back by finish)
+        for start in range(0, len(records), _SPILL_CHUNK):
+            pickle.dump(records[start : start + _SPILL_CHUNK], run, protocol=5)
+        self._spilled.append(run)
+        self._records = []
 
     def _entry_path(self, name: str, entry: str) -> str:
         """Normalize an entry name (or a hard link's target) and check it; `entry` names the entry in messages."""
@@ -820,36 +855,45 @@ class TarDigester:
         records: list[bytes] = []
         index = tempfile.SpooledTemporaryFile(INDEX_IN_MEMORY) if self._want_index else None  # noqa: SIM115 (read later)
         lines: list[bytes] = []
-        for final in self._finals():
-            entries += 1
-            path_bytes = final[_PATH]
-            node = nodes[final[_SEQ]] if final[_KIND] == "hardlink" else final
-            group = groups.get((node[_PATH], node[_SEQ]))
-            kind = node[_KIND]
-            if kind in counts:
-                counts[kind] += 1
-                total_bytes += node[_SIZE]  # 0 but for files
-            if path_bytes == b".":
-                root = ArchiveRoot(node[_MODE], node[_UID], node[_GID], node[_MTIME]) if kind == "dir" else None
-            record = _digest_record(path_bytes, node, group)
-            if portable is None and node[_XATTRS] and not all(name in PORTABLE_XATTRS for name, _ in node[_XATTRS]):
-                digest.update(b"".join(records))
-                records.clear()
-                portable = digest.copy()
-            if portable is not None:
-                portable.update(_portable_record(node, record, group, path_bytes))
-            records.append(record)
-            if index is not None:
-                lines.append(_index_line(path_bytes, node, group))
-            if len(records) >= 1024:
-                digest.update(b"".join(records))
-                records.clear()
+        finals = self._finals()
+        while batch := list(itertools.islice(finals, 1024)):
+            in_c = _serialize is not None and not nodes and portable is None
+            done = _serialize(batch, index is not None) if in_c else None
+            if done is not None:  # the C code serialized the batch: nothing in it needs more (see core/_tarscan.c)
+                records.append(done[0])
+                lines.append(done[1])
+                entries += len(batch)
+                for kind, count in zip(("file", "dir", "symlink"), done[2:5], strict=True):
+                    counts[kind] += count
+                total_bytes += done[5]
+                batch = []
+            for final in batch:
+                entries += 1
+                path_bytes = final[_PATH]
+                node = nodes[final[_SEQ]] if final[_KIND] == "hardlink" else final
+                group = groups.get((node[_PATH], node[_SEQ]))
+                kind = node[_KIND]
+                if kind in counts:
+                    counts[kind] += 1
+                    total_bytes += node[_SIZE]  # 0 but for files
+                if path_bytes == b".":
+                    root = ArchiveRoot(node[_MODE], node[_UID], node[_GID], node[_MTIME]) if kind == "dir" else None
+                record = _digest_record(path_bytes, node, group)
+                if portable is None and node[_XATTRS] and not all(name in PORTABLE_XATTRS for name, _ in node[_XATTRS]):
+                    digest.update(b"".join(records))
+                    records.clear()
+                    portable = digest.copy()
+                if portable is not None:
+                    portable.update(_portable_record(node, record, group, path_bytes))
+                records.append(record)
                 if index is not None:
-                    index.write(b"".join(lines))
-                    lines.clear()
-        digest.update(b"".join(records))
+                    lines.append(_index_line(path_bytes, node, group))
+            digest.update(b"".join(records))
+            records.clear()
+            if index is not None:
+                index.write(b"".join(lines))
+                lines.clear()
         if index is not None:
-            index.write(b"".join(lines))
             self._index = cast("IO[bytes]", index)
         full = f"sha256:{digest.hexdigest()}" if self._hash_data else ""
         return ArchiveSummary(

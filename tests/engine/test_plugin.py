@@ -46,7 +46,8 @@ def test_version_through_the_docker_cli(docker: DockerCLI) -> None:
     engine = docker.run("version", "--format", "{{.Server.Version}} {{.Server.APIVersion}}", check=True).stdout.split()
     compose = docker.run("compose", "version", "--short", check=True).stdout.strip().removeprefix("v")
     report = persist_version(docker)
-    assert report["Plugin"] == {"Version": __version__, "Python": report["Plugin"]["Python"], "Frozen": True}  # type: ignore[index]
+    plugin = report["Plugin"]
+    assert plugin == {"Version": __version__, "Python": plugin["Python"], "Frozen": True, "TarReader": "c"}  # type: ignore[index]
     assert report["Engine"]["Version"] == engine[0]  # type: ignore[index]
     assert report["Engine"]["ApiVersion"] == engine[1]  # type: ignore[index]
     assert report["Compose"]["Version"] == compose  # type: ignore[index]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import docker_persist.core.archive as archive_module
 from docker_persist.core.archive import (
     ArchiveRoot,
     ArchiveSummary,
@@ -37,6 +38,15 @@ MTIME = 1_700_000_000
 BIG = random.Random(1).randbytes(MIB + 12345)
 LONG_DIR = "./" + "deep-folder-name/" * 7  # 121 characters: needs a long name in every format but ustar
 LONG_TARGET = "../" + "t" * 120  # from LONG_DIR, stays inside the volume
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with the C reader (core/_tarscan.c) and with the Python reader alone."""
+    if request.param == "python":
+        monkeypatch.setattr(archive_module, "_scan", None)
+        monkeypatch.setattr(archive_module, "_serialize", None)
+    return str(request.param)
 
 
 # --- building archives ------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 from docker_persist import __version__
 from docker_persist.cli.commands.base import Command, add_format_flag, check_format
 from docker_persist.cli.context import Context
+from docker_persist.core.archive import tar_reader_compiled
 from docker_persist.errors import ExitStatus, PersistError
 from docker_persist.host.process import ComposeVersion, find_compose_version
 
@@ -41,6 +42,8 @@ def run(args: argparse.Namespace, context: Context) -> int:
             "Version": __version__,
             "Python": sys.version.split()[0],
             "Frozen": bool(getattr(sys, "frozen", False)),
+            # "c" when the digest's per-entry reader is the compiled one (core/_tarscan.c); "python" is slower
+            "TarReader": "c" if tar_reader_compiled() else "python",
         },
         "Engine": None,
         "Context": {"Name": endpoint.context, "Host": endpoint.host, "ChosenBy": endpoint.source},
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
         out.write("Plugin:\n")
         out.write(f" Version:      {__version__}\n")
         out.write(f" Python:       {report['Plugin']['Python']}\n")
+        out.write(f" Tar reader:   {report['Plugin']['TarReader']}\n")
         out.write(f" Context:      {endpoint.context} ({endpoint.host})\n")
         if engine is not None:
             out.write("Engine:\n")

@@ -243,6 +243,19 @@ class _Drain:
 STDERR_KEPT = 16 << 10
 
 
+PIPE_SIZE = 1 << 20
+
+
+def widen_pipe(fd: int) -> None:
+    """Give a pipe a buffer of PIPE_SIZE (Linux's default for an unprivileged maximum, fs.pipe-max-size),
+    not 64 KiB: the process at the other end keeps working while our thread that reads or writes it
+    waits for the GIL. Best effort: elsewhere, or over the limit, the pipe keeps its size."""
+    import fcntl
+
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+
+
 def tar_create(tar: str, directory: str, environ: Mapping[str, str]) -> Generator[bytes, None, None]:
     """Yield a tar of `directory` (entries `./...`) made by GNU tar. Raise PersistError if tar fails.
 
@@ -264,6 +277,7 @@ def tar_create(tar: str, directory: str, environ: Mapping[str, str]) -> Generato
             "--warning=no-file-removed", "--warning=no-file-ignored", "-cf", "-", "."]  # fmt: skip
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_environ(environ))
     assert process.stdout is not None and process.stderr is not None
+    widen_pipe(process.stdout.fileno())
     errors = _Drain(process.stderr)
     try:
         while chunk := process.stdout.read(1 << 20):
@@ -291,6 +305,7 @@ def tar_extract(tar: str, directory: str, chunks: Iterable[bytes], environ: Mapp
             "--xattrs", "--xattrs-include=*", "-f", "-"]  # fmt: skip
     process = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=child_environ(environ))
     assert process.stdin is not None and process.stderr is not None
+    widen_pipe(process.stdin.fileno())
     errors = _Drain(process.stderr)
     try:
         for chunk in chunks:

@@ -193,13 +193,8 @@ def _write_index(pending: PendingSnapshot, filename: str, fmt: PartFormat, diges
 
     with _compressed_part(pending, filename, "zstd", fmt.recipients) as (compressor, sink):
         compressor.write(HEADER)
-        lines: list[bytes] = []
-        for line in digester.index_lines():
-            lines.append(line)
-            if len(lines) >= 4096:
-                compressor.write(b"".join(lines))
-                lines.clear()
-        compressor.write(b"".join(lines))
+        for block in digester.index_blocks():
+            compressor.write(block)
     return sink
 
 

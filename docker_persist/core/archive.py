@@ -100,10 +100,10 @@ from __future__ import annotations
 import array
 import base64
 import binascii
+import bisect
 import contextlib
 import dataclasses
 import hashlib
-import heapq
 import itertools
 import math
 import pickle
@@ -413,12 +413,21 @@ class TarDigester:
 
         Only for a digester made with index=True: finish() wrote them to a temporary file as it went.
         """
+        yield from self._index_file()
+
+    def index_blocks(self, size: int = 1 << 20) -> Iterator[bytes]:
+        """Yield the file index's bytes (see index_lines) in blocks of `size`, whole lines or not."""
+        index = self._index_file()
+        while block := index.read(size):
+            yield block
+
+    def _index_file(self) -> IO[bytes]:
         if self._summary is None:
             raise RuntimeError("the file index comes after finish()")
         if self._index is None:
             raise RuntimeError("this digester was not asked for a file index (index=True)")
         self._index.seek(0)
-        yield from self._index
+        return self._index
 
     def index_entries(self) -> Iterator[IndexEntry]:
         """Yield the file index of the archive as entries (see index_lines)."""
@@ -777,20 +786,42 @@ class TarDigester:
 
     # --- the summary -----------------------------------------------------------------
 
-    def _runs(self) -> list[Iterable[tuple[Any, ...]]]:
-        """Return the sorted runs, spilled ones first, each read from its start."""
-        return [*(_read_run(run) for run in self._spilled), self._records]
+    def _merged(self) -> Iterator[list[tuple[Any, ...]]]:
+        """Yield every record, sorted (by path, then by seq: the order the archive gave a path's entries),
+        in lists: the sorted runs, spilled ones first, are merged a block at a time. Each run is read a
+        chunk at a time; the records up to the smallest last record of the chunks at hand are, in every
+        run, all that can come before the rest, so they are taken, sorted (timsort merges the sorted
+        pieces) and yielded. Memory: one chunk of each run."""
+        records = self._records
+        runs: list[Iterator[list[tuple[Any, ...]]]] = [
+            *(_read_chunks(run) for run in self._spilled),
+            (records[start : start + _SPILL_CHUNK] for start in range(0, len(records), _SPILL_CHUNK)),
+        ]
+        heads = [(chunk, run) for run in runs if (chunk := next(run, None))]
+        while heads:
+            bound = min(chunk[-1] for chunk, _ in heads)
+            batch: list[tuple[Any, ...]] = []
+            left = []
+            for chunk, run in heads:
+                cut = bisect.bisect_right(chunk, bound)
+                batch += chunk[:cut]
+                if rest := chunk[cut:] or next(run, []):
+                    left.append((rest, run))
+            heads = left
+            if len(runs) > 1:
+                batch.sort()
+            yield batch
 
-    def _finals(self) -> Iterator[tuple[Any, ...]]:
-        """Yield the last record of each path, in path byte order (tar semantics: the last entry wins)."""
-        runs = self._runs()
-        merged = heapq.merge(*runs) if len(runs) > 1 else iter(runs[0])
-        previous = None
-        for record in merged:
-            if previous is not None and record[_PATH] != previous[_PATH]:
-                yield previous
-            previous = record
-        if previous is not None:
+    def _finals(self) -> Iterator[list[tuple[Any, ...]]]:
+        """Yield the last record of each path, in path byte order (tar semantics: the last entry wins), in lists."""
+        previous: list[tuple[Any, ...]] = []  # the last record so far: the next batch may hold its path again
+        for merged in self._merged():
+            batch = previous + merged
+            previous = batch[-1:]
+            finals = [record for record, after in itertools.pairwise(batch) if record[_PATH] != after[_PATH]]
+            if finals:
+                yield finals
+        if previous:
             yield previous
 
     def _resolve_links(self) -> tuple[dict[int, tuple[Any, ...]], dict[tuple[bytes, int], bytes], int]:
@@ -805,8 +836,7 @@ class TarDigester:
             return {}, {}, 0
         wanted = {link[0] for link in links} | {link[2] for link in links}
         versions: dict[bytes, list[tuple[Any, ...]]] = {}
-        runs = self._runs()
-        for record in heapq.merge(*runs) if len(runs) > 1 else runs[0]:
+        for record in itertools.chain.from_iterable(self._merged()):
             if record[_PATH] in wanted:
                 versions.setdefault(record[_PATH], []).append(record)
         by_seq = {link[1]: link for link in links}
@@ -855,8 +885,7 @@ class TarDigester:
         records: list[bytes] = []
         index = tempfile.SpooledTemporaryFile(INDEX_IN_MEMORY) if self._want_index else None  # noqa: SIM115 (read later)
         lines: list[bytes] = []
-        finals = self._finals()
-        while batch := list(itertools.islice(finals, 1024)):
+        for batch in self._finals():
             in_c = _serialize is not None and not nodes and portable is None
             done = _serialize(batch, index is not None) if in_c else None
             if done is not None:  # the C code serialized the batch: nothing in it needs more (see core/_tarscan.c)
@@ -866,8 +895,7 @@ class TarDigester:
                 for kind, count in zip(("file", "dir", "symlink"), done[2:5], strict=True):
                     counts[kind] += count
                 total_bytes += done[5]
-                batch = []
-            for final in batch:
+            for final in batch if done is None else ():
                 entries += 1
                 path_bytes = final[_PATH]
                 node = nodes[final[_SEQ]] if final[_KIND] == "hardlink" else final
@@ -918,15 +946,14 @@ def _digest_record(path_bytes: bytes, node: tuple[Any, ...], group: bytes | None
     return b"%d:%s," % (len(body), body)
 
 
-def _read_run(run: IO[bytes]) -> Iterator[tuple[Any, ...]]:
-    """Yield the records of a spilled run, from its start."""
+def _read_chunks(run: IO[bytes]) -> Iterator[list[tuple[Any, ...]]]:
+    """Yield the records of a spilled run, from its start, a chunk (a sorted list) at a time."""
     run.seek(0)
     while True:
         try:
-            chunk = pickle.load(run)  # our own unnamed temporary file: nobody else wrote it
+            yield pickle.load(run)  # our own unnamed temporary file: nobody else wrote it
         except EOFError:
             return
-        yield from chunk
 
 
 def _index_line(path_bytes: bytes, node: tuple[Any, ...], group: bytes | None) -> bytes:

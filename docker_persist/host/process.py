@@ -243,6 +243,15 @@ class _Drain:
 STDERR_KEPT = 16 << 10
 
 
+# What tar_create archives with (bench/backup_restore times the host's tar with the same, beside plain tar).
+TAR_CREATE_OPTIONS = (
+    "--numeric-owner",
+    "--format=posix",
+    "--sparse-version=1.0",
+    "--pax-option=delete=atime,delete=ctime",
+    "--xattrs",
+    "--xattrs-exclude=security.selinux",
+)
 PIPE_SIZE = 1 << 20
 
 
@@ -271,9 +280,7 @@ def tar_create(tar: str, directory: str, environ: Mapping[str, str]) -> Generato
 
     from docker_persist.errors import PersistError
 
-    argv = [tar, "-C", directory, "--numeric-owner", "--format=posix", "--sparse-version=1.0",
-            "--pax-option=delete=atime,delete=ctime", "--xattrs",
-            "--xattrs-exclude=security.selinux", "--warning=no-file-changed",
+    argv = [tar, "-C", directory, *TAR_CREATE_OPTIONS, "--warning=no-file-changed",
             "--warning=no-file-removed", "--warning=no-file-ignored", "-cf", "-", "."]  # fmt: skip
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_environ(environ))
     assert process.stdout is not None and process.stderr is not None

@@ -20,7 +20,7 @@ import pytest
 
 import docker_persist.core.archive as archive_module
 from docker_persist.core.archive import MalformedArchiveError, TarDigester, UnrestorableError, UnsafeArchiveError
-from docker_persist.host.process import find_gnu_tar
+from docker_persist.host.process import TAR_CREATE_OPTIONS, find_gnu_tar
 
 NAMES = [
     "./a", "./d/", "./d/f", "a/b", "a//b", "./a/./b", "./.hidden", "./d/..", "../x", "/abs", "./", ".", "",
@@ -178,8 +178,7 @@ def test_a_gnu_tar_archive_is_read_by_the_c_code_and_gives_the_same(
     tar = find_gnu_tar()
     assert tar is not None, "GNU tar is needed (Debian's tar package)"
     make_tree(tmp_path / "tree", random.Random(7))
-    argv = [tar, "-C", str(tmp_path / "tree"), "--numeric-owner", "--format=posix", "--sparse-version=1.0",
-            "--pax-option=delete=atime,delete=ctime", "--xattrs", "-cf", "-", "."]  # fmt: skip
+    argv = [tar, "-C", str(tmp_path / "tree"), *TAR_CREATE_OPTIONS, "-cf", "-", "."]  # what backups run
     archive = subprocess.run(argv, capture_output=True, check=True).stdout
     counting = Counting(monkeypatch)
     for options in ({"check_safety": True}, {"check_safety": False, "restorable": True}):

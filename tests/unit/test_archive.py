@@ -1040,6 +1040,7 @@ def peak_memory(count: int) -> tuple[int, ArchiveSummary]:
     finally:
         tracemalloc.stop()
     assert lines == summary.entries == count
+    assert b"".join(digester.index_blocks(4096)) == b"".join(digester.index_lines())  # what backups store
     return peak, summary
 
 

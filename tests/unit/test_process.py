@@ -60,3 +60,21 @@ def test_tar_create_drains_stderr_too(tmp_path: Path) -> None:
     with pytest.raises(PersistError, match="exit 3"):
         chunks.extend(tar_create(str(fake), str(tmp_path), {"PATH": "/usr/bin:/bin"}))
     assert b"".join(chunks) == b"data"
+
+
+def test_widen_pipe_gives_a_pipe_a_mebibyte() -> None:
+    """tar's pipes: 64 KiB filled up while our reading thread waited for the GIL, stalling tar."""
+    import fcntl
+    import os
+
+    from docker_persist.host.process import PIPE_SIZE, widen_pipe
+
+    read, write = os.pipe()
+    try:
+        widen_pipe(write)
+        assert fcntl.fcntl(write, fcntl.F_GETPIPE_SZ) == PIPE_SIZE == 1 << 20
+    finally:
+        os.close(read)
+        os.close(write)
+    with open(os.devnull, "rb") as not_a_pipe:
+        widen_pipe(not_a_pipe.fileno())  # best effort: what is not a pipe changes nothing and raises nothing

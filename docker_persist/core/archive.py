@@ -885,8 +885,13 @@ class TarDigester:
         records: list[bytes] = []
         index = tempfile.SpooledTemporaryFile(INDEX_IN_MEMORY) if self._want_index else None  # noqa: SIM115 (read later)
         lines: list[bytes] = []
+        grouped = sorted(path for path, _ in groups)  # files whose record needs its link group: Python's
         for batch in self._finals():
-            in_c = _serialize is not None and not nodes and portable is None
+            # The C code takes no hard link (it returns None for one) and must not get a grouped file.
+            first = bisect.bisect_left(grouped, batch[0][_PATH])
+            in_c = (
+                _serialize is not None and portable is None and first == bisect.bisect_right(grouped, batch[-1][_PATH])
+            )
             done = _serialize(batch, index is not None) if in_c else None
             if done is not None:  # the C code serialized the batch: nothing in it needs more (see core/_tarscan.c)
                 records.append(done[0])

@@ -1,8 +1,9 @@
-/* The per-entry hot loop of core/archive.py's TarDigester, in C: read the plain entries that lie
- * whole in a chunk, as GNU tar and the engine write them for small files, and keep their records.
+/* The per-entry hot loops of core/archive.py's TarDigester, in C: scan() reads the plain entries
+ * that lie whole in a chunk, as GNU tar and the engine write them for small files, and keeps their
+ * records; serialize() writes the digest records and file index lines of simple final records
+ * (see its comment below), as _digest_record and _index_line do.
  *
- * One function, scan(). It takes what the pure-Python reader (TarDigester._whole_entries) would
- * take, and nothing else: an entry it does not read exactly as that code would is left where it
+ * scan() takes what the pure-Python reader (TarDigester._whole_entries) would take, and nothing else: an entry it does not read exactly as that code would is left where it
  * starts, and the caller reads it in Python, checks and messages included. So it never raises
  * for the archive's content and never decides anything the Python reader does not; a differential
  * unit test (tests/unit/test_archive_scan.py) feeds both the same archives. What it reads:

@@ -239,11 +239,6 @@ INDEX_IN_MEMORY = 8 << 20
 _SPILL_CHUNK = 1024  # records a run is read back in: the merge holds one chunk of each run
 
 
-def tar_reader_compiled() -> bool:
-    """Return whether the per-entry hot loops run in C (core/_tarscan.c), not in Python."""
-    return _scan is not None and _serialize is not None
-
-
 def normalize_entry_name(name: str) -> str:
     """Given a tar entry name, return it normalized ("./a/b/" -> "a/b", "./" -> ".").
 

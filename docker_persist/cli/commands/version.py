@@ -11,9 +11,19 @@ from typing import Any
 from docker_persist import __version__
 from docker_persist.cli.commands.base import Command, add_format_flag, check_format
 from docker_persist.cli.context import Context
-from docker_persist.core.archive import tar_reader_compiled
 from docker_persist.errors import ExitStatus, PersistError
 from docker_persist.host.process import ComposeVersion, find_compose_version
+
+
+def _tar_reader() -> str:
+    """Return "c" if the content digest's compiled reader loads (core/archive.py uses it then), else "python".
+
+    Imported here on its own: core.archive costs ~30 ms to import, which `version` need not pay."""
+    try:
+        from docker_persist.core import _tarscan  # noqa: F401
+    except ImportError:
+        return "python"
+    return "c"
 
 
 def add_arguments(parser: Any) -> None:
@@ -43,7 +53,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
             "Python": sys.version.split()[0],
             "Frozen": bool(getattr(sys, "frozen", False)),
             # "c" when the digest's per-entry reader is the compiled one (core/_tarscan.c); "python" is slower
-            "TarReader": "c" if tar_reader_compiled() else "python",
+            "TarReader": _tar_reader(),
         },
         "Engine": None,
         "Context": {"Name": endpoint.context, "Host": endpoint.host, "ChosenBy": endpoint.source},

@@ -183,8 +183,6 @@ static Py_ssize_t normalize(const unsigned char *name, Py_ssize_t size, const un
     return out;
 }
 
-static PyObject *long_or_null(long long value) { return PyLong_FromLongLong(value); }
-
 /* scan(view, pos, end, seq, records, limit, symlinks, hash_data, check_safety, prefix, kinds) -> (pos, seq)
  *
  * Read the entries lying whole in view[pos:end], appending each one's record to `records` (a list)
@@ -291,12 +289,12 @@ static PyObject *scan(PyObject *module, PyObject *args) {
         Py_INCREF(empty);
         Py_INCREF(no_xattrs);
         PyTuple_SET_ITEM(record, R_PATH, path_object);
-        PyTuple_SET_ITEM(record, R_SEQ, long_or_null(seq));
+        PyTuple_SET_ITEM(record, R_SEQ, PyLong_FromLongLong(seq));
         PyTuple_SET_ITEM(record, R_KIND, kind);
-        PyTuple_SET_ITEM(record, R_MODE, long_or_null(mode & 07777));
-        PyTuple_SET_ITEM(record, R_UID, long_or_null(uid));
-        PyTuple_SET_ITEM(record, R_GID, long_or_null(gid));
-        PyTuple_SET_ITEM(record, R_SIZE, long_or_null(size));
+        PyTuple_SET_ITEM(record, R_MODE, PyLong_FromLongLong(mode & 07777));
+        PyTuple_SET_ITEM(record, R_UID, PyLong_FromLongLong(uid));
+        PyTuple_SET_ITEM(record, R_GID, PyLong_FromLongLong(gid));
+        PyTuple_SET_ITEM(record, R_SIZE, PyLong_FromLongLong(size));
         PyTuple_SET_ITEM(record, R_SHA, sha);
         PyTuple_SET_ITEM(record, R_TARGET, target);
         PyTuple_SET_ITEM(record, R_DEVICE, empty);

@@ -8,7 +8,6 @@ code reads (and the ones next to them that it must leave to Python), and proves 
 from __future__ import annotations
 
 import io
-import itertools
 import os
 import random
 import subprocess
@@ -19,8 +18,8 @@ from pathlib import Path
 import pytest
 
 import docker_persist.core.archive as archive_module
-from docker_persist.core.archive import MalformedArchiveError, TarDigester, UnrestorableError, UnsafeArchiveError
 from docker_persist.host.process import TAR_CREATE_OPTIONS, find_gnu_tar
+from tests.unit.test_archive import outcome, with_checksum
 
 NAMES = [
     "./a", "./d/", "./d/f", "a/b", "a//b", "./a/./b", "./.hidden", "./d/..", "../x", "/abs", "./", ".", "",
@@ -82,32 +81,12 @@ def damaged(archive: bytes, rng: random.Random) -> bytes:
     )
     block = bytearray(archive[header : header + 512])
     block[start : start + len(value)] = value[:size]
-    if rng.random() < 0.7:  # a right checksum: only the field is wrong
-        block[148:156] = b" " * 8
-        block[148:156] = b"%06o\0 " % sum(block)
-    return archive[:header] + bytes(block) + archive[header + 512 :]
-
-
-def outcome(archive: bytes, chunks: Iterable[int] | int, **options: object) -> object:
-    """The summary and file index an archive gives, or the error it raises (type and message)."""
-    digester = TarDigester(index=True, **options)  # type: ignore[arg-type]
-    view = memoryview(archive)
-    sizes = itertools.repeat(chunks) if isinstance(chunks, int) else iter(chunks)
-    try:
-        pos = 0
-        while pos < len(archive):
-            size = next(sizes)
-            digester.feed(view[pos : pos + size])
-            pos += size
-        return digester.finish(), list(digester.index_lines())
-    except (MalformedArchiveError, UnsafeArchiveError, UnrestorableError) as error:
-        return type(error), str(error)
+    changed = with_checksum(bytes(block)) if rng.random() < 0.7 else bytes(block)  # right: only the field is wrong
+    return archive[:header] + changed + archive[header + 512 :]
 
 
 def both(archive: bytes, chunks: Iterable[int] | int, monkeypatch: pytest.MonkeyPatch, **options: object) -> object:
     """The outcome with the C reader, after checking that the Python reader gives the same."""
-    if isinstance(chunks, list):
-        chunks = list(chunks)
     with_c = outcome(archive, chunks, **options)
     with monkeypatch.context() as patched:
         patched.setattr(archive_module, "_scan", None)

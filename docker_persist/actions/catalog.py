@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from docker_persist.actions.common import IntegrityError, Progress, expect, tar_size
 from docker_persist.core.archive import ArchiveSummary, MalformedArchiveError, TarDigester, UnsafeArchiveError
@@ -29,6 +29,9 @@ from docker_persist.store import Store, StoreError, not_found
 from docker_persist.streams.compression import CorruptArchiveError, iter_decompressed
 from docker_persist.streams.encryption import DecryptionError, IdentityError
 from docker_persist.streams.pipeline import in_background
+
+if TYPE_CHECKING:
+    from docker_persist.host.process import RemovalBehind
 
 
 def read_manifest(store: Store, project: str, name: str) -> Manifest:
@@ -280,6 +283,47 @@ def extract_into_volume(
     `crash` names the crash point reached once the first bytes are in (see host/faults.py).
     Raise IntegrityError if what was streamed does not match the manifest.
     """
+    return _extract(engine, store, project, manifest, record, target, progress, identities, crash)[0]
+
+
+def extract_and_read_back(
+    engine: Engine,
+    store: Store,
+    project: str,
+    manifest: Manifest,
+    record: VolumeRecord,
+    target: str,
+    progress: Progress,
+    identities: Sequence[Any] = (),
+    crash: str = "restore:extracting",
+    behind: RemovalBehind | None = None,
+) -> ArchiveSummary | None:
+    """Extract as extract_into_volume does, then read the volume back: return its summary if it holds exactly
+    what was written, else None.
+
+    A folder part restored by its store is read back once: that read is where its digest comes from. With
+    `behind` (a scratch volume's), what the read-back has gone past is removed as it reads on.
+    """
+    written, read_back = _extract(engine, store, project, manifest, record, target, progress, identities, crash,
+                                  behind)  # fmt: skip
+    if read_back:
+        return written
+    return holds_exactly(engine, project, target, written, behind)
+
+
+def _extract(
+    engine: Engine,
+    store: Store,
+    project: str,
+    manifest: Manifest,
+    record: VolumeRecord,
+    target: str,
+    progress: Progress,
+    identities: Sequence[Any],
+    crash: str,
+    behind: RemovalBehind | None = None,
+) -> tuple[ArchiveSummary, bool]:
+    """Extract into `target`; return what was written, and whether that is the volume as read back."""
     root = record.root or RootEntry(0o755, 0, 0)
     digester = TarDigester(check_safety=True)
     label = f"{crash.split(':', maxsplit=1)[0]} {record.key}"  # "restore db_data", "verify db_data"
@@ -293,7 +337,8 @@ def extract_into_volume(
         crash_point(crash)
         os.chown(folder, root.uid, root.gid)
         os.chmod(folder, root.mode & 0o7777)
-        summary = volume_read_digest(engine, project, target)
+        summary = volume_read_digest(engine, project, target, behind)
+        read_back = True
     else:
 
         def stream() -> Iterator[bytes]:
@@ -307,9 +352,10 @@ def extract_into_volume(
         except (UnsafeArchiveError, MalformedArchiveError) as error:
             raise IntegrityError(f"snapshot {manifest.name!r}: {record.file}: {error}") from error
         summary = digester.finish()
+        read_back = False
     if summary.digest != record.content_digest:
         raise IntegrityError(f"volume {target!r}: the restored content does not match snapshot {manifest.name!r}")
-    return summary
+    return summary, read_back
 
 
 def volume_is_empty(engine: Engine, project: str, volume: str) -> bool:
@@ -326,22 +372,35 @@ def volume_is_empty(engine: Engine, project: str, volume: str) -> bool:
     return digester.finish().entries <= 1
 
 
-def volume_read_digest(engine: Engine, project: str, volume: str) -> ArchiveSummary:
-    """Return the content summary of a volume as it is now, read back through the engine."""
+def volume_read_digest(
+    engine: Engine, project: str, volume: str, behind: RemovalBehind | None = None
+) -> ArchiveSummary:
+    """Return the content summary of a volume as it is now, read back through the engine.
+
+    With `behind`, every top-level entry the read has gone past (the archive is written depth-first) is
+    given to it to remove: for a scratch volume that is removed after the read anyway.
+    """
     digester = TarDigester(check_safety=False)
+    if behind is not None:
+        digester.track_tops()
     with engine.volume_archive(volume, project) as archive:
         for chunk in archive:
             digester.feed(chunk)
+            if behind is not None:
+                behind.passed(digester.passed_tops())
     return digester.finish()
 
 
-def holds_exactly(engine: Engine, project: str, volume: str, expected: ArchiveSummary) -> ArchiveSummary | None:
+def holds_exactly(
+    engine: Engine, project: str, volume: str, expected: ArchiveSummary, behind: RemovalBehind | None = None
+) -> ArchiveSummary | None:
     """Read a volume back; return its summary if it holds exactly what `expected` describes, else None.
 
     Through the engine's archive API, which sends no xattr but security.capability, the
     comparison leaves the others out: they went in, but cannot be read back that way.
+    `behind`: see volume_read_digest.
     """
-    held = volume_read_digest(engine, project, volume)
+    held = volume_read_digest(engine, project, volume, behind)
     if held.digest == expected.digest:
         return held
     if not engine.reads_all_xattrs(volume) and held.portable_digest == expected.portable_digest:

@@ -37,8 +37,8 @@ from docker_persist.actions.backup import (
 from docker_persist.actions.catalog import (
     check_archive,
     check_dump,
+    extract_and_read_back,
     extract_into_volume,
-    holds_exactly,
     read_manifest,
     unlock,
     volume_is_empty,
@@ -426,19 +426,17 @@ def _replace(
         ws.say(f"emptying {target.volume}: its files outlive the volume")
         engine.empty_volume(target.volume, ws.project.name, project_images(ws.project, record.key))
     ws.say(f"restoring {record.key} into {target.volume}")
-    written = None
     if record.kind == "dump":
         load_snapshot_dump(ws, store, source, resolved.manifest, record, resolved.keys, target.volume,
                            "restore:extracting")  # fmt: skip
-    else:
-        written = extract_into_volume(
+    elif not target.outlives:
+        extract_into_volume(engine, store, source, resolved.manifest, record, target.volume, ws.progress, resolved.keys)
+    # What an outliving volume holds is what it was given, and nothing else: read it back.
+    elif (
+        extract_and_read_back(
             engine, store, source, resolved.manifest, record, target.volume, ws.progress, resolved.keys
         )
-    # What an outliving volume holds is what it was given, and nothing else: read it back.
-    if (
-        written is not None
-        and target.outlives
-        and holds_exactly(engine, ws.project.name, target.volume, written) is None
+        is None
     ):
         raise IntegrityError(
             f"volume {target.volume!r} holds more than snapshot {resolved.manifest.name!r} after the restore: "

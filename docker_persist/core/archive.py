@@ -308,6 +308,9 @@ class TarDigester:
         self._offset = 0  # stream offset of the chunk being fed
         self._error: PersistError | None = None
         self._summary: ArchiveSummary | None = None
+        # Top-level names in the order the archive reached them, if tracked (track_tops()): see passed_tops().
+        self._tops: list[bytes] | None = None
+        self._tops_mark = 0  # records before this index of self._records were looked at
 
     # The tar reader's state machine: one branch per state, inline for speed (it runs per chunk).
     def feed(self, chunk: bytes | bytearray | memoryview) -> None:  # noqa: PLR0912, PLR0915
@@ -380,6 +383,37 @@ class TarDigester:
     def entries_seen(self) -> int:
         """Return how many entries (not meta headers) the archive fed so far holds, repeated paths included."""
         return self._seq
+
+    def track_tops(self) -> None:
+        """Keep, from now on, the top-level names the archive reaches, for passed_tops()."""
+        self._tops = []
+        self._tops_mark = len(self._records)
+
+    def passed_tops(self) -> list[bytes]:
+        """Return, once each, the top-level names (b"a" for "a/b/c") the archive has gone past since the
+        last call: every one reached before the top-level name of the last entry read.
+
+        A tar of a folder is written depth-first, so an entry whose name is passed is in the archive with
+        everything under it, and GNU tar has read it. The root (".") is never passed.
+        """
+        tops = self._tops
+        assert tops is not None, "passed_tops() needs track_tops()"
+        self._note_tops()
+        passed = tops[:-1]
+        del tops[:-1]
+        return passed
+
+    def _note_tops(self) -> None:
+        tops = self._tops
+        assert tops is not None
+        last = tops[-1] if tops else b"."
+        for record in itertools.islice(self._records, self._tops_mark, None):
+            top = record[0].partition(b"/")[0]
+            if top != last:
+                if top != b".":
+                    tops.append(top)
+                last = top
+        self._tops_mark = len(self._records)
 
     def finish(self) -> ArchiveSummary:
         """Return the summary of the archive fed so far, which must be complete.
@@ -721,6 +755,9 @@ class TarDigester:
 
     def _spill(self) -> None:
         """Sort this run's records and write them to a temporary file."""
+        if self._tops is not None:
+            self._note_tops()
+            self._tops_mark = 0
         records = self._records
         records.sort()
         run = tempfile.TemporaryFile(prefix="docker-persist-digest-")  # noqa: SIM115 (read back by finish)

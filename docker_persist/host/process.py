@@ -6,11 +6,14 @@ import contextlib
 import json
 import os
 from collections.abc import Generator, Iterable, Mapping, Sequence
-from typing import IO, NamedTuple
+from typing import IO, TYPE_CHECKING, NamedTuple
 
 from docker_persist.host.dockerconfig import DockerConfig, find_cli_plugin
 from docker_persist.host.files import write_atomically
 from docker_persist.host.paths import cache_dir
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 class ComposeVersion(NamedTuple):
@@ -327,6 +330,58 @@ def tar_extract(tar: str, directory: str, chunks: Iterable[bytes], environ: Mapp
         message = errors.text()
     if process.returncode != 0:
         raise PersistError(f"extracting into {directory} failed (exit {process.returncode}): {message}")
+
+
+class RemovalBehind:
+    """Remove top-level entries of a folder, given by name, with `rm -rf` running beside this process:
+    what a reader of the folder has gone past goes while it reads on (a drill's scratch volume, whose
+    millions of files would otherwise be removed one by one after the read).
+
+    One `rm` at a time, given every name passed since the last one started. Best effort: what rm
+    leaves, or a name it never got, is left to whoever removes the folder, and close() waits for the
+    running rm so that no removal races theirs.
+    """
+
+    MAX_ARGUMENTS = 4096  # per rm, far below ARG_MAX
+
+    def __init__(self, folder: str, environ: Mapping[str, str]) -> None:
+        import shutil
+
+        self._folder = os.fsencode(folder)
+        self._rm = shutil.which("rm")
+        self._environ = child_environ(environ)
+        self._queued: list[bytes] = []
+        self._running: subprocess.Popen[bytes] | None = None
+
+    def passed(self, names: Iterable[bytes]) -> None:
+        """Queue top-level names, one path component each, to remove; start an rm if none runs."""
+        import subprocess
+
+        self._queued.extend(name for name in names if name not in (b"", b".", b"..") and b"/" not in name)
+        if self._queued and self._rm is not None and (self._running is None or self._running.poll() is not None):
+            batch, self._queued = self._queued[: self.MAX_ARGUMENTS], self._queued[self.MAX_ARGUMENTS :]
+            paths = [os.path.join(self._folder, name) for name in batch]
+            try:
+                self._running = subprocess.Popen(
+                    [self._rm, "-rf", "--one-file-system", "--", *paths],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    env=self._environ,
+                )  # fmt: skip
+            except OSError:
+                self._rm = None
+
+    def close(self) -> None:
+        """Wait for the running rm; start no other."""
+        if self._running is not None:
+            self._running.wait()
+            self._running = None
+        self._queued = []
+
+    def __enter__(self) -> RemovalBehind:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def read_crontab() -> list[str]:

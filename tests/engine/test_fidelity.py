@@ -278,3 +278,40 @@ def test_sparse_files_stay_sparse_on_the_fast_path_and_whole_through_the_api(
             docker.run("volume", "rm", "-f", target)
     done = project.persist("verify", "sparse")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_drill_removes_its_scratch_volume_as_it_reads_back_and_only_that(
+    docker: DockerCLI, project: ComposeProject, tmp_path: Path
+) -> None:
+    """verify's read-back on the fast path hands every top-level entry it has gone past to rm: top-level
+    names that look like options, hold a newline or are not UTF-8, and a top-level symlink to a folder
+    outside the volume (removed as a link; what it points to stays). The drill passes, the snapshot's
+    volume is untouched, and no scratch volume is left."""
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    (canary / "kept").write_bytes(b"kept")
+    project.write(compose_file())
+    project.compose("create")
+    root = bytes(mountpoint(docker, volume_name(project)))
+    for top in range(60):
+        folder = os.path.join(root, b"d%02d" % top)
+        os.mkdir(folder)
+        for file in range(50):
+            with open(os.path.join(folder, b"f%d" % file), "wb") as handle:
+                handle.write(random.Random(top * 100 + file).randbytes(file * 13))
+    for name in (b"-rf", b"--no-preserve-root", b"new\nline", b"caf\xe9"):
+        with open(os.path.join(root, name), "wb") as handle:
+            handle.write(name)
+    os.symlink(bytes(canary), os.path.join(root, b"escape"))
+    before = full_listing(root)
+
+    done = project.persist("backup", "--name", "drilled")
+    assert done.returncode == 0, done.stdout + done.stderr
+    scratch = set(docker.run("volume", "ls", "-q", "--filter", "label=io.docker-persist.role=scratch").stdout.split())
+    done = project.persist("verify", "drilled")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "data: 3004 files, digest matches" in done.stdout + done.stderr
+    assert full_listing(root) == before
+    assert (canary / "kept").read_bytes() == b"kept"
+    left = set(docker.run("volume", "ls", "-q", "--filter", "label=io.docker-persist.role=scratch").stdout.split())
+    assert left == scratch

@@ -1064,3 +1064,62 @@ def test_spilling_changes_nothing_in_the_digest(monkeypatch: pytest.MonkeyPatch)
     whole = summarize(build_archive(entries))
     monkeypatch.setattr(archive, "RUN_RECORDS", 3)  # a run every three paths
     assert summarize(build_archive(entries)) == whole
+
+
+def tree_for_tops(root: Path) -> None:
+    """A folder whose top-level entries are files, folders, links and odd names, some holding many entries."""
+    for top in range(12):
+        folder = root / f"d{top:02}"
+        for sub in range(top % 3):
+            (folder / f"s{sub}").mkdir(parents=True)
+            for file in range(40):
+                (folder / f"s{sub}" / f"f{file}").write_bytes(bytes([file]) * (file * 37))
+        folder.mkdir(parents=True, exist_ok=True)
+    (root / "-rf").write_bytes(b"x")
+    (root / "new\nline").mkdir()
+    (root / "new\nline" / "inside").write_bytes(b"y" * 3000)
+    (root / os.fsdecode(b"latin-\xe9")).write_bytes(b"z")
+    (root / "escape").symlink_to("/")
+    os.link(root / "d05" / "s1" / "f3", root / "d11" / "linked")  # a hard link to a passed folder's file
+
+
+def test_passed_tops_are_the_top_level_entries_the_archive_has_gone_past(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What verify removes while it reads a scratch volume back: a top-level name is passed only once
+    every entry under it is in the stream read so far, each once, in the archive's order, the last
+    one never (it may not be whole)."""
+    from docker_persist.host.process import tar_create
+
+    tar = find_gnu_tar()
+    if tar is None:
+        pytest.skip("no GNU tar")
+    tree_for_tops(tmp_path / "v")
+    stream = b"".join(tar_create(tar, str(tmp_path / "v"), os.environ))
+    ends: dict[bytes, int] = {}  # top-level name: where its last entry ends in the stream
+    order: list[bytes] = []
+    with tarfile.open(fileobj=io.BytesIO(stream), encoding="utf-8", errors="surrogateescape") as archive:
+        for member in archive:
+            top = os.fsencode(normalize_entry_name(member.name)).partition(b"/")[0]
+            if top == b".":
+                continue
+            if top not in ends:
+                order.append(top)
+            ends[top] = member.offset_data + (member.size + 511) // 512 * 512
+    assert len(order) == 16
+    rng = random.Random(7)
+    for run_records in (3, 100_000):
+        monkeypatch.setattr(archive_module, "RUN_RECORDS", run_records)
+        digester = TarDigester(check_safety=False)
+        digester.track_tops()
+        passed: list[bytes] = []
+        offset = 0
+        while offset < len(stream):
+            step = rng.choice([1, 511, 512, 4096, 70_000])
+            digester.feed(stream[offset : offset + step])
+            offset += step
+            for top in digester.passed_tops():
+                assert ends[top] <= offset, f"{top!r} passed at byte {offset}, its entries end at {ends[top]}"
+                passed.append(top)
+        assert digester.finish() == summarize(stream, check_safety=False)
+        assert passed == order[:-1]

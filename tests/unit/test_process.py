@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,3 +80,88 @@ def test_widen_pipe_gives_a_pipe_a_mebibyte() -> None:
         os.close(write)
     with open(os.devnull, "rb") as not_a_pipe:
         widen_pipe(not_a_pipe.fileno())  # best effort: what is not a pipe changes nothing and raises nothing
+
+
+def test_removal_behind_removes_the_names_given_and_nothing_else(tmp_path: Path) -> None:
+    import os
+
+    from docker_persist.host.process import RemovalBehind
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "kept").write_bytes(b"k")
+    folder = tmp_path / "v"
+    folder.mkdir()
+    names = [b"a", b"-rf", b"new\nline", b"latin-\xe9", b"escape", b"b"]
+    for name in names[:4]:
+        (folder / os.fsdecode(name) / "deep").mkdir(parents=True)
+        (folder / os.fsdecode(name) / "deep" / "file").write_bytes(b"x")
+    (folder / "escape").symlink_to(outside)  # removed as a link: what it points to stays
+    (folder / "b").write_bytes(b"b")
+    (folder / "c").write_bytes(b"c")
+    with RemovalBehind(str(folder), os.environ) as behind:
+        behind.passed([names[0]])
+        behind.passed(names[1:])
+        behind.passed([b"..", b".", b"", b"c/..", b"/"])  # never a path of more than one name
+    behind.passed([b"c"])  # after close: nothing runs
+    # The second call may have come while the first rm ran: what it queued is left, never waited for.
+    left = sorted(os.listdir(os.fsencode(folder)))
+    assert b"c" in left and b"a" not in left
+    assert set(left) <= {b"c", *names[1:]}
+    assert (outside / "kept").read_bytes() == b"k"
+
+
+def test_removal_behind_takes_every_name_when_each_rm_is_done_first(tmp_path: Path) -> None:
+    import os
+
+    from docker_persist.host.process import RemovalBehind
+
+    folder = tmp_path / "v"
+    folder.mkdir()
+    for index in range(30):
+        (folder / f"n{index}").mkdir()
+    behind = RemovalBehind(str(folder), os.environ)
+    for index in range(29):
+        behind.passed([f"n{index}".encode()])
+        behind.close()  # waits for the rm just started
+    assert os.listdir(folder) == ["n29"]
+
+
+def test_a_read_back_that_removes_behind_reads_what_a_plain_one_does(tmp_path: Path) -> None:
+    """volume_read_digest with RemovalBehind (verify's read-back of its scratch volume): the same summary as
+    a read of an identical copy, and all the read has gone past is gone (rm runs beside the read)."""
+    import contextlib
+    import os
+    import shutil
+
+    from docker_persist.actions.catalog import volume_read_digest
+    from docker_persist.host.process import RemovalBehind, find_gnu_tar
+
+    tar = find_gnu_tar()
+    if tar is None:
+        pytest.skip("no GNU tar")
+
+    class FolderEngine:
+        @contextlib.contextmanager
+        def volume_archive(self, volume: str, project: str) -> Iterator[Iterator[bytes]]:
+            chunks = tar_create(str(tar), volume, os.environ)
+            try:
+                yield chunks
+            finally:
+                chunks.close()
+
+    source = tmp_path / "source"
+    for top in range(40):
+        (source / f"d{top}").mkdir(parents=True)
+        for file in range(200):
+            (source / f"d{top}" / f"f{file}").write_bytes(os.urandom(3000))
+    copy = tmp_path / "copy"
+    shutil.copytree(source, copy, symlinks=True)
+    engine: Any = FolderEngine()
+    plain = volume_read_digest(engine, "p", str(copy))
+    with RemovalBehind(str(source), os.environ) as behind:
+        removing = volume_read_digest(engine, "p", str(source), behind)
+    assert removing == plain and plain.files == 8000
+    left = set(os.listdir(source))
+    assert left < set(os.listdir(copy))  # the first name passed started an rm, and close() waited for it
+    assert all(len(os.listdir(source / name)) == 200 for name in left)  # no folder half removed

@@ -26,7 +26,7 @@ from minio import Minio
 
 from tests.bed.seaweed import ACCESS_KEY, CREDENTIALS, SECRET_KEY
 from tests.engine.conftest import ComposeProject, DockerCLI
-from tests.engine.helpers import descendants, kill_plugin, start_persist, wait_for
+from tests.engine.helpers import automatic, cmdline, descendants, kill_plugin, start_persist, wait_for
 from tests.engine.test_snapshots import DESTROY_SCRIPT, FILL_SCRIPT, ONE_VOLUME, busybox, snapshot_listing
 
 PASSWORD = "restic test password"
@@ -339,6 +339,63 @@ def test_a_backup_killed_mid_stream_leaves_nothing_visible_and_the_repository_so
     assert sorted(t["part"] for t in tags) == sorted([part, "data.index.zst", "manifest.json"]), tags
     local_repo.restic("check")
     assert local_repo.persist("verify", "after").returncode == 0
+
+
+def test_a_folder_restore_killed_while_restic_writes_is_finished_by_running_it_again(
+    local_repo: Repository, project: ComposeProject, docker: DockerCLI
+) -> None:
+    """kill -9 of the plugin, restic and the docker CLI while `restic restore` fills the volume's folder: the
+    volume is marked incomplete and nothing starts on it; running the restore again finishes it exactly, the
+    undo snapshot holds what the volume held before, and the repository passes restic check."""
+    volume, _ = filled(local_repo, project, docker)
+    busybox(docker, volume, "dd if=/dev/urandom of=/d/random.bin bs=1M count=300 2>/dev/null")
+    project.compose("stop")
+    before = snapshot_listing(docker, volume)
+    done = local_repo.persist("backup", "--name", "base")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "(by restic, file by file)" in done.stdout, done.stdout
+    busybox(docker, volume, "rm /d/random.bin && echo changed > /d/owned/a.txt")
+    changed = snapshot_listing(docker, volume)
+
+    process = start_persist(project, "restore", "base", "--yes",
+                            env={**local_repo.env, "DOCKER_PERSIST_STORE": local_repo.url})  # fmt: skip
+    try:
+        wait_for(lambda: restic_restoring(process.pid), 120, "restic restoring into the volume", process)
+        time.sleep(0.5)
+        kill_plugin(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode != 0
+    assert incomplete_markers(docker, volume), "the half-restored volume must be marked"
+    done = local_repo.persist("check")
+    assert done.returncode == 1 and "DP018" in done.stdout + done.stderr, done.stdout + done.stderr
+
+    done = local_repo.persist("restore", "base", "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert snapshot_listing(docker, volume) == before
+    assert incomplete_markers(docker, volume) == []
+    undo = [n for n in local_repo.names() if automatic(n, "pre-restore")]
+    assert len(undo) == 1, local_repo.names()
+    aside = f"{project.name}_aside"
+    try:
+        done = local_repo.persist("restore", undo[0], "--volume", "data", "--to", aside, "--yes")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert snapshot_listing(docker, aside) == changed
+    finally:
+        docker.run("volume", "rm", "-f", aside)
+    local_repo.restic("check")
+
+
+def incomplete_markers(docker: DockerCLI, volume: str) -> list[str]:
+    done = docker.run("ps", "-aq", "--filter", "label=io.docker-persist.role=incomplete",
+                      "--filter", f"label=io.docker-persist.volume={volume}", check=True)  # fmt: skip
+    return done.stdout.split()
+
+
+def restic_restoring(pid: int) -> bool:
+    return any(" restore " in cmdline(child) and cmdline(child).startswith("restic") for child in descendants(pid))
 
 
 def restic_running(pid: int) -> bool:

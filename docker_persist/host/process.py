@@ -337,9 +337,9 @@ class RemovalBehind:
     what a reader of the folder has gone past goes while it reads on (a drill's scratch volume, whose
     millions of files would otherwise be removed one by one after the read).
 
-    One `rm` at a time, given every name passed since the last one started. Best effort: what rm
-    leaves, or a name it never got, is left to whoever removes the folder, and close() waits for the
-    running rm so that no removal races theirs.
+    One `rm` at a time, given every name passed since the last one started; none after one fails.
+    Best effort: what rm leaves, or a name it never got, is left to whoever removes the folder, and
+    close() waits for the running rm so that no removal races theirs.
     """
 
     MAX_ARGUMENTS = 4096  # per rm, far below ARG_MAX
@@ -348,7 +348,7 @@ class RemovalBehind:
         import shutil
 
         self._folder = os.fsencode(folder)
-        self._rm = shutil.which("rm")
+        self._rm = shutil.which("rm", path=environ.get("PATH"))
         self._environ = child_environ(environ)
         self._queued: list[bytes] = []
         self._running: subprocess.Popen[bytes] | None = None
@@ -358,7 +358,9 @@ class RemovalBehind:
         import subprocess
 
         self._queued.extend(name for name in names if name not in (b"", b".", b"..") and b"/" not in name)
-        if self._queued and self._rm is not None and (self._running is None or self._running.poll() is not None):
+        if self._running is not None and self._running.poll() is not None:
+            self._reap()
+        if self._queued and self._rm is not None and self._running is None:
             batch, self._queued = self._queued[: self.MAX_ARGUMENTS], self._queued[self.MAX_ARGUMENTS :]
             paths = [os.path.join(self._folder, name) for name in batch]
             try:
@@ -370,11 +372,22 @@ class RemovalBehind:
             except OSError:
                 self._rm = None
 
-    def close(self) -> None:
-        """Wait for the running rm; start no other."""
+    def wait(self) -> None:
+        """Wait for the running rm, if any."""
         if self._running is not None:
             self._running.wait()
-            self._running = None
+            self._reap()
+
+    def _reap(self) -> None:
+        assert self._running is not None
+        if self._running.returncode != 0:
+            self._rm = None  # an rm that failed (one without --one-file-system, a read-only folder): no more
+        self._running = None
+
+    def close(self) -> None:
+        """Wait for the running rm; start no other."""
+        self.wait()
+        self._rm = None
         self._queued = []
 
     def __enter__(self) -> RemovalBehind:

@@ -123,7 +123,7 @@ def test_removal_behind_takes_every_name_when_each_rm_is_done_first(tmp_path: Pa
     behind = RemovalBehind(str(folder), os.environ)
     for index in range(29):
         behind.passed([f"n{index}".encode()])
-        behind.close()  # waits for the rm just started
+        behind.wait()  # for the rm just started
     assert os.listdir(folder) == ["n29"]
 
 
@@ -165,3 +165,21 @@ def test_a_read_back_that_removes_behind_reads_what_a_plain_one_does(tmp_path: P
     left = set(os.listdir(source))
     assert left < set(os.listdir(copy))  # the first name passed started an rm, and close() waited for it
     assert all(len(os.listdir(source / name)) == 200 for name in left)  # no folder half removed
+
+
+def test_removal_behind_stops_after_an_rm_that_failed(tmp_path: Path) -> None:
+    """An rm that cannot do it (BusyBox's has no --one-file-system) is not run again for every chunk read."""
+    from docker_persist.host.process import RemovalBehind
+
+    fake = tmp_path / "bin" / "rm"
+    fake.parent.mkdir()
+    runs = tmp_path / "runs"
+    fake.write_text(f'#!/bin/sh\necho run >> "{runs}"\nexit 1\n')
+    fake.chmod(0o755)
+    folder = tmp_path / "v"
+    folder.mkdir()
+    behind = RemovalBehind(str(folder), {"PATH": str(fake.parent)})
+    for index in range(5):
+        behind.passed([f"n{index}".encode()])
+        behind.wait()
+    assert runs.read_text() == "run\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -356,6 +357,78 @@ def _extract(
     if summary.digest != record.content_digest:
         raise IntegrityError(f"volume {target!r}: the restored content does not match snapshot {manifest.name!r}")
     return summary, read_back
+
+
+@contextlib.contextmanager
+def scratch_volume(engine: Engine, project: str) -> Iterator[str]:
+    """Within the block, a new volume for a drill to restore into, labelled as the project's scratch (so what a
+    killed drill leaves is removed by the next operation); removed after it."""
+    import secrets
+
+    from docker_persist.engine import LABEL_PROJECT, LABEL_ROLE
+
+    scratch = f"docker-persist-verify-{secrets.token_hex(6)}"
+    engine.create_volume(scratch, labels={LABEL_ROLE: "scratch", LABEL_PROJECT: project})
+    try:
+        yield scratch
+    finally:
+        engine.remove_volume(scratch, force=True)
+
+
+def drill(
+    engine: Engine,
+    store: Store,
+    project: str,
+    manifest: Manifest,
+    record: VolumeRecord,
+    scratch: str,
+    progress: Progress,
+    identities: Sequence[Any],
+    crash: str,
+    remove_behind: bool,
+) -> ArchiveSummary:
+    """Restore a volume's part into the scratch volume `scratch` and read it back; return what it holds. Raise
+    IntegrityError if that differs from the snapshot.
+
+    With `remove_behind` (nothing looks at the scratch volume after), its files are removed as the read-back
+    goes past them, when they are on this machine: see host.process.RemovalBehind.
+    """
+    from docker_persist.host.process import RemovalBehind
+
+    folder = engine.host_path(scratch, writable=True) if remove_behind else None
+    with contextlib.ExitStack() as stack:
+        behind = stack.enter_context(RemovalBehind(folder, os.environ)) if folder is not None else None
+        restored = extract_and_read_back(engine, store, project, manifest, record, scratch, progress, identities,
+                                         crash, behind)  # fmt: skip
+    if restored is None:
+        raise IntegrityError(f"{record.key}: the volume read back after the drill differs from the snapshot")
+    return restored
+
+
+def check_folder_part(
+    engine: Engine,
+    store: Store,
+    project: str,
+    manifest: Manifest,
+    record: VolumeRecord,
+    progress: Progress,
+    identities: Sequence[Any] = (),
+) -> None:
+    """Check a folder part (restic's, file by file) before a restore touches anything, as check_archive checks a
+    tar: with the engine on this machine, restic restores it into a scratch volume, on the engine's disk where
+    the restore needs the space anyway, not under $TMPDIR (often a small tmpfs); it is read back, its digest
+    compared, and its files removed behind the read. Through a remote engine, check_archive.
+    Raise IntegrityError as check_archive does."""
+    with scratch_volume(engine, project) as scratch:
+        if engine.host_path(scratch, writable=True) is None:
+            check_archive(store, project, manifest, record, progress, identities)
+            return
+        try:
+            drill(engine, store, project, manifest, record, scratch, progress, identities, "restore:checking", True)
+        except (IntegrityError, SnapshotNotFoundError, IdentityError):
+            raise
+        except PersistError as error:  # store errors: restic could not restore it
+            raise IntegrityError(f"snapshot {manifest.name!r}: {record.file}: {error}") from error
 
 
 def volume_is_empty(engine: Engine, project: str, volume: str) -> bool:

@@ -37,6 +37,7 @@ from docker_persist.actions.backup import (
 from docker_persist.actions.catalog import (
     check_archive,
     check_dump,
+    check_folder_part,
     extract_and_read_back,
     extract_into_volume,
     read_manifest,
@@ -54,7 +55,7 @@ from docker_persist.actions.recover import (
 )
 from docker_persist.config.model import Project, Volume
 from docker_persist.core.dumps import dump_for_volume, dumped_volume, volume_of
-from docker_persist.core.manifest import Manifest, VolumeRecord
+from docker_persist.core.manifest import TREE_SUFFIX, Manifest, VolumeRecord
 from docker_persist.core.operations import Operation, Target, recovery
 from docker_persist.engine import COMPOSE_PROJECT, COMPOSE_VOLUME, ContainerSummary, Engine
 from docker_persist.engine.guards import create_guard
@@ -298,6 +299,8 @@ def restore(
                 ws.say(f"checking {record.file}")
                 if record.kind == "dump":
                     check_dump(store, source, resolved.manifest, record, ws.progress, resolved.keys)
+                elif record.file.endswith(TREE_SUFFIX) and getattr(store, "restore_tree", None) is not None:
+                    check_folder_part(ws.engine, store, source, resolved.manifest, record, ws.progress, resolved.keys)
                 else:
                     check_archive(store, source, resolved.manifest, record, ws.progress, resolved.keys)
         operation = _operation(resolved, source, store, plan, resume)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from docker_persist.actions.catalog import extract_and_read_back, read_manifest, unlock
+from docker_persist.actions.catalog import drill, read_manifest, scratch_volume, unlock
 from docker_persist.actions.common import LOCK_TIMEOUT, IntegrityError, Progress, Workspace, now_utc
 from docker_persist.config.model import Project
 from docker_persist.core.dumps import volumes_held
@@ -22,7 +20,6 @@ from docker_persist.core.manifest import (
 from docker_persist.engine import LABEL_ROLE, Engine
 from docker_persist.engine.markers import remove_leftovers
 from docker_persist.errors import PersistError
-from docker_persist.host.process import RemovalBehind
 from docker_persist.store import Store
 
 
@@ -51,22 +48,6 @@ def verify_commands(project: Project) -> dict[str, VerifyCommand]:
     return commands
 
 
-@contextlib.contextmanager
-def scratch_volume(engine: Engine, project: str) -> Iterator[str]:
-    """Within the block, a new volume for a drill to restore into, labelled as the project's scratch (so what a
-    killed drill leaves is removed by the next operation); removed after it."""
-    import secrets
-
-    from docker_persist.engine import LABEL_PROJECT
-
-    scratch = f"docker-persist-verify-{secrets.token_hex(6)}"
-    engine.create_volume(scratch, labels={LABEL_ROLE: "scratch", LABEL_PROJECT: project})
-    try:
-        yield scratch
-    finally:
-        engine.remove_volume(scratch, force=True)
-
-
 def _drill(
     engine: Engine,
     store: Store,
@@ -86,14 +67,8 @@ def _drill(
     with scratch_volume(engine, project) as scratch:
         # With no command to run on it, the scratch volume's files are removed as the read-back goes past
         # them, beside it, instead of one by one by the engine after it.
-        folder = engine.host_path(scratch, writable=True) if command is None else None
-        with contextlib.ExitStack() as stack:
-            behind = stack.enter_context(RemovalBehind(folder, os.environ)) if folder is not None else None
-            restored = extract_and_read_back(
-                engine, store, project, manifest, record, scratch, progress, identities, "verify:extracting", behind
-            )
-        if restored is None:
-            raise IntegrityError(f"{record.key}: the volume read back after the drill differs from the snapshot")
+        restored = drill(engine, store, project, manifest, record, scratch, progress, identities,
+                         "verify:extracting", remove_behind=command is None)  # fmt: skip
         if record.root is not None and restored.root is not None:
             got = (restored.root.mode & 0o7777, restored.root.uid, restored.root.gid)
             want = (record.root.mode & 0o7777, record.root.uid, record.root.gid)

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -341,12 +341,15 @@ def test_a_backup_killed_mid_stream_leaves_nothing_visible_and_the_repository_so
     assert local_repo.persist("verify", "after").returncode == 0
 
 
+@pytest.mark.parametrize("phase", ["check", "restore"])
 def test_a_folder_restore_killed_while_restic_writes_is_finished_by_running_it_again(
-    local_repo: Repository, project: ComposeProject, docker: DockerCLI
+    local_repo: Repository, project: ComposeProject, docker: DockerCLI, phase: str
 ) -> None:
-    """kill -9 of the plugin, restic and the docker CLI while `restic restore` fills the volume's folder: the
-    volume is marked incomplete and nothing starts on it; running the restore again finishes it exactly, the
-    undo snapshot holds what the volume held before, and the repository passes restic check."""
+    """kill -9 of the plugin, restic and the docker CLI while `restic restore` runs. In the check (the folder part
+    restored into a scratch volume before anything is touched): the volume is as it was, and the next command
+    removes the scratch volume. In the restore into the volume: the volume is marked incomplete and running the
+    restore again finishes it exactly. Either way the undo snapshot holds what the volume held before, and the
+    repository passes restic check."""
     volume, _ = filled(local_repo, project, docker)
     busybox(docker, volume, "dd if=/dev/urandom of=/d/random.bin bs=1M count=300 2>/dev/null")
     project.compose("stop")
@@ -356,11 +359,14 @@ def test_a_folder_restore_killed_while_restic_writes_is_finished_by_running_it_a
     assert "(by restic, file by file)" in done.stdout, done.stdout
     busybox(docker, volume, "rm /d/random.bin && echo changed > /d/owned/a.txt")
     changed = snapshot_listing(docker, volume)
+    folder = docker.run("volume", "inspect", "-f", "{{.Mountpoint}}", volume, check=True).stdout.strip()
+    scratch = set(scratch_volumes(docker))
 
     process = start_persist(project, "restore", "base", "--yes",
                             env={**local_repo.env, "DOCKER_PERSIST_STORE": local_repo.url})  # fmt: skip
     try:
-        wait_for(lambda: restic_restoring(process.pid), 120, "restic restoring into the volume", process)
+        into = (lambda line: "/docker-persist-verify-" in line) if phase == "check" else (lambda line: folder in line)
+        wait_for(lambda: restic_restoring(process.pid, into), 120, f"restic restoring ({phase})", process)
         time.sleep(0.5)
         kill_plugin(process)
     finally:
@@ -368,14 +374,20 @@ def test_a_folder_restore_killed_while_restic_writes_is_finished_by_running_it_a
             process.kill()
             process.communicate()
     assert process.returncode != 0
-    assert incomplete_markers(docker, volume), "the half-restored volume must be marked"
-    done = local_repo.persist("check")
-    assert done.returncode == 1 and "DP018" in done.stdout + done.stderr, done.stdout + done.stderr
+    if phase == "check":
+        assert incomplete_markers(docker, volume) == []
+        assert snapshot_listing(docker, volume) == changed  # nothing touched
+        assert set(scratch_volumes(docker)) - scratch, "the killed check should have left its scratch volume"
+    else:
+        assert incomplete_markers(docker, volume), "the half-restored volume must be marked"
+        done = local_repo.persist("check")
+        assert done.returncode == 1 and "DP018" in done.stdout + done.stderr, done.stdout + done.stderr
 
     done = local_repo.persist("restore", "base", "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
     assert snapshot_listing(docker, volume) == before
     assert incomplete_markers(docker, volume) == []
+    assert set(scratch_volumes(docker)) == scratch
     undo = [n for n in local_repo.names() if automatic(n, "pre-restore")]
     assert len(undo) == 1, local_repo.names()
     aside = f"{project.name}_aside"
@@ -388,14 +400,23 @@ def test_a_folder_restore_killed_while_restic_writes_is_finished_by_running_it_a
     local_repo.restic("check")
 
 
+def scratch_volumes(docker: DockerCLI) -> list[str]:
+    return docker.run("volume", "ls", "-q", "--filter", "label=io.docker-persist.role=scratch").stdout.split()
+
+
 def incomplete_markers(docker: DockerCLI, volume: str) -> list[str]:
     done = docker.run("ps", "-aq", "--filter", "label=io.docker-persist.role=incomplete",
                       "--filter", f"label=io.docker-persist.volume={volume}", check=True)  # fmt: skip
     return done.stdout.split()
 
 
-def restic_restoring(pid: int) -> bool:
-    return any(" restore " in cmdline(child) and cmdline(child).startswith("restic") for child in descendants(pid))
+def restic_restoring(pid: int, into: Callable[[str], bool]) -> bool:
+    """Return True while a restic under `pid` restores into a folder `into` accepts."""
+    for child in descendants(pid):
+        line = cmdline(child)
+        if line.split(" ", 1)[0].rsplit("/", 1)[-1] == "restic" and " restore " in line and into(line):
+            return True
+    return False
 
 
 def restic_running(pid: int) -> bool:

@@ -342,7 +342,9 @@ class RemovalBehind:
     close() waits for the running rm so that no removal races theirs.
     """
 
-    MAX_ARGUMENTS = 4096  # per rm, far below ARG_MAX
+    ARGUMENT_BYTES = (
+        96 << 10
+    )  # per rm: under the smallest ARG_MAX Linux allows (128 KiB), with room for the environment
 
     def __init__(self, folder: str, environ: Mapping[str, str]) -> None:
         import shutil
@@ -361,7 +363,13 @@ class RemovalBehind:
         if self._running is not None and self._running.poll() is not None:
             self._reap()
         if self._queued and self._rm is not None and self._running is None:
-            batch, self._queued = self._queued[: self.MAX_ARGUMENTS], self._queued[self.MAX_ARGUMENTS :]
+            take, size = 0, 0
+            for name in self._queued:
+                size += len(self._folder) + len(name) + 2
+                if take and size > self.ARGUMENT_BYTES:
+                    break
+                take += 1
+            batch, self._queued = self._queued[:take], self._queued[take:]
             paths = [os.path.join(self._folder, name) for name in batch]
             try:
                 self._running = subprocess.Popen(

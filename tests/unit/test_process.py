@@ -183,3 +183,28 @@ def test_removal_behind_stops_after_an_rm_that_failed(tmp_path: Path) -> None:
         behind.passed([f"n{index}".encode()])
         behind.wait()
     assert runs.read_text() == "run\n"
+
+
+def test_removal_behind_gives_each_rm_a_bounded_argument_list(tmp_path: Path) -> None:
+    """Thousands of long top-level names passed at once (a flat folder) go to several rm runs, none with more
+    than ARGUMENT_BYTES of arguments, and together they remove them all."""
+    import os
+
+    from docker_persist.host.process import RemovalBehind
+
+    folder = tmp_path / "v"
+    folder.mkdir()
+    names = [f"{index:05d}-{'n' * 200}".encode() for index in range(1500)]  # ~300 KB of names
+    for name in names:
+        (folder / os.fsdecode(name)).write_bytes(b"")
+    behind = RemovalBehind(str(folder), os.environ)
+    runs = 0
+    behind.passed(names)
+    while True:
+        behind.wait()
+        runs += 1
+        if not os.listdir(folder):
+            break
+        assert runs < 10, "rm runs that remove nothing"
+        behind.passed([])
+    assert runs >= 3

@@ -206,6 +206,12 @@ def test_a_volume_no_container_runs_on_goes_file_by_file_and_restores_exactly(
             trees[tags["snapshot"]] = item
     assert sorted(trees) == ["first", "second"], trees
     assert trees["first"]["tree"] == trees["second"]["tree"]  # nothing changed: restic stored nothing new
+    # What each takes in the repository is restic's to count (shared chunks): no size of ours is shown for it.
+    listed = json.loads(local_repo.persist("snapshots", "--format", "json").stdout)["snapshots"]
+    assert [(r["stored_bytes"], r["bytes"] > 32 << 20) for r in listed] == [(None, True), (None, True)], listed
+    header, *rows = local_repo.persist("snapshots").stdout.splitlines()
+    stored, reason = header.index("STORED"), header.index("REASON")
+    assert [row[stored:reason].strip() for row in rows] == ["-", "-"], rows
     root = dict(str(t).partition("=")[::2] for t in trees["first"]["tags"])["root"]  # type: ignore[attr-defined]
 
     busybox(docker, volume, DESTROY_SCRIPT)

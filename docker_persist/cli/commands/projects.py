@@ -37,7 +37,8 @@ def run(args: argparse.Namespace, context: Context) -> int:
                 "damaged": len(catalog.damaged),
                 "newest": newest.name if newest else None,
                 "created": format_datetime(newest.created) if newest else None,
-                "stored_bytes": sum(m.total_bytes for m in catalog.manifests),
+                # a deduplicating store's (restic's) to count: see `snapshots`
+                "stored_bytes": None if store.deduplicates else sum(m.total_bytes for m in catalog.manifests),
             }
         )
     if output == "json":
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace, context: Context) -> int:
     for row in rows:
         count = f"{row['snapshots']}" + (f" ({row['damaged']} damaged)" if row["damaged"] else "")
         shown, created = str(row["newest"] or "-"), str(row["created"] or "-")
-        table.append((str(row["project"]), count, shown, created, format_bytes(row["stored_bytes"])))
+        stored = "-" if row["stored_bytes"] is None else format_bytes(row["stored_bytes"])
+        table.append((str(row["project"]), count, shown, created, stored))
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     for line in table:
         context.env.stdout.write("   ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n")

@@ -55,6 +55,9 @@ def run(args: argparse.Namespace, context: Context) -> int:
     store = open_project_store(context, args, project)
     catalog = read_catalog(store, project.name)
     manifests = catalog.manifests
+    # What a deduplicating store (restic) takes for a snapshot is shared with others, and is its own to count
+    # (`restic stats`): the sizes recorded here would say nothing true (0 for a part restic took file by file).
+    sized = not store.deduplicates
     if output == "json":
         rows = []
         for m in manifests:
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
                     "reason": m.reason,
                     "volumes": [v.key for v in m.volumes],
                     "bytes": None if m.locked else sum(v.bytes for v in m.volumes),  # sealed with the key
-                    "stored_bytes": m.total_bytes,
+                    "stored_bytes": m.total_bytes if sized else None,
                     "encrypted": any(v.encryption for v in m.volumes),
                     "pinned": m.pinned,
                     "verified": None if last is None else {"at": format_time(last.at), "ok": last.ok},
@@ -91,7 +94,7 @@ def run(args: argparse.Namespace, context: Context) -> int:
                 when(m.created, now, args.utc),
                 ",".join(v.key for v in m.volumes),
                 data,
-                format_bytes(m.total_bytes),
+                format_bytes(m.total_bytes) if sized else "-",
                 m.reason + (", pinned" if m.pinned else ""),
                 verified,
             )

@@ -55,8 +55,10 @@ def collect_metrics(
     failures: Mapping[str, int],
     durations: Mapping[str, float],
     up: Mapping[str, bool] | None = None,
+    deduplicated: bool = False,
 ) -> list[VolumeMetrics]:
     """Given the project's volumes, its manifests and the scheduler's counters, return each volume's metrics.
+    In a `deduplicated` store (restic) a snapshot's parts share their chunks: no stored size is given.
 
     Volumes that only appear in snapshots are included too; container-layer and anonymous
     parts saved by `down` are not volumes of the project and are left out.
@@ -85,7 +87,9 @@ def collect_metrics(
                 snapshots=len(holding),
                 last_success=latest[0].created if latest else None,
                 bytes=latest[1].bytes if latest and not latest[0].locked else None,  # sealed: not known
-                stored_bytes=latest[1].archive_bytes if latest and not latest[1].file.endswith(TREE_SUFFIX) else None,
+                stored_bytes=None
+                if deduplicated or not latest or latest[1].file.endswith(TREE_SUFFIX)
+                else latest[1].archive_bytes,
                 duration=durations.get(key),
                 failures=failures.get(key, 0),
                 last_verify=last_verify.at if last_verify else None,

@@ -145,3 +145,11 @@ def test_a_folder_part_in_a_restic_store_has_no_stored_size_of_its_own() -> None
     (db,) = collect_metrics("p", ["db"], [manifest("new", 1, tree)], {}, {})
     assert (db.bytes, db.stored_bytes) == (2000, None)
     assert "docker_persist_backup_stored_bytes{" not in render_metrics([db], NOW)
+
+
+def test_a_tar_part_in_a_restic_store_has_no_stored_size_either() -> None:
+    """restic shares its chunks between snapshots: the tar's own size is not what the repository holds for it."""
+    (db,) = collect_metrics("p", ["db"], [manifest("new", 1, record("db", 2000))], {}, {}, deduplicated=True)
+    assert (db.bytes, db.stored_bytes) == (2000, None)
+    (native,) = collect_metrics("p", ["db"], [manifest("new", 1, record("db", 2000))], {}, {})
+    assert native.stored_bytes is not None and native.stored_bytes > 0

@@ -50,7 +50,8 @@ def project_metrics_text(store: Store, project: Project, environ: Mapping[str, s
     keys = precious_keys(project)
     infos = snapshot_infos(catalog)
     up = {key: store_up and not volume_status(project.name, key, infos, now, project=project).stale for key in keys}
-    volumes = collect_metrics(project.name, keys, catalog.manifests, state.failures, state.durations, up)
+    volumes = collect_metrics(project.name, keys, catalog.manifests, state.failures, state.durations, up,
+                              deduplicated=store.deduplicates)  # fmt: skip
     summary = ProjectMetrics(project.name, store_up, len(catalog.damaged), alerts.notify_failures)
     return render_metrics(volumes, now, [summary])
 

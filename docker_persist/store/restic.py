@@ -82,6 +82,7 @@ KEPT_INDEX_BYTES = 64 << 20
 """A file index larger than this is not kept on this machine (it is read from the repository when needed)."""
 INDEX_SUFFIX = ".index.zst"
 READ_CACHE_SECONDS = 5.0
+STOP_GRACE_SECONDS = 10.0
 """How long a listing read outside the lock is reused by the same store object (one command)."""
 FOREIGN_LEFTOVER_AGE = datetime.timedelta(days=1)
 """Leftovers written from another machine are removed only once this old: its run may be alive."""
@@ -166,6 +167,9 @@ class Restic:
                 "RESTIC_PASSWORD_COMMAND or RESTIC_PASSWORD, or x-persist.store_password_file"
             )
         self.env = env
+        # A restic this process stopped early (an unused primed part, an abort) may have been stopped in the
+        # moment between writing its lock and knowing it holds one: ResticStore.lock runs `restic unlock` then.
+        self.stopped = False
         try:
             self.lock_wait = float(environ.get("DOCKER_PERSIST_RESTIC_LOCK_WAIT") or REPOSITORY_LOCK_WAIT)
         except ValueError:
@@ -173,6 +177,12 @@ class Restic:
 
     def argv(self, *args: str) -> list[str]:
         return [self.binary, *args]
+
+    def stop(self, process: subprocess.Popen[bytes]) -> None:
+        """Stop a restic this process started and no longer wants (see stop())."""
+        if process.poll() is None:
+            self.stopped = True
+        stop(process)
 
     def run(self, *args: str, what: str, wait: float | None = None) -> bytes:
         """Run `restic ARGS`; return its standard output. Wait for a repository another restic holds
@@ -512,6 +522,10 @@ class ResticStore:
                 del self._held[project]
                 self._cache.pop(project, None)
                 self._next_generation(project)
+                if self.restic.stopped:  # the lock of a restic stopped while it took it: gone before the next run
+                    self.restic.stopped = False
+                    with contextlib.suppress(StoreError):
+                        self.restic.run("unlock", what="removing the lock of a restic stopped early", wait=0)
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, 0)
         finally:
@@ -874,7 +888,7 @@ class _PartWriter:
             return
         self.closed = True
         if not self._written and self._process is not None:  # primed, then nothing came: an empty part after all
-            self._process.kill()
+            self.store.restic.stop(self._process)
             self._finish()
             self._process = None
         if self._process is None:
@@ -901,7 +915,7 @@ class _PartWriter:
             return
         self.closed = True
         if self._process is not None:
-            self._process.kill()
+            self.store.restic.stop(self._process)
             self._finish()
 
     def _read_summary(self) -> None:
@@ -968,7 +982,7 @@ class _TreeWriter(_PartWriter):
             return
         self.closed = True
         assert self._process is not None
-        self._process.kill()
+        self.store.restic.stop(self._process)
         self._finish()
 
 
@@ -1032,12 +1046,33 @@ class _DumpReader:
         if self.closed:
             return
         self.closed = True
-        if self.process.poll() is None:
-            self.process.kill()
         assert self.process.stdout is not None
-        self.process.stdout.close()
-        self.process.wait()
+        if self.process.poll() is None:
+            import signal
+
+            self.restic.stopped = True
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGINT)  # see stop(): its lock goes with it
+        self.process.stdout.close()  # a restic blocked writing to us gets EPIPE
+        stop(self.process)
         self._reader.join()
+
+
+def stop(process: subprocess.Popen[bytes], grace: float = STOP_GRACE_SECONDS) -> None:
+    """Stop a restic this process started and no longer wants: SIGINT, which restic answers by removing its lock
+    from the repository (restic 0.14 leaves it on SIGTERM or SIGKILL, and the next exclusive command, a `restic
+    check` or `prune` by hand included, then fails until someone runs `restic unlock`); SIGKILL only if it has
+    not ended after `grace` seconds. Waits for it to end."""
+    import signal
+
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGINT)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    process.wait()
 
 
 def is_tree_part(filename: str) -> bool:

@@ -11,6 +11,7 @@ import json
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -165,13 +166,16 @@ def test_a_primed_part_is_the_part_written_and_one_never_opened_is_no_part(
         for part in ("written.tar", "empty.tar", "unused.tar"):
             pending.prime_part(part)
         processes = [w.process for w in pending.primed.values()]
+        wait_for_locks(restic_repository, 3)  # each has locked the repository: stopping it now must unlock it
         write_parts(pending, {"written.tar": b"primed bytes", "empty.tar": b""})
         pending.publish(MANIFEST)
         aborted = store.begin(PROJECT, "s2")
         aborted.prime_part("never.tar")
         processes.append(aborted.primed["never.tar"].process)
+        wait_for_locks(restic_repository, 1)
         aborted.abort()
     assert all(p.poll() is not None for p in processes)
+    assert list((restic_repository / "locks").iterdir()) == []  # no stale lock for `restic check` to trip on
     assert store.list_snapshots(PROJECT) == ["s1"]
     assert read_part(store, "s1", "written.tar") == b"primed bytes"
     assert read_part(store, "s1", "empty.tar") == b""
@@ -180,6 +184,17 @@ def test_a_primed_part_is_the_part_written_and_one_never_opened_is_no_part(
     listed = subprocess.run(["restic", "snapshots", "--json"], env=store.restic.env, capture_output=True, check=True)
     parts = sorted(s["paths"][0].rsplit("/", 1)[1] for s in json.loads(listed.stdout))
     assert parts == ["empty.tar", "manifest.json", "written.tar"]
+
+
+def wait_for_locks(repository: Path, count: int) -> None:
+    """Wait until the repository holds `count` restic locks (the runs just started have opened it), and a second
+    more: restic writes its lock file, then reads the others', and only then knows it has a lock to remove when
+    it is stopped (SIGINT in that window leaves the lock, stale, for `restic unlock`)."""
+    deadline = time.monotonic() + 60
+    while len(list((repository / "locks").iterdir())) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} restic locks after 60 s"
+        time.sleep(0.05)
+    time.sleep(1.0)
 
 
 @pytest.mark.parametrize("manifest", [b'{"reason": "daily", "pinned": true}', b'{"reason": "manual"}'])
@@ -192,9 +207,12 @@ def test_a_primed_manifest_is_used_when_its_tags_fit_and_replaced_when_not(
         pending.prime_manifest("daily", True)
         primed = pending.primed_manifest
         assert primed is not None
+        wait_for_locks(restic_repository, 1)
         write_parts(pending, {"db.tar": b"bytes"})
         pending.publish(manifest)
     assert primed.process.poll() is not None
+    assert list((restic_repository / "locks").iterdir()) == []
+    subprocess.run(["restic", "check", "-q"], env=store.restic.env, capture_output=True, check=True)
     assert store.read_manifest(PROJECT, "s1") == manifest
     listed = subprocess.run(["restic", "snapshots", "--json"], env=store.restic.env, capture_output=True, check=True)
     tags = [set(s["tags"]) for s in json.loads(listed.stdout) if "part=manifest.json" in s["tags"]]

@@ -301,3 +301,31 @@ def test_an_unchanged_folder_takes_its_last_index_only_if_it_is_the_manifest_s(
     volume = dataclasses.replace(record("data", 10), index=index)
     pending = types.SimpleNamespace(store=_IndexStore(kept, stored), project="p")
     assert parent_index(pending, "last", volume) == used  # type: ignore[arg-type]
+
+
+def test_a_restic_no_longer_wanted_is_stopped_with_sigint_and_killed_only_if_it_stays(tmp_path: Path) -> None:
+    """restic 0.14 removes its repository lock on SIGINT, and leaves it on SIGTERM or SIGKILL: stop() asks with
+    SIGINT, and kills only a process that is still there after the grace period."""
+    import subprocess
+    import sys
+    import time
+
+    from docker_persist.store.restic import stop
+
+    said = tmp_path / "said"
+    polite = subprocess.Popen([sys.executable, "-c", (
+        "import signal, sys, time\n"
+        f"signal.signal(signal.SIGINT, lambda *_: (open({str(said)!r}, 'w').write('unlocked'), sys.exit(130)))\n"
+        "print('ready', flush=True)\ntime.sleep(60)\n")], stdout=subprocess.PIPE)  # fmt: skip
+    assert polite.stdout is not None and polite.stdout.readline() == b"ready\n"
+    stop(polite)
+    assert polite.returncode == 130 and said.read_text() == "unlocked"
+
+    stubborn = subprocess.Popen([sys.executable, "-c", (
+        "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\ntime.sleep(60)\n")], stdout=subprocess.PIPE)  # fmt: skip
+    assert stubborn.stdout is not None and stubborn.stdout.readline() == b"ready\n"
+    started = time.monotonic()
+    stop(stubborn, grace=0.5)
+    assert stubborn.returncode == -9 and time.monotonic() - started < 10
+    stop(stubborn)  # one already ended: nothing to do

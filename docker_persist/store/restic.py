@@ -516,13 +516,16 @@ class ResticStore:
             try:
                 if killed:
                     self.restic.run("unlock", what="removing the locks a killed restic left (restic unlock)", wait=0)
+                    # and once more at the release: a killed restic not yet reaped (a zombie) still counts as
+                    # running, and restic leaves its lock until then
+                    self.restic.stopped = True
                 self._remove_leftovers(project, reuse=not killed)
                 yield
             finally:
                 del self._held[project]
                 self._cache.pop(project, None)
                 self._next_generation(project)
-                if self.restic.stopped:  # the lock of a restic stopped while it took it: gone before the next run
+                if self.restic.stopped:  # the lock of a restic stopped (or killed) while it took it: gone now
                     self.restic.stopped = False
                     with contextlib.suppress(StoreError):
                         self.restic.run("unlock", what="removing the lock of a restic stopped early", wait=0)

@@ -82,8 +82,9 @@ KEPT_INDEX_BYTES = 64 << 20
 """A file index larger than this is not kept on this machine (it is read from the repository when needed)."""
 INDEX_SUFFIX = ".index.zst"
 READ_CACHE_SECONDS = 5.0
-STOP_GRACE_SECONDS = 10.0
 """How long a listing read outside the lock is reused by the same store object (one command)."""
+STOP_GRACE_SECONDS = 10.0
+"""How long a restic stopped with SIGINT (see stop()) has to remove its lock and end before it is killed."""
 FOREIGN_LEFTOVER_AGE = datetime.timedelta(days=1)
 """Leftovers written from another machine are removed only once this old: its run may be alive."""
 

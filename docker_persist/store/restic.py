@@ -51,7 +51,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import IO, Any, BinaryIO, cast
 
 from docker_persist.core.manifest import MANIFEST_FILE, TREE_SUFFIX, check_snapshot_name, is_snapshot_name
@@ -170,7 +170,7 @@ class Restic:
         self.env = env
         # A restic this process stopped early (an unused primed part, an abort) may have been stopped in the
         # moment between writing its lock and knowing it holds one: ResticStore.lock runs `restic unlock` then.
-        self.stopped = False
+        self.stale_locks_possible = False
         try:
             self.lock_wait = float(environ.get("DOCKER_PERSIST_RESTIC_LOCK_WAIT") or REPOSITORY_LOCK_WAIT)
         except ValueError:
@@ -179,11 +179,11 @@ class Restic:
     def argv(self, *args: str) -> list[str]:
         return [self.binary, *args]
 
-    def stop(self, process: subprocess.Popen[bytes]) -> None:
+    def stop(self, process: subprocess.Popen[bytes], interrupted: Callable[[], None] = lambda: None) -> None:
         """Stop a restic this process started and no longer wants (see stop())."""
         if process.poll() is None:
-            self.stopped = True
-        stop(process)
+            self.stale_locks_possible = True
+        stop(process, interrupted=interrupted)
 
     def run(self, *args: str, what: str, wait: float | None = None) -> bytes:
         """Run `restic ARGS`; return its standard output. Wait for a repository another restic holds
@@ -519,15 +519,15 @@ class ResticStore:
                     self.restic.run("unlock", what="removing the locks a killed restic left (restic unlock)", wait=0)
                     # and once more at the release: a killed restic not yet reaped (a zombie) still counts as
                     # running, and restic leaves its lock until then
-                    self.restic.stopped = True
+                    self.restic.stale_locks_possible = True
                 self._remove_leftovers(project, reuse=not killed)
                 yield
             finally:
                 del self._held[project]
                 self._cache.pop(project, None)
                 self._next_generation(project)
-                if self.restic.stopped:  # the lock of a restic stopped (or killed) while it took it: gone now
-                    self.restic.stopped = False
+                if self.restic.stale_locks_possible:  # of a restic stopped (or killed) while it locked: gone now
+                    self.restic.stale_locks_possible = False
                     with contextlib.suppress(StoreError):
                         self.restic.run("unlock", what="removing the lock of a restic stopped early", wait=0)
                 with contextlib.suppress(OSError):
@@ -1051,31 +1051,28 @@ class _DumpReader:
             return
         self.closed = True
         assert self.process.stdout is not None
-        if self.process.poll() is None:
-            import signal
-
-            self.restic.stopped = True
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGINT)  # see stop(): its lock goes with it
-        self.process.stdout.close()  # a restic blocked writing to us gets EPIPE
-        stop(self.process)
+        self.restic.stop(self.process, interrupted=self.process.stdout.close)  # one blocked writing to us: EPIPE
         self._reader.join()
 
 
-def stop(process: subprocess.Popen[bytes], grace: float = STOP_GRACE_SECONDS) -> None:
+def stop(
+    process: subprocess.Popen[bytes], grace: float = STOP_GRACE_SECONDS, interrupted: Callable[[], None] = lambda: None
+) -> None:
     """Stop a restic this process started and no longer wants: SIGINT, which restic answers by removing its lock
     from the repository (restic 0.14 leaves it on SIGTERM or SIGKILL, and the next exclusive command, a `restic
     check` or `prune` by hand included, then fails until someone runs `restic unlock`); SIGKILL only if it has
-    not ended after `grace` seconds. Waits for it to end."""
+    not ended after `grace` seconds. `interrupted` runs after the signal, before the wait (closing a pipe restic
+    may be blocked on). Waits for it to end."""
     import signal
 
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGINT)
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    interrupted()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
     process.wait()
 
 

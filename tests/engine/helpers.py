@@ -226,3 +226,8 @@ def automatic(name: str, reason: str) -> bool:
     """Return True for a snapshot name docker-persist made for `reason` ("pre-restore"): the UTC time, the
     reason, and a number when two were made in the same second (`2026-11-30T153253Z-pre-restore-2`)."""
     return re.fullmatch(rf"\d{{4}}-\d\d-\d\dT\d{{6}}Z-{re.escape(reason)}(-\d+)?", name) is not None
+
+
+def scratch_volumes(docker: DockerCLI) -> list[str]:
+    """Return the scratch volumes docker-persist made (drills, checks) that are still there."""
+    return docker.run("volume", "ls", "-q", "--filter", "label=io.docker-persist.role=scratch").stdout.split()

@@ -21,6 +21,7 @@ from tests.engine.helpers import (
     compose_file,
     fill,
     listing,
+    scratch_volumes,
     service_state,
     snapshot_names,
     staging_left,
@@ -54,10 +55,6 @@ def running_guards(docker: DockerCLI, volume: str) -> list[str]:
     done = docker.run("ps", "-q", "--filter", "label=io.docker-persist.role=guard",
                       "--filter", f"label=io.docker-persist.volume={volume}", check=True)  # fmt: skip
     return done.stdout.split()
-
-
-def scratch_volumes(docker: DockerCLI) -> list[str]:
-    return docker.run("volume", "ls", "-q", "--filter", "label=io.docker-persist.role=scratch").stdout.split()
 
 
 def journals(docker: DockerCLI, project: ComposeProject) -> list[str]:

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from tests.engine.conftest import ComposeProject, DockerCLI
-from tests.engine.helpers import compose_file, mountpoint, sha256_file, volume_name
+from tests.engine.helpers import compose_file, mountpoint, scratch_volumes, sha256_file, volume_name
 
 # Seed 0 always, and one new seed per run; DOCKER_PERSIST_FIDELITY_SEEDS=1,2,3 runs those instead.
 SEEDS = [int(s) for s in os.environ.get("DOCKER_PERSIST_FIDELITY_SEEDS", "").split(",") if s] or [
@@ -307,11 +307,10 @@ def test_a_drill_removes_its_scratch_volume_as_it_reads_back_and_only_that(
 
     done = project.persist("backup", "--name", "drilled")
     assert done.returncode == 0, done.stdout + done.stderr
-    scratch = set(docker.run("volume", "ls", "-q", "--filter", "label=io.docker-persist.role=scratch").stdout.split())
+    scratch = set(scratch_volumes(docker))
     done = project.persist("verify", "drilled")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "data: 3004 files, digest matches" in done.stdout + done.stderr
     assert full_listing(root) == before
     assert (canary / "kept").read_bytes() == b"kept"
-    left = set(docker.run("volume", "ls", "-q", "--filter", "label=io.docker-persist.role=scratch").stdout.split())
-    assert left == scratch
+    assert set(scratch_volumes(docker)) == scratch

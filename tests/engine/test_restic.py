@@ -26,7 +26,15 @@ from minio import Minio
 
 from tests.bed.seaweed import ACCESS_KEY, CREDENTIALS, SECRET_KEY
 from tests.engine.conftest import ComposeProject, DockerCLI
-from tests.engine.helpers import automatic, cmdline, descendants, kill_plugin, start_persist, wait_for
+from tests.engine.helpers import (
+    automatic,
+    cmdline,
+    descendants,
+    kill_plugin,
+    scratch_volumes,
+    start_persist,
+    wait_for,
+)
 from tests.engine.test_snapshots import DESTROY_SCRIPT, FILL_SCRIPT, ONE_VOLUME, busybox, snapshot_listing
 
 PASSWORD = "restic test password"
@@ -371,8 +379,9 @@ def test_a_folder_restore_killed_while_restic_writes_is_finished_by_running_it_a
     process = start_persist(project, "restore", "base", "--yes",
                             env={**local_repo.env, "DOCKER_PERSIST_STORE": local_repo.url})  # fmt: skip
     try:
-        into = (lambda line: "/docker-persist-verify-" in line) if phase == "check" else (lambda line: folder in line)
-        wait_for(lambda: restic_restoring(process.pid, into), 120, f"restic restoring ({phase})", process)
+        into = "/docker-persist-verify-" if phase == "check" else folder  # the scratch volume, or the volume
+        wait_for(lambda: restic_running(process.pid, lambda line: " restore " in line and into in line), 120,
+                 f"restic restoring ({phase})", process)  # fmt: skip
         time.sleep(0.5)
         kill_plugin(process)
     finally:
@@ -406,29 +415,17 @@ def test_a_folder_restore_killed_while_restic_writes_is_finished_by_running_it_a
     local_repo.restic("check")
 
 
-def scratch_volumes(docker: DockerCLI) -> list[str]:
-    return docker.run("volume", "ls", "-q", "--filter", "label=io.docker-persist.role=scratch").stdout.split()
-
-
 def incomplete_markers(docker: DockerCLI, volume: str) -> list[str]:
     done = docker.run("ps", "-aq", "--filter", "label=io.docker-persist.role=incomplete",
                       "--filter", f"label=io.docker-persist.volume={volume}", check=True)  # fmt: skip
     return done.stdout.split()
 
 
-def restic_restoring(pid: int, into: Callable[[str], bool]) -> bool:
-    """Return True while a restic under `pid` restores into a folder `into` accepts."""
-    for child in descendants(pid):
-        line = cmdline(child)
-        if line.split(" ", 1)[0].rsplit("/", 1)[-1] == "restic" and " restore " in line and into(line):
-            return True
-    return False
-
-
-def restic_running(pid: int) -> bool:
+def restic_running(pid: int, args: Callable[[str], bool] = lambda _: True) -> bool:
+    """Return True while a restic under `pid` runs with a command line `args` accepts."""
     for child in descendants(pid):
         try:
-            if Path(f"/proc/{child}/comm").read_text().strip() == "restic":
+            if Path(f"/proc/{child}/comm").read_text().strip() == "restic" and args(cmdline(child)):
                 return True
         except OSError:
             continue

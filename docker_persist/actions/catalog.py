@@ -461,6 +461,8 @@ def volume_read_digest(
             digester.feed(chunk)
             if behind is not None:
                 behind.passed(digester.passed_tops())
+                if behind.removing:
+                    crash_point("read-back:removing")
     return digester.finish()
 
 

@@ -380,6 +380,11 @@ class RemovalBehind:
             except OSError:
                 self._rm = None
 
+    @property
+    def removing(self) -> bool:
+        """Whether an rm started here may still run."""
+        return self._running is not None
+
     def wait(self) -> None:
         """Wait for the running rm, if any."""
         if self._running is not None:

@@ -215,6 +215,27 @@ def test_a_killed_verify_leaves_a_scratch_volume_the_next_command_removes(
     assert_nothing_left(docker, project)
 
 
+def test_a_verify_killed_while_rm_removes_behind_its_read_back(docker: DockerCLI, project: ComposeProject) -> None:
+    """kill -9 just after verify started an rm beside its read-back of the scratch volume: the orphaned rm
+    touches only that volume, the next command removes what is left of it, the data and the snapshot are
+    untouched, and the snapshot still verifies."""
+    project.write(compose_file())
+    project.compose("up", "-d", "--wait")
+    fill(project, 2)
+    tops = "for d in a b c d e f; do mkdir -p /data/top-$d; echo $d > /data/top-$d/file; done; sync"
+    project.compose("exec", "-T", "app", "sh", "-c", tops)  # top-level names for rm to remove behind the read
+    assert project.persist("backup", "--name", "v").returncode == 0
+    data = listing(docker, volume_name(project))
+    before = set(scratch_volumes(docker))
+    crashed(project, "read-back:removing", "verify", "v")
+    assert set(scratch_volumes(docker)) - before, "the killed drill should have left its scratch volume"
+    assert project.persist("backup", "--name", "next").returncode == 0
+    assert set(scratch_volumes(docker)) - before == set()
+    assert listing(docker, volume_name(project)) == data
+    assert project.persist("verify", "v").returncode == 0
+    assert_nothing_left(docker, project)
+
+
 def test_a_killed_forget_leaves_trash_the_next_command_removes(docker: DockerCLI, project: ComposeProject) -> None:
     project.write(compose_file())
     project.compose("up", "-d", "--wait")

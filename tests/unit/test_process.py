@@ -127,6 +127,21 @@ def test_removal_behind_takes_every_name_when_each_rm_is_done_first(tmp_path: Pa
     assert os.listdir(folder) == ["n29"]
 
 
+def test_removal_behind_says_whether_an_rm_may_still_run(tmp_path: Path) -> None:
+    import os
+
+    from docker_persist.host.process import RemovalBehind
+
+    folder = tmp_path / "v"
+    (folder / "a").mkdir(parents=True)
+    behind = RemovalBehind(str(folder), os.environ)
+    assert not behind.removing
+    behind.passed([b"a"])
+    assert behind.removing
+    behind.wait()
+    assert not behind.removing and os.listdir(folder) == []
+
+
 def test_a_read_back_that_removes_behind_reads_what_a_plain_one_does(tmp_path: Path) -> None:
     """volume_read_digest with RemovalBehind (verify's read-back of its scratch volume): the same summary as
     a read of an identical copy, and all the read has gone past is gone (rm runs beside the read)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
@@ -405,7 +406,16 @@ def drill(
     return restored
 
 
-def check_folder_part(
+@dataclasses.dataclass(frozen=True)
+class CheckedPart:
+    """A folder part restored into a scratch volume and found exact: what it holds, and where."""
+
+    scratch: str
+    summary: ArchiveSummary
+
+
+@contextlib.contextmanager
+def checked_folder_part(
     engine: Engine,
     store: Store,
     project: str,
@@ -413,22 +423,62 @@ def check_folder_part(
     record: VolumeRecord,
     progress: Progress,
     identities: Sequence[Any] = (),
-) -> None:
+    keep: bool = False,
+) -> Iterator[CheckedPart | None]:
     """Check a folder part (restic's, file by file) before a restore touches anything, as check_archive checks a
     tar: with the engine on this machine, restic restores it into a scratch volume, on the engine's disk where
-    the restore needs the space anyway, not under $TMPDIR (often a small tmpfs); it is read back, its digest
-    compared, and its files removed behind the read. Through a remote engine, check_archive.
-    Raise IntegrityError as check_archive does."""
+    the restore needs the space anyway, not under $TMPDIR (often a small tmpfs), and it is read back and its
+    digest compared. Through a remote engine, check_archive. Raise IntegrityError as check_archive does.
+
+    With `keep`, the block gets the scratch volume, holding exactly the part, for the restore to move its files
+    into the volume (move_checked) instead of restoring them again; else its files are removed behind the read
+    and the block gets None (as it does through a remote engine). The scratch volume is removed after the block.
+    """
     with scratch_volume(engine, project) as scratch:
         if engine.host_path(scratch, writable=True) is None:
             check_archive(store, project, manifest, record, progress, identities)
+            yield None
             return
         try:
-            drill(engine, store, project, manifest, record, scratch, progress, identities, "restore:checking", True)
+            summary = drill(engine, store, project, manifest, record, scratch, progress, identities,
+                            "restore:checking", remove_behind=not keep)  # fmt: skip
         except (IntegrityError, SnapshotNotFoundError, IdentityError):
             raise
         except PersistError as error:  # store errors: restic could not restore it
             raise IntegrityError(f"snapshot {manifest.name!r}: {record.file}: {error}") from error
+        yield CheckedPart(scratch, summary) if keep else None
+
+
+def move_checked(engine: Engine, checked: CheckedPart, volume: str, root: RootEntry, crash: str) -> bool:
+    """Move what a checked scratch volume holds into the empty volume `volume` (both on this machine), entry by
+    top-level entry, and give its root `root`'s mode and owner. Return False, with nothing moved, if they are
+    not on one file system (or not both here): then the caller restores the part as usual.
+
+    A rename keeps every inode as it is (content, owner, mode, xattrs, hard links); the mtime of each entry
+    moved is set again all the same (a directory's may change with its `..`). The caller reads the volume
+    back: that, not the check, is the proof for the volume itself.
+    """
+    source = engine.host_path(checked.scratch, writable=True)
+    target = engine.host_path(volume, writable=True)
+    if source is None or target is None or os.stat(source).st_dev != os.stat(target).st_dev:
+        return False
+    names = os.listdir(os.fsencode(source))
+    for index, name in enumerate(names):
+        old, new = os.path.join(os.fsencode(source), name), os.path.join(os.fsencode(target), name)
+        status = os.lstat(old)
+        try:
+            os.rename(old, new)
+        except OSError as error:
+            if index == 0 and error.errno == errno.EXDEV:  # another mount of the same file system
+                return False
+            raise PersistError(
+                f"cannot move the checked files of {checked.scratch!r} into {volume!r}: {error}"
+            ) from error
+        os.utime(new, ns=(status.st_atime_ns, status.st_mtime_ns), follow_symlinks=False)
+        crash_point(crash)
+    os.chown(target, root.uid, root.gid)
+    os.chmod(target, root.mode & 0o7777)
+    return True
 
 
 def volume_is_empty(engine: Engine, project: str, volume: str) -> bool:

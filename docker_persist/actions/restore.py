@@ -22,6 +22,7 @@ goes) and otherwise leaves the record, so that running the same restore again fi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Sequence
@@ -35,11 +36,14 @@ from docker_persist.actions.backup import (
     unique_automatic_name,
 )
 from docker_persist.actions.catalog import (
+    CheckedPart,
     check_archive,
     check_dump,
-    check_folder_part,
+    checked_folder_part,
     extract_and_read_back,
     extract_into_volume,
+    holds_exactly,
+    move_checked,
     read_manifest,
     unlock,
     volume_is_empty,
@@ -55,7 +59,7 @@ from docker_persist.actions.recover import (
 )
 from docker_persist.config.model import Project, Volume
 from docker_persist.core.dumps import dump_for_volume, dumped_volume, volume_of
-from docker_persist.core.manifest import TREE_SUFFIX, Manifest, VolumeRecord
+from docker_persist.core.manifest import TREE_SUFFIX, Manifest, RootEntry, VolumeRecord
 from docker_persist.core.operations import Operation, Target, recovery
 from docker_persist.engine import COMPOSE_PROJECT, COMPOSE_VOLUME, ContainerSummary, Engine
 from docker_persist.engine.guards import create_guard
@@ -278,7 +282,11 @@ def restore(
     resolved = resolved or resolve_restore(store, project, request)
     fmt = part_format(project, store)  # for the undo snapshot: a bad x-persist.encrypt fails now
     source = request.from_project or project.name
-    with ws.journal.hold("restore", LOCK_TIMEOUT), store.lock(project.name, timeout=LOCK_TIMEOUT):
+    with (
+        ws.journal.hold("restore", LOCK_TIMEOUT),
+        store.lock(project.name, timeout=LOCK_TIMEOUT),
+        contextlib.ExitStack() as scratches,
+    ):
         resume = _resumable(ws.journal.read().operation, _target_names(project, resolved, request))
         recover(ws, resuming=resume is not None)  # first: what a dead run stopped is started again
         plan = _plan_targets(ws, resolved, request)
@@ -293,6 +301,7 @@ def restore(
                     # It would need an undo snapshot of its own, beside the interrupted restore's.
                     raise UnfinishedOperationError(unfinished_message(resume))
         # Everything that can refuse the snapshot runs before anything is touched.
+        checked: dict[str, CheckedPart] = {}
         for target in plan.targets:
             if target.before == "data" or plan.users[target.volume]:
                 record = plan.records[target.volume]
@@ -300,11 +309,18 @@ def restore(
                 if record.kind == "dump":
                     check_dump(store, source, resolved.manifest, record, ws.progress, resolved.keys)
                 elif record.file.endswith(TREE_SUFFIX) and getattr(store, "restore_tree", None) is not None:
-                    check_folder_part(ws.engine, store, source, resolved.manifest, record, ws.progress, resolved.keys)
+                    # What the check restored is kept, to be moved into the volume: restic restores it once.
+                    keep = not target.outlives
+                    checking = checked_folder_part(
+                        ws.engine, store, source, resolved.manifest, record, ws.progress, resolved.keys, keep
+                    )
+                    part = scratches.enter_context(checking)
+                    if part is not None:
+                        checked[target.volume] = part
                 else:
                     check_archive(store, source, resolved.manifest, record, ws.progress, resolved.keys)
         operation = _operation(resolved, source, store, plan, resume)
-        return _carry_out(ws, store, resolved, source, fmt, plan, operation, finished=resume is not None)
+        return _carry_out(ws, store, resolved, source, fmt, plan, operation, checked, finished=resume is not None)
 
 
 def _target_names(project: Project, resolved: ResolvedRestore, request: RestoreRequest) -> set[str]:
@@ -362,6 +378,7 @@ def _carry_out(
     fmt: PartFormat,
     plan: _Plan,
     operation: Operation,
+    checked: dict[str, CheckedPart],
     finished: bool,
 ) -> RestoreResult:
     journal, engine = ws.journal, ws.engine
@@ -385,7 +402,7 @@ def _carry_out(
         journal.set_operation(operation)
         for target in operation.targets:
             if target.volume in plan.records:
-                _replace(ws, store, resolved, source, plan, operation, target)
+                _replace(ws, store, resolved, source, plan, operation, target, checked.get(target.volume))
             elif target.guarded:  # the interrupted restore's, left alone by this one: only its guard back
                 create_guard(engine, target.volume, ws.project.name)
         operation.phase = "replaced"
@@ -409,8 +426,11 @@ def _replace(
     plan: _Plan,
     operation: Operation,
     target: Target,
+    checked: CheckedPart | None = None,
 ) -> None:
-    """Replace one target by the snapshot's content; every destructive step is journaled first."""
+    """Replace one target by the snapshot's content; every destructive step is journaled first. With `checked`
+    (the check's scratch volume, holding exactly the part), its files are moved in when they can be, and the
+    volume read back."""
     engine, journal = ws.engine, ws.journal
     target.status = "removing"
     journal.set_operation(operation)
@@ -432,6 +452,13 @@ def _replace(
     if record.kind == "dump":
         load_snapshot_dump(ws, store, source, resolved.manifest, record, resolved.keys, target.volume,
                            "restore:extracting")  # fmt: skip
+    elif checked is not None and move_checked(engine, checked, target.volume, record.root or RootEntry(0o755, 0, 0),
+                                              "restore:extracting"):  # fmt: skip
+        if holds_exactly(engine, ws.project.name, target.volume, checked.summary) is None:
+            raise IntegrityError(
+                f"volume {target.volume!r}: the files moved in from the check do not match snapshot "
+                f"{resolved.manifest.name!r}"
+            )
     elif not target.outlives:
         extract_into_volume(engine, store, source, resolved.manifest, record, target.volume, ws.progress, resolved.keys)
     # What an outliving volume holds is what it was given, and nothing else: read it back.

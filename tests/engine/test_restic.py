@@ -223,9 +223,16 @@ def test_a_volume_no_container_runs_on_goes_file_by_file_and_restores_exactly(
     root = dict(str(t).partition("=")[::2] for t in trees["first"]["tags"])["root"]  # type: ignore[attr-defined]
 
     busybox(docker, volume, DESTROY_SCRIPT)
-    done = local_repo.persist("restore", "first", "--yes")
+    runs = project.directory.parent / "restic-runs"
+    wrapper = project.directory.parent / "restic-wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {runs}\nexec restic "$@"\n')
+    wrapper.chmod(0o755)
+    done = local_repo.persist("restore", "first", "--yes", env={"DOCKER_PERSIST_RESTIC": str(wrapper)})
     assert done.returncode == 0, done.stdout + done.stderr
     assert snapshot_listing(docker, volume) == before
+    # restic restored the part once, for the check, into a scratch volume; those files were moved into the volume
+    restores = [line for line in runs.read_text().splitlines() if line.startswith("restore ")]
+    assert len(restores) == 1 and "/docker-persist-verify-" in restores[0], restores
     done = local_repo.persist("verify", "second")  # the unchanged one: its digest is the first's
     assert done.returncode == 0, done.stdout + done.stderr
     assert "second: ok" in done.stdout, done.stdout
@@ -355,15 +362,16 @@ def test_a_backup_killed_mid_stream_leaves_nothing_visible_and_the_repository_so
     assert local_repo.persist("verify", "after").returncode == 0
 
 
-@pytest.mark.parametrize("phase", ["check", "restore"])
-def test_a_folder_restore_killed_while_restic_writes_is_finished_by_running_it_again(
+@pytest.mark.parametrize("phase", ["check", "move"])
+def test_a_folder_restore_killed_midway_is_finished_by_running_it_again(
     local_repo: Repository, project: ComposeProject, docker: DockerCLI, phase: str
 ) -> None:
-    """kill -9 of the plugin, restic and the docker CLI while `restic restore` runs. In the check (the folder part
-    restored into a scratch volume before anything is touched): the volume is as it was, and the next command
-    removes the scratch volume. In the restore into the volume: the volume is marked incomplete and running the
-    restore again finishes it exactly. Either way the undo snapshot holds what the volume held before, and the
-    repository passes restic check."""
+    """A restore over data restores a folder part once, into a scratch volume (the check, before anything is
+    touched), then moves those files into the volume. kill -9 of the plugin, restic and the docker CLI in the
+    check: the volume is as it was, and the next command removes the scratch volume. kill -9 while the files
+    are moved: the volume is marked incomplete; running the restore again has restic restore the part straight
+    into the volume, a kill -9 there leaves it marked too, and the next run finishes it exactly. Each way the
+    undo snapshot holds what the volume held before, and the repository passes restic check."""
     volume, _ = filled(local_repo, project, docker)
     busybox(docker, volume, "dd if=/dev/urandom of=/d/random.bin bs=1M count=300 2>/dev/null")
     project.compose("stop")
@@ -375,28 +383,21 @@ def test_a_folder_restore_killed_while_restic_writes_is_finished_by_running_it_a
     changed = snapshot_listing(docker, volume)
     folder = docker.run("volume", "inspect", "-f", "{{.Mountpoint}}", volume, check=True).stdout.strip()
     scratch = set(scratch_volumes(docker))
+    env = {**local_repo.env, "DOCKER_PERSIST_STORE": local_repo.url}
 
-    process = start_persist(project, "restore", "base", "--yes",
-                            env={**local_repo.env, "DOCKER_PERSIST_STORE": local_repo.url})  # fmt: skip
-    try:
-        into = "/docker-persist-verify-" if phase == "check" else folder  # the scratch volume, or the volume
-        wait_for(lambda: restic_running(process.pid, lambda line: " restore " in line and into in line), 120,
-                 f"restic restoring ({phase})", process)  # fmt: skip
-        time.sleep(0.5)
-        kill_plugin(process)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode != 0
     if phase == "check":
+        killed_while_restic_restores(project, env, "/docker-persist-verify-")  # the scratch volume
         assert incomplete_markers(docker, volume) == []
         assert snapshot_listing(docker, volume) == changed  # nothing touched
         assert set(scratch_volumes(docker)) - scratch, "the killed check should have left its scratch volume"
     else:
-        assert incomplete_markers(docker, volume), "the half-restored volume must be marked"
+        done = local_repo.persist("restore", "base", "--yes", env={"DOCKER_PERSIST_CRASH_AT": "restore:extracting"})
+        assert done.returncode == 255, done.stdout + done.stderr  # the docker CLI's code for a killed plugin
+        assert incomplete_markers(docker, volume), "the half-filled volume must be marked"
         done = local_repo.persist("check")
         assert done.returncode == 1 and "DP018" in done.stdout + done.stderr, done.stdout + done.stderr
+        killed_while_restic_restores(project, env, folder)  # the run that finishes it restores straight into the volume
+        assert incomplete_markers(docker, volume), "the half-restored volume must still be marked"
 
     done = local_repo.persist("restore", "base", "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -413,6 +414,22 @@ def test_a_folder_restore_killed_while_restic_writes_is_finished_by_running_it_a
     finally:
         docker.run("volume", "rm", "-f", aside)
     local_repo.restic("check")
+
+
+def killed_while_restic_restores(project: ComposeProject, env: dict[str, str], into: str) -> None:
+    """Start `restore base --yes`, and kill -9 the plugin, restic and the docker CLI once restic restores into a
+    folder whose path holds `into`."""
+    process = start_persist(project, "restore", "base", "--yes", env=env)
+    try:
+        wait_for(lambda: restic_running(process.pid, lambda line: " restore " in line and into in line), 120,
+                 f"restic restoring into {into}", process)  # fmt: skip
+        time.sleep(0.5)
+        kill_plugin(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode != 0
 
 
 def incomplete_markers(docker: DockerCLI, volume: str) -> list[str]:

@@ -223,3 +223,99 @@ def test_removal_behind_gives_each_rm_a_bounded_argument_list(tmp_path: Path) ->
         assert runs < 10, "rm runs that remove nothing"
         behind.passed([])
     assert runs >= 3
+
+
+class _Folders:
+    """An engine whose volumes are folders under one directory: what move_checked asks of it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def host_path(self, volume: str, writable: bool = False) -> str | None:
+        path = self.root / volume
+        return str(path) if path.is_dir() else None
+
+
+def _checked(scratch: str) -> Any:
+    from docker_persist.actions.catalog import CheckedPart
+    from docker_persist.core.archive import ArchiveSummary
+
+    return CheckedPart(scratch, ArchiveSummary("", "", 0, 0, 0, 0, 0, 0, None))
+
+
+def test_move_checked_moves_every_entry_as_it_was_and_gives_the_root(tmp_path: Path) -> None:
+    """A restore moves the files its check restored (a folder part, in a scratch volume) into the emptied volume:
+    every top-level entry, its mtime as it was (a directory's too), links and modes kept; the root gets the
+    snapshot's mode and owner."""
+    import os
+
+    from docker_persist.actions.catalog import move_checked
+    from docker_persist.core.manifest import RootEntry
+
+    scratch, volume = tmp_path / "scratch", tmp_path / "volume"
+    (scratch / "dir" / "deep").mkdir(parents=True)
+    (scratch / "dir" / "deep" / "file").write_bytes(b"data")
+    (scratch / "dir" / "hard").write_bytes(b"shared")
+    os.link(scratch / "dir" / "hard", scratch / "hard-too")
+    (scratch / "link").symlink_to("dir/deep/file")
+    (scratch / "odd \n\xe9".encode("latin-1").decode("utf-8", "surrogateescape")).write_bytes(b"odd")
+    (scratch / "dir" / "deep" / "file").chmod(0o640)
+    for index, name in enumerate(sorted(os.listdir(scratch))):
+        os.utime(scratch / name, ns=(1_000_000_000 + index, 1_500_000_000_123_456_789 + index), follow_symlinks=False)
+    expected = {
+        name: (status.st_mtime_ns, status.st_mode, status.st_ino)
+        for name in os.listdir(os.fsencode(scratch))
+        for status in [os.lstat(os.path.join(os.fsencode(scratch), name))]
+    }
+    volume.mkdir(mode=0o755)
+    uid, gid = os.getuid(), os.getgid()
+    assert move_checked(_Folders(tmp_path), _checked("scratch"), "volume", RootEntry(0o2770, uid, gid), "x") is True
+    assert os.listdir(scratch) == []
+    moved = {
+        name: (status.st_mtime_ns, status.st_mode, status.st_ino)
+        for name in os.listdir(os.fsencode(volume))
+        for status in [os.lstat(os.path.join(os.fsencode(volume), name))]
+    }
+    assert moved == expected
+    assert (volume / "dir" / "deep" / "file").read_bytes() == b"data"
+    assert os.stat(volume / "hard-too").st_nlink == 2
+    assert os.readlink(volume / "link") == "dir/deep/file"
+    root = os.stat(volume)
+    assert (root.st_mode & 0o7777, root.st_uid, root.st_gid) == (0o2770, uid, gid)
+
+
+def test_move_checked_moves_nothing_where_it_cannot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No folder for either volume, or another mount of the file system (EXDEV at the first rename): False, and
+    nothing moved, so the restore has restic restore the part as usual. A rename that fails after some moved
+    leaves a half-filled volume: that is an error, for the journal to finish."""
+    import errno
+    import os
+
+    from docker_persist.actions.catalog import move_checked
+    from docker_persist.core.manifest import RootEntry
+    from docker_persist.errors import PersistError
+
+    scratch, volume = tmp_path / "scratch", tmp_path / "volume"
+    scratch.mkdir()
+    for name in ("a", "b", "c"):
+        (scratch / name).write_bytes(name.encode())
+    root = RootEntry(0o755, os.getuid(), os.getgid())
+    engine = _Folders(tmp_path)
+    assert move_checked(engine, _checked("scratch"), "volume", root, "x") is False  # no folder for the volume
+    volume.mkdir()
+    assert move_checked(engine, _checked("gone"), "volume", root, "x") is False
+
+    real_rename, calls = os.rename, []
+
+    def rename(old: bytes, new: bytes) -> None:
+        calls.append(old)
+        if len(calls) == 1 or len(calls) == 3:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_rename(old, new)
+
+    monkeypatch.setattr(os, "rename", rename)
+    assert move_checked(engine, _checked("scratch"), "volume", root, "x") is False
+    assert sorted(os.listdir(scratch)) == ["a", "b", "c"] and os.listdir(volume) == []
+    with pytest.raises(PersistError, match="cannot move the checked files of 'scratch' into 'volume'"):
+        move_checked(engine, _checked("scratch"), "volume", root, "x")
+    assert len(os.listdir(scratch)) == 2 and len(os.listdir(volume)) == 1

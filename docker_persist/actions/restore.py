@@ -39,6 +39,7 @@ from docker_persist.actions.catalog import (
     CheckedPart,
     check_archive,
     check_dump,
+    check_folder_part,
     checked_folder_part,
     extract_and_read_back,
     extract_into_volume,
@@ -302,25 +303,35 @@ def restore(
                     raise UnfinishedOperationError(unfinished_message(resume))
         # Everything that can refuse the snapshot runs before anything is touched.
         checked: dict[str, CheckedPart] = {}
-        for target in plan.targets:
-            if target.before == "data" or plan.users[target.volume]:
-                record = plan.records[target.volume]
-                ws.say(f"checking {record.file}")
-                if record.kind == "dump":
-                    check_dump(store, source, resolved.manifest, record, ws.progress, resolved.keys)
-                elif record.file.endswith(TREE_SUFFIX) and getattr(store, "restore_tree", None) is not None:
-                    # What the check restored is kept, to be moved into the volume: restic restores it once.
-                    keep = not target.outlives
-                    checking = checked_folder_part(
-                        ws.engine, store, source, resolved.manifest, record, ws.progress, resolved.keys, keep
-                    )
-                    part = scratches.enter_context(checking)
-                    if part is not None:
-                        checked[target.volume] = part
-                else:
-                    check_archive(store, source, resolved.manifest, record, ws.progress, resolved.keys)
+        to_check = [t for t in plan.targets if t.before == "data" or plan.users[t.volume]]
+        kept = _kept_check(to_check, plan.records, getattr(store, "restore_tree", None) is not None)
+        for target in sorted(to_check, key=lambda t: t is kept):  # the kept one last: see _kept_check
+            record = plan.records[target.volume]
+            ws.say(f"checking {record.file}")
+            if record.kind == "dump":
+                check_dump(store, source, resolved.manifest, record, ws.progress, resolved.keys)
+            elif target is kept:  # its scratch volume stays until the restore ends
+                part = scratches.enter_context(checked_folder_part(
+                    ws.engine, store, source, resolved.manifest, record, ws.progress, resolved.keys, keep=True
+                ))  # fmt: skip
+                if part is not None:
+                    checked[target.volume] = part
+            elif record.file.endswith(TREE_SUFFIX) and getattr(store, "restore_tree", None) is not None:
+                check_folder_part(ws.engine, store, source, resolved.manifest, record, ws.progress, resolved.keys)
+            else:
+                check_archive(store, source, resolved.manifest, record, ws.progress, resolved.keys)
         operation = _operation(resolved, source, store, plan, resume)
         return _carry_out(ws, store, resolved, source, fmt, plan, operation, checked, finished=resume is not None)
+
+
+def _kept_check(targets: Sequence[Target], records: dict[str, VolumeRecord], folders: bool) -> Target | None:
+    """Return the target whose folder part's check is kept, to be moved into it (restic then restores that part
+    once, not twice): the largest folder part going into a volume the engine really empties (not one whose
+    files outlive it); None if there is none (or the store restores no folder). One only, checked last: the
+    other checks' scratch volumes are gone by then, so the disk holds no more at once than with no check kept.
+    """
+    eligible = [t for t in targets if folders and records[t.volume].file.endswith(TREE_SUFFIX) and not t.outlives]
+    return max(eligible, key=lambda t: records[t.volume].bytes, default=None)
 
 
 def _target_names(project: Project, resolved: ResolvedRestore, request: RestoreRequest) -> set[str]:

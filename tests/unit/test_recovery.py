@@ -261,3 +261,36 @@ def test_a_volume_whose_files_outlive_it_is_replaced_not_merged(tmp_path: Path) 
     restore(bed.workspace(), bed.store, RestoreRequest("s1"))
     assert engine.files(VOLUME) == base
     assert "empty_volume" in engine.calls
+
+
+def test_one_folder_part_check_is_kept_the_largest_into_a_volume_the_engine_empties() -> None:
+    """A restore keeps one folder part's check to move it into its volume (restic then restores it once): the
+    largest of those going into a volume the engine really empties; none for tar parts, for a volume whose
+    files outlive it, or for a store that restores no folder."""
+    import dataclasses
+
+    from docker_persist.actions.restore import _kept_check
+    from docker_persist.core.manifest import VolumeRecord
+    from docker_persist.core.operations import Target
+
+    def record(key: str, size: int, file: str) -> VolumeRecord:
+        return VolumeRecord(key=key, source=key, driver="local", driver_opts={}, labels={}, file=file,
+                            compression="none", archive_sha256="0" * 64, archive_bytes=0,
+                            content_digest="sha256:" + "0" * 64, bytes=size, files=1, directories=1, symlinks=0,
+                            entries=2, root=None)  # fmt: skip
+
+    records = {
+        "small": record("small", 10, "small.tree"),
+        "big": record("big", 1000, "big.tree"),
+        "huge-tar": record("huge-tar", 10**9, "huge-tar.tar.zst"),
+        "bound": record("bound", 10**8, "bound.tree"),
+    }
+    targets = {key: Target(key, key, "data") for key in records}
+    targets["bound"] = dataclasses.replace(targets["bound"], driver_opts={"type": "none", "o": "bind", "device": "/x"})
+    assert targets["bound"].outlives
+    every = list(targets.values())
+    assert _kept_check(every, records, folders=True) is targets["big"]
+    assert _kept_check([targets["small"], targets["huge-tar"]], records, folders=True) is targets["small"]
+    assert _kept_check([targets["huge-tar"], targets["bound"]], records, folders=True) is None
+    assert _kept_check(every, records, folders=False) is None
+    assert _kept_check([], records, folders=True) is None

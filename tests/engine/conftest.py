@@ -6,6 +6,7 @@ Run `tests/bed/testbed` (the README's test command does) to bring an engine up.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -119,8 +120,31 @@ def _real_state() -> dict[str, float]:
 @pytest.fixture(scope="session")
 def docker(docker_config: Path) -> Iterator[DockerCLI]:
     before = _real_state()
-    yield DockerCLI(docker_config)
+    cli = DockerCLI(docker_config)
+    with bystanders(cli):
+        yield cli
     assert _real_state() == before, "an engine test wrote into the real user's docker-persist state"
+
+
+@contextlib.contextmanager
+def bystanders(cli: DockerCLI) -> Iterator[None]:
+    """What someone who runs the tests on their own engine has: an unused named volume holding a file and a
+    stopped container, neither labelled as a test's. After the session both must be there, the file intact:
+    no test (and no docker persist command) removes what it did not make, as an unscoped prune would."""
+    name = f"docker-persist-bystander-{uuid.uuid4().hex[:8]}"
+    cli.run("volume", "create", name, check=True)
+    cli.run("run", "--rm", "--network", "none", "-v", f"{name}:/d", BUSYBOX_IMAGE, "sh", "-c",
+            "echo mine > /d/file", check=True)  # fmt: skip
+    cli.run("create", "--name", name, "--network", "none", BUSYBOX_IMAGE, "true", check=True)
+    try:
+        yield
+        assert cli.run("container", "inspect", name).returncode == 0, f"an engine test removed container {name}"
+        done = cli.run("run", "--rm", "--network", "none", "-v", f"{name}:/d:ro", BUSYBOX_IMAGE, "cat", "/d/file")
+        assert cli.run("volume", "inspect", name).returncode == 0, f"an engine test removed volume {name}"
+        assert done.stdout == "mine\n", f"volume {name} changed: {done.stdout!r} {done.stderr!r}"
+    finally:
+        cli.run("rm", "-f", name)
+        cli.run("volume", "rm", "-f", name)
 
 
 @pytest.fixture

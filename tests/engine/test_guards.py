@@ -50,8 +50,11 @@ def test_a_guard_survives_every_removal_command(docker: DockerCLI, project: Comp
     docker.run("rm", "-f", "-v", container, check=True)
     removed = docker.run("volume", "rm", volume)
     assert removed.returncode != 0 and "in use" in removed.stderr
-    docker.run("volume", "prune", "-f", check=True)
-    docker.run("volume", "prune", "-f", "--filter", "all=1")  # API >= 1.42 only; older engines refuse the filter
+    # Scoped to the project's volumes, so that the test never prunes anything of whoever runs it (before API
+    # 1.42, a plain prune removes every unused volume, named ones too): the volume is still one prune may remove.
+    scope = f"label=com.docker.compose.project={project.name}"
+    docker.run("volume", "prune", "-f", "--filter", scope, check=True)
+    docker.run("volume", "prune", "-f", "--filter", "all=1", "--filter", scope)  # API >= 1.42; older ones refuse
     # A plain `docker compose down -v` cannot remove it either.
     project.compose("up", "-d", "--wait")
     down = project.compose("down", "-v", check=False)

@@ -264,11 +264,15 @@ def test_guards_survive_the_prune_commands(docker: DockerCLI, project: ComposePr
     assert project.persist("protect").returncode == 0
     project.compose("down")  # the service's container is gone: only the guard uses the volume
     before = listing(docker, volume)
+    # Each prune is scoped to this project (a label filter), so that the test never removes the containers or
+    # volumes of whoever runs it; the guard and the volume are still what each prune may remove.
+    ours = f"label=io.docker-persist.project={project.name}"  # the guard
+    compose = f"label=com.docker.compose.project={project.name}"  # the volume
     for command in (
-        ["container", "prune", "-f"],
-        ["volume", "prune", "-f"],
-        ["system", "prune", "-f", "--volumes"],
-        ["container", "prune", "-f", "--filter", "label=io.docker-persist.role=guard"],
+        ["container", "prune", "-f", "--filter", ours],
+        ["volume", "prune", "-f", "--filter", compose],
+        ["system", "prune", "-f", "--volumes", "--filter", compose],
+        ["container", "prune", "-f", "--filter", "label=io.docker-persist.role=guard", "--filter", ours],
     ):
         done = docker.run(*command)
         assert done.returncode == 0, done.stderr

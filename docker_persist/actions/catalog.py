@@ -449,21 +449,6 @@ def checked_folder_part(
         yield CheckedPart(scratch, summary) if keep else None
 
 
-def check_folder_part(
-    engine: Engine,
-    store: Store,
-    project: str,
-    manifest: Manifest,
-    record: VolumeRecord,
-    progress: Progress,
-    identities: Sequence[Any] = (),
-) -> None:
-    """Check a folder part as checked_folder_part does, its files removed behind the read, its scratch volume
-    removed before this returns."""
-    with checked_folder_part(engine, store, project, manifest, record, progress, identities, keep=False):
-        pass
-
-
 def move_checked(engine: Engine, checked: CheckedPart, volume: str, root: RootEntry, crash: str) -> bool:
     """Move what a checked scratch volume holds into the empty volume `volume` (both on this machine), entry by
     top-level entry, and give its root `root`'s mode and owner. Return False, with nothing moved, if they are

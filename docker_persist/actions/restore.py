@@ -39,7 +39,6 @@ from docker_persist.actions.catalog import (
     CheckedPart,
     check_archive,
     check_dump,
-    check_folder_part,
     checked_folder_part,
     extract_and_read_back,
     extract_into_volume,
@@ -310,14 +309,15 @@ def restore(
             ws.say(f"checking {record.file}")
             if record.kind == "dump":
                 check_dump(store, source, resolved.manifest, record, ws.progress, resolved.keys)
-            elif target is kept:  # its scratch volume stays until the restore ends
-                part = scratches.enter_context(checked_folder_part(
-                    ws.engine, store, source, resolved.manifest, record, ws.progress, resolved.keys, keep=True
-                ))  # fmt: skip
-                if part is not None:
-                    checked[target.volume] = part
             elif record.file.endswith(TREE_SUFFIX) and getattr(store, "restore_tree", None) is not None:
-                check_folder_part(ws.engine, store, source, resolved.manifest, record, ws.progress, resolved.keys)
+                checking = checked_folder_part(ws.engine, store, source, resolved.manifest, record, ws.progress,
+                                               resolved.keys, keep=target is kept)  # fmt: skip
+                if target is kept:  # its scratch volume stays until the restore ends
+                    if (part := scratches.enter_context(checking)) is not None:
+                        checked[target.volume] = part
+                else:  # its scratch volume is gone before the next check
+                    with checking:
+                        pass
             else:
                 check_archive(store, source, resolved.manifest, record, ws.progress, resolved.keys)
         operation = _operation(resolved, source, store, plan, resume)
